@@ -1,0 +1,82 @@
+"""All configuration in one object, read from ``VITALSTREAM_*`` environment variables.
+
+Every setting is documented where it is declared, with its variable and default;
+`vitalstream config` prints them (secrets masked) and `deploy/CONFIG.md` is generated
+from this file (a test checks they agree).
+
+>>> s = Settings(kafka_bootstrap="127.0.0.1:9092")
+>>> s.kafka_bootstrap
+'127.0.0.1:9092'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VITALSTREAM_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "",
+        description="Kafka bootstrap servers, host:port[,host:port]. Empty: `vitalstream demo` "
+        "starts the embedded broker on a free loopback port.",
+    )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_ssl_cafile: str = Field("", description="CA bundle used to verify the broker (SSL).")
+    kafka_ssl_certfile: str = Field("", description="Client certificate for mutual TLS.")
+    kafka_ssl_keyfile: str = Field("", description="Client private key for mutual TLS.")
+    kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (secret).")
+
+    app_id: str = Field("vitalstream", description="Faust application id (consumer group and table prefix).")
+    topic_raw: str = Field("vitals.raw", description="Topic the gateways write to.")
+    topic_vitals: str = Field("vitals", description="Canonical samples, keyed by patient.")
+    topic_deadletter: str = Field("vitals.deadletter", description="Rejected input with its reason.")
+    topic_alerts: str = Field("alerts", description="Alerts, keyed by ward.")
+    topic_acks: str = Field("alerts.ack", description="Acknowledgements from nursing stations.")
+    topic_partitions: int = Field(4, description="Partitions of the topics vitalstream creates.")
+
+    worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")
+    worker_web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
+    data_dir: str = Field(".vitalstream", description="Worker state directory (Faust tables' local store).")
+
+    news2_window_s: int = Field(
+        1800,
+        description="NEWS2 uses the latest value of each parameter measured within this many "
+        "seconds of device time (30 min: readings taken separately still make a score).",
+    )
+    batch_size: int = Field(1000, description="Max events taken from a stream in one batch.")
+    batch_timeout_s: float = Field(0.005, description="Max wait to fill a batch, seconds.")
+
+    model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security arguments for aiokafka clients (empty for PLAINTEXT)."""
+        kwargs: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if "SSL" in self.kafka_security_protocol:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile or None)
+            kwargs["ssl_context"] = context
+        if "SASL" in self.kafka_security_protocol:
+            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kwargs["sasl_plain_username"] = self.kafka_sasl_username
+            kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return kwargs
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as printable values, secrets masked."""
+        return {
+            name: ("**********" if isinstance(value, SecretStr) and value.get_secret_value() else
+                   str(value) if isinstance(value, SecretStr) else value)
+            for name, value in self
+        }
