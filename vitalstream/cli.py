@@ -12,6 +12,8 @@ from collections.abc import Sequence
 COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.broker",
     "vitalstream.commands.score",
+    "vitalstream.commands.worker",
+    "vitalstream.commands.subscribe",
 )
 
 

@@ -73,6 +73,22 @@ class Settings(BaseSettings):
             kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return kwargs
 
+    def faust_credentials(self) -> Any:
+        """The same security settings as Faust broker credentials (None for PLAINTEXT)."""
+        import faust
+
+        kwargs = self.kafka_client_kwargs()
+        context = kwargs.get("ssl_context")
+        if "SASL" in self.kafka_security_protocol:
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password.get_secret_value(),
+                mechanism=self.kafka_sasl_mechanism, ssl_context=context,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
+
     def masked(self) -> dict[str, Any]:
         """Settings as printable values, secrets masked."""
         return {

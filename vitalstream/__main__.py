@@ -1,0 +1,5 @@
+import sys
+
+from vitalstream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""`vitalstream worker`: run the stream processor (Faust worker) against the configured broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from vitalstream.settings import Settings
+
+NAME = "worker"
+HELP = "Run the monitoring worker: vitals.raw -> ingest -> monitor -> alerts."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (else VITALSTREAM_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--web-port", type=int, help="port of /metrics, /health, /ready")
+    parser.add_argument("--loglevel", default="warn", choices=("crit", "error", "warn", "info", "debug"))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "bootstrap", None):
+        overrides["kafka_bootstrap"] = args.bootstrap
+    if getattr(args, "web_port", None):
+        overrides["worker_web_port"] = args.web_port
+    return Settings(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust
+
+    from vitalstream.app import create_app
+    from vitalstream.cli import UsageError
+    from vitalstream.kafka import ensure_topics
+
+    settings = settings_from(args)
+    if not settings.kafka_bootstrap:
+        raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
+                         "(or start one with `vitalstream broker`)")
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(ensure_topics(settings))
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

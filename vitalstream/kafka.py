@@ -1,0 +1,62 @@
+"""The thin layer to the broker for everything that is not the Faust app: topic creation,
+producers and consumers for the CLI, the gateways, replay, the demo and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from vitalstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [settings.topic_raw, settings.topic_vitals, settings.topic_deadletter,
+            settings.topic_alerts, settings.topic_acks]
+
+
+async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
+    """Create vitalstream's topics (idempotent), retrying while the broker starts."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                    **settings.kafka_client_kwargs())
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            wanted = [NewTopic(name, settings.topic_partitions, 1)
+                      for name in (*topic_names(settings), *extra) if name not in existing]
+            if wanted:
+                try:
+                    await admin.create_topics(wanted)
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.debug("broker not ready yet: %s", exc)
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+def producer(settings: Settings, **kwargs: object) -> AIOKafkaProducer:
+    options: dict[str, object] = {"linger_ms": 5, "max_batch_size": 1 << 20, "acks": "all"}
+    options.update(kwargs)
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                            **settings.kafka_client_kwargs(), **options)
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None = None,
+             from_beginning: bool = True, **kwargs: object) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        **settings.kafka_client_kwargs(), **kwargs,
+    )
