@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     topic_deadletter: str = Field("vitals.deadletter", description="Rejected input with its reason.")
     topic_alerts: str = Field("alerts", description="Alerts, keyed by ward.")
     topic_acks: str = Field("alerts.ack", description="Acknowledgements from nursing stations.")
+    kafka_rebalance_timeout_s: float = Field(
+        5.0, description="Consumer-group rebalance timeout. Some brokers (tansu) hold a joining "
+        "member this long, so it bounds how fast a worker starts and a failed worker's "
+        "partitions move; a batch never takes near this long.")
+    kafka_session_timeout_s: float = Field(
+        10.0, description="A worker silent this long is declared dead and its partitions move.")
     topic_partitions: int = Field(4, description="Partitions of the topics vitalstream creates.")
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")

@@ -1,0 +1,238 @@
+"""The Faust application: wires topics and tables to the pure core, nothing more.
+
+    vitals.raw --ingest--> vitals (keyed by patient) --monitor--> alerts (keyed by ward)
+                   \\--> vitals.deadletter (original bytes + reason)
+    alerts.ack --forwarded, keyed by patient--> vitals (so it is ordered with the samples)
+
+Per-patient state lives in the monitor and is written to a changelog-backed table after
+each batch, so a restarted worker recovers it. Batches, not single events, cross into the
+core: ``take_events`` hands the agents up to ``batch_size`` events at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections import defaultdict
+from typing import Any
+
+import faust
+import numpy as np
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from vitalstream import faust_tuning, metrics
+from vitalstream.alerts import Alert, AlertPolicy
+from vitalstream.ingest import dead_letter, parse_raw
+from vitalstream.monitor import Monitor
+from vitalstream.samples import sample_from_dict
+from vitalstream.settings import Settings
+
+log = logging.getLogger("vitalstream.worker")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StreamClock:
+    """Device-time "now" for stale-data checks: the newest device time seen, advanced by
+    the wall time since it was seen. Live, this is the wall clock; in a fast replay it
+    follows the recording, and when data stop it keeps running, so silence shows."""
+
+    def __init__(self) -> None:
+        self.device_ms = 0
+        self.seen_at_s = time.monotonic()
+
+    def observe(self, device_ms: int) -> None:
+        if device_ms > self.device_ms:
+            self.device_ms = device_ms
+            self.seen_at_s = time.monotonic()
+
+    def now_ms(self) -> int:
+        return self.device_ms + int((time.monotonic() - self.seen_at_s) * 1000)
+
+
+def build_monitor(settings: Settings) -> Monitor:
+    """The monitor with the feature engine and the risk model when they are available."""
+    engine = model = None
+    try:
+        from vitalstream.features import FeatureEngine
+
+        engine = FeatureEngine()
+    except ImportError:
+        log.warning("feature engine not available: scoring NEWS2 only")
+    if engine is not None:
+        try:
+            from vitalstream.scoring.model import RiskModel
+
+            model = RiskModel.load(settings.model_path or None)
+        except (ImportError, FileNotFoundError) as exc:
+            log.warning("risk model not available (%s): scoring NEWS2 only", exc)
+    return Monitor(AlertPolicy(), engine=engine, model=model,
+                   news2_window_s=settings.news2_window_s)
+
+
+def create_app(settings: Settings | None = None, monitor: Monitor | None = None) -> faust.App:
+    settings = settings or Settings()
+    faust_tuning.apply()
+    if not settings.kafka_bootstrap:
+        raise ValueError("VITALSTREAM_KAFKA_BOOTSTRAP is not set")
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
+        broker_credentials=settings.faust_credentials(),
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        web_in_thread=False,
+        datadir=settings.data_dir,
+        producer_linger_ms=1,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 4),
+        stream_buffer_maxsize=max(4096, settings.batch_size * 4),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    monitor = monitor or build_monitor(settings)
+    clock = StreamClock()
+    raw_topic = app.topic(settings.topic_raw, key_serializer="raw", value_serializer="raw")
+    vitals_topic = app.topic(settings.topic_vitals, key_serializer="raw", value_serializer="raw")
+    deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+    acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
+    # use_partitioner: the changelog partition follows the key exactly as vitals does,
+    # so a patient's row may be written from a batch or a timer, not only per event.
+    patients_table = app.Table("patients", key_type=str, value_type=bytes,
+                               partitions=settings.topic_partitions, use_partitioner=True)
+
+    async def publish_alerts(alerts: list[Alert]) -> None:
+        if not alerts:
+            return
+        published_s = time.time()
+        for alert in alerts:
+            await alerts_topic.send(key=alert.ward.encode(), value=orjson.dumps(alert.to_dict()))
+            metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
+        metrics.observe_many(metrics.ALERT_LATENCY, np.array(
+            [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
+
+    def save(patient_ids: Any) -> None:
+        for patient_id in patient_ids:
+            if patient_id in monitor.patients:
+                patients_table[patient_id] = orjson.dumps(monitor.export(patient_id))
+
+    def recover(patient_ids: Any) -> None:
+        for patient_id in patient_ids:
+            if patient_id not in monitor.patients:
+                stored = patients_table.get(patient_id)
+                if stored:
+                    monitor.restore(orjson.loads(stored))
+
+    @app.agent(raw_topic)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            received_ms = now_ms()
+            per_patient: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"samples": [], "technical": []})
+            formats: Tally[str] = Tally()
+            accepted: Tally[str] = Tally()
+            samples_in = 0
+            for event in events:
+                raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+                result = parse_raw(raw, received_ms)
+                formats[result.format] += 1
+                if result.rejection is not None:
+                    message = event.message
+                    source = f"{message.topic}/{message.partition}@{message.offset}"
+                    await deadletter_topic.send(
+                        key=message.key if isinstance(message.key, bytes) else None,
+                        value=dead_letter(raw, result.rejection, result.format, source, received_ms))
+                    metrics.MESSAGES_DEADLETTERED.labels(result.format, result.rejection.reason).inc()
+                    continue
+                accepted[result.format] += 1
+                samples_in += len(result.samples)
+                for sample in result.samples:
+                    per_patient[sample.patient_id]["samples"].append(sample.to_dict())
+                for technical in result.technical:
+                    per_patient[str(technical.get("patient_id", ""))]["technical"].append(technical)
+            for patient_id, record in per_patient.items():
+                await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps(record))
+            for fmt, count in formats.items():
+                metrics.MESSAGES_IN.labels(fmt).inc(count)
+            for fmt, count in accepted.items():
+                metrics.MESSAGES_ACCEPTED.labels(fmt).inc(count)
+            metrics.SAMPLES_IN.inc(samples_in)
+
+    @app.agent(vitals_topic)
+    async def monitor_patients(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            samples, technical, alerts = [], [], []
+            for event in events:
+                record = orjson.loads(event.value)
+                samples.extend(sample_from_dict(s) for s in record.get("samples", ()))
+                technical.extend(record.get("technical", ()))
+                ack = record.get("ack")
+                if ack:
+                    recover([ack["patient_id"]])
+                    alerts.extend(monitor.acknowledge(ack["patient_id"], ack["alert_id"],
+                                                      str(ack.get("by", "")), int(ack.get("at_ms", now_ms()))))
+            recover({s.patient_id for s in samples} | {str(t.get("patient_id")) for t in technical})
+            result = monitor.process(samples)
+            alerts.extend(result.alerts)
+            alerts.extend(monitor.technical(technical))
+            await publish_alerts(alerts)
+            touched = set(result.touched) | {str(t.get("patient_id")) for t in technical}
+            touched |= {a.patient_id for a in alerts}
+            save(touched)
+            if samples:
+                done_s = time.time()
+                device_s = np.fromiter((s.device_time_ms for s in samples), np.float64, len(samples)) / 1000.0
+                ingest_s = np.fromiter((s.ingest_time_ms for s in samples), np.float64, len(samples)) / 1000.0
+                clock.observe(int(device_s.max() * 1000))
+                metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
+                metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
+                metrics.SAMPLES_PROCESSED.inc(len(samples))
+            metrics.PATIENTS_MONITORED.set(len(monitor.patients))
+
+    @app.agent(acks_topic)
+    async def forward_acks(stream: faust.StreamT) -> None:
+        async for value in stream:
+            try:
+                ack = orjson.loads(value)
+                patient_id = str(ack["patient_id"])
+                str(ack["alert_id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                log.warning("ignored malformed acknowledgement: %s", type(exc).__name__)
+                continue
+            await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps({"ack": ack}))
+
+    @app.timer(10.0)
+    async def stale_check() -> None:
+        if clock.device_ms == 0:
+            return
+        recover(list(patients_table.keys()))
+        alerts = monitor.check_stale(clock.now_ms())
+        await publish_alerts(alerts)
+        save({a.patient_id for a in alerts})
+        metrics.STALE_PATIENTS.set(monitor.stale_patients())
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp wants the charset apart from the content type
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";  charset")[0]
+                         .replace("; charset=utf-8", ""))
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        ready = (app.started and not app.rebalancing
+                 and app.tables.recovery.completed.is_set() and bool(app.consumer.assignment()))
+        return web.json({"ready": bool(ready)}, status=200 if ready else 503)
+
+    app.vitalstream_monitor = monitor  # type: ignore[attr-defined]
+    return app
