@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.score",
     "vitalstream.commands.worker",
     "vitalstream.commands.subscribe",
+    "vitalstream.commands.train", "vitalstream.commands.predict", "vitalstream.commands.evaluate",
 )
 
 

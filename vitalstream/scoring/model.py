@@ -1,0 +1,219 @@
+"""The runtime sepsis risk model: calibrated hourly risk from windowed vital-sign features.
+
+The artefact is a skops file (``models/sepsis_risk.skops``): skops rebuilds only the types
+it is told to trust, so loading a file that came from elsewhere cannot run code the way
+a pickle can. Beside it, ``sepsis_risk.skops.sha256`` (``sha256sum`` format) holds the
+file's checksum; ``load`` refuses a file whose bytes do not match.
+
+Explanations are per-factor perturbation: for each factor (all features of one vital
+sign, or age, sex, time monitored) the risk is recomputed with that factor's features set
+to their typical value in training (median of non-septic hours); the factor's weight is
+how much lower the risk would then be. Deterministic, model-agnostic, and it says what
+the model leans on, not what causes the patient's state.
+
+>>> model = RiskModel.load()
+>>> row = model.input_row(np.full(model.n_engine_features, np.nan), 70.0, True, 5.0)
+>>> 0.0 <= float(model.predict_proba(row[None, :])[0]) <= 1.0
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = MODELS_DIR / "sepsis_risk.skops"
+FORMAT = "vitalstream-risk-model/1"
+
+# Demographic and clock inputs appended after the feature engine's columns, in this order.
+CONTEXT_FEATURES: tuple[str, ...] = ("age_years", "sex_male", "hours_monitored")
+
+# The only object types the artefact may contain besides plain containers and arrays.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+FACTOR_LABELS: dict[str, str] = {
+    "heart_rate": "heart rate",
+    "resp_rate": "respiratory rate",
+    "spo2": "SpO2",
+    "systolic_bp": "systolic blood pressure",
+    "diastolic_bp": "diastolic blood pressure",
+    "temperature": "temperature",
+    "age_years": "age",
+    "sex_male": "sex",
+    "hours_monitored": "time since monitoring started",
+    "shock_index": "shock index (heart rate / systolic pressure)",
+}
+
+
+class ModelFileError(Exception):
+    """The model file is missing, altered, or not a vitalstream risk model."""
+
+
+def factor_of(feature_name: str) -> str:
+    """The human-readable factor a feature belongs to (its vital sign, or the context input)."""
+    for key in sorted(FACTOR_LABELS, key=len, reverse=True):  # longest name first
+        if feature_name == key or feature_name.startswith(key + "_"):
+            return FACTOR_LABELS[key]
+    return feature_name.replace("_", " ")
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_path(path: str | os.PathLike[str]) -> Path:
+    return Path(str(path) + ".sha256")
+
+
+def write_checksum(path: str | os.PathLike[str]) -> str:
+    """Write ``<path>.sha256`` in ``sha256sum`` format; returns the hex digest."""
+    digest = sha256_of(path)
+    checksum_path(path).write_text(f"{digest}  {Path(path).name}\n")
+    return digest
+
+
+def assemble_inputs(
+    features: np.ndarray,
+    engine_columns: np.ndarray,
+    age_years: float | np.ndarray | None,
+    sex_male: bool | np.ndarray | None,
+    hours_monitored: float | np.ndarray,
+) -> np.ndarray:
+    """The model's used engine columns, then age, sex (1 male, 0 female, NaN unknown) and
+    hours monitored; 1-D ``features`` give one row, 2-D one row per row."""
+    features = np.asarray(features, dtype=float)
+    n = 1 if features.ndim == 1 else len(features)
+    age = np.broadcast_to(np.nan if age_years is None else np.asarray(age_years, float), n)
+    sex = np.broadcast_to(np.nan if sex_male is None else np.asarray(sex_male, float), n)
+    hours = np.broadcast_to(np.asarray(hours_monitored, float), n)
+    context = np.column_stack([age, sex, hours])
+    if features.ndim == 1:
+        return np.concatenate([features[engine_columns], context[0]])
+    return np.hstack([features[:, engine_columns], context])
+
+
+class RiskModel:
+    """Calibrated probability that an hour is within 6 h of sepsis onset or after it
+    (the PhysioNet 2019 SepsisLabel), from the feature engine's features plus age, sex and
+    time since monitoring started."""
+
+    def __init__(self, payload: dict[str, Any], checksum: str) -> None:
+        if payload.get("format") != FORMAT:
+            raise ModelFileError(f"not a {FORMAT} file")
+        self._estimator = payload["estimator"]
+        self.engine_feature_names: list[str] = list(payload["engine_feature_names"])
+        self._engine_columns = np.asarray(payload["engine_columns"], dtype=np.int64)
+        self.feature_names: list[str] = [
+            *(self.engine_feature_names[c] for c in self._engine_columns), *CONTEXT_FEATURES
+        ]
+        self.factors: list[str] = [factor_of(name) for name in self.feature_names]
+        self.threshold: float = float(payload["threshold"])
+        self.operating_points: dict[str, float] = dict(payload.get("operating_points", {}))
+        self.windows_s: tuple[int, ...] = tuple(int(w) for w in payload["windows_s"])
+        self.checksum = checksum
+        self.version: str = f"{payload['version']}+{checksum[:10]}"
+        self.metadata: dict[str, Any] = dict(payload.get("metadata", {}))
+        self._calibration_x = np.asarray(payload["calibration_x"], dtype=float)
+        self._calibration_y = np.asarray(payload["calibration_y"], dtype=float)
+        self._reference = np.asarray(payload["reference"], dtype=float)
+        # Missing inputs read as typical, so the model cannot learn one hospital's charting
+        # habits from which values are absent.
+        self._impute_typical = bool(payload.get("impute_typical", False))
+        self._factor_columns: dict[str, np.ndarray] = {}
+        for column, factor in enumerate(self.factors):
+            self._factor_columns.setdefault(factor, np.zeros(0, dtype=np.int64))
+            self._factor_columns[factor] = np.append(self._factor_columns[factor], column)
+
+    @property
+    def n_engine_features(self) -> int:
+        """Width of the feature engine's rows this model takes (all of `feature_names(windows_s)`)."""
+        return len(self.engine_feature_names)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> RiskModel:
+        """Load a model file after checking its ``.sha256``; None loads the shipped model."""
+        import skops.io
+
+        model_path = Path(path) if path else DEFAULT_MODEL
+        if not model_path.is_file():
+            raise ModelFileError(f"no model file at {model_path}")
+        sums = checksum_path(model_path)
+        if not sums.is_file():
+            raise ModelFileError(f"no checksum file {sums.name} beside {model_path}")
+        expected = sums.read_text().split()[0].lower() if sums.read_text().split() else ""
+        actual = sha256_of(model_path)
+        if actual != expected:
+            raise ModelFileError(
+                f"checksum mismatch for {model_path}: file has {actual[:12]}..., "
+                f"{sums.name} expects {expected[:12]}...; refusing to load"
+            )
+        try:
+            untrusted = skops.io.get_untrusted_types(file=model_path)
+            unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
+            if unexpected:
+                raise ModelFileError(f"{model_path} contains untrusted types: {unexpected}")
+            payload = skops.io.load(model_path, trusted=list(TRUSTED_TYPES))
+        except ModelFileError:
+            raise
+        except Exception as exc:  # a damaged or foreign file: say so in one line
+            raise ModelFileError(f"{model_path} is not a readable skops model: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise ModelFileError(f"{model_path} is not a vitalstream risk model")
+        return cls(payload, actual)
+
+    def input_row(
+        self,
+        features: np.ndarray,
+        age_years: float | np.ndarray | None,
+        sex_male: bool | np.ndarray | None,
+        hours_monitored: float | np.ndarray,
+    ) -> np.ndarray:
+        """Model inputs from feature-engine rows (computed with ``self.windows_s``) plus age,
+        sex and hours since monitoring started: one row for 1-D ``features``, one per row
+        for 2-D. Training assembles its rows with the same function."""
+        features = np.asarray(features, dtype=float)
+        if features.shape[-1] != self.n_engine_features:
+            raise ValueError(f"expected feature-engine rows of {self.n_engine_features} "
+                             f"values (windows {self.windows_s}), got {features.shape}")
+        return assemble_inputs(features, self._engine_columns, age_years, sex_male,
+                               hours_monitored)
+
+    def raw_score(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated model probability (trained on subsampled negatives)."""
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected rows of {len(self.feature_names)} features, got {X.shape}")
+        if not len(X):
+            return np.zeros(0)
+        if self._impute_typical:
+            X = np.where(np.isnan(X), self._reference, X)
+        return self._estimator.predict_proba(X)[:, 1]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated risk per row, 0-1."""
+        return np.interp(self.raw_score(X), self._calibration_x, self._calibration_y)
+
+    def explain(self, x: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
+        """The factors that raise this row's risk most: (factor, risk minus the risk with that
+        factor at its typical value), largest first; only factors that raise it."""
+        x = np.asarray(x, dtype=float)
+        names = list(self._factor_columns)
+        rows = np.repeat(x[None, :], len(names) + 1, axis=0)
+        for i, name in enumerate(names, start=1):
+            columns = self._factor_columns[name]
+            rows[i, columns] = self._reference[columns]
+        risk = self.predict_proba(rows)
+        deltas = risk[0] - risk[1:]
+        order = sorted(range(len(names)), key=lambda i: (-deltas[i], names[i]))
+        return [(names[i], float(deltas[i])) for i in order[:top] if deltas[i] > 0]

@@ -1,0 +1,198 @@
+"""The model card, written by `vitalstream train` from the figures it has just measured, so
+the card quotes exactly what `vitalstream evaluate` prints on the same held-out stays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitalstream.scoring.model import RiskModel
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return " to ".join(_f(v, 1) for v in value)
+    return f"{value:.{digits}f}"
+
+
+def _alert_table(metrics: dict[str, Any]) -> str:
+    model = metrics["model"]
+    low = metrics.get("low_burden_operating_point") or {}
+    news5 = metrics["news2"]["triggers"][">=5"]
+    news7 = metrics["news2"]["triggers"][">=7"]
+    rows = [
+        ("threshold", model["threshold"], low.get("threshold"), 5, 7),
+        ("hour AUROC", model["auroc"], low.get("auroc"), metrics["news2"]["auroc"],
+         metrics["news2"]["auroc"]),
+        ("hour AUPRC", model["auprc"], low.get("auprc"), metrics["news2"]["auprc"],
+         metrics["news2"]["auprc"]),
+    ]
+    keys = (
+        ("normalised utility", "utility"),
+        ("sensitivity (septic stays alerted by onset)", "sensitivity"),
+        ("hour sensitivity", "hour_sensitivity"),
+        ("hour specificity", "hour_specificity"),
+        ("hour PPV", "hour_ppv"),
+        ("new alerts per patient-day", "alerts_per_patient_day"),
+        ("alert hours per patient-day", "alert_hours_per_patient_day"),
+        ("median lead time (h before first label)", "median_lead_time_h"),
+    )
+    for label, key in keys:
+        rows.append((label, model.get(key), low.get(key), news5.get(key), news7.get(key)))
+    lines = ["| | model, utility-optimal | model, low-burden | NEWS2 >= 5 | NEWS2 >= 7 |",
+             "|---|---|---|---|---|"]
+    for label, *values in rows:
+        lines.append(f"| {label} | " + " | ".join(
+            str(v) if isinstance(v, int) else _f(v, 4 if label == "threshold" else 3)
+            for v in values) + " |")
+    return "\n".join(lines)
+
+
+def _subgroup_table(metrics: dict[str, Any]) -> str:
+    overall = metrics["model"]["auroc"]
+    lines = ["| group | stays | septic stays | model AUROC | vs overall | NEWS2 AUROC | utility | "
+             "sensitivity | new alerts/patient-day |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, group in metrics["subgroups"].items():
+        m = group["model"] or {}
+        gap = None if m.get("auroc") is None or overall is None else m["auroc"] - overall
+        lines.append(
+            f"| {name} | {group['stays']} | {group['septic_stays']} | {_f(m.get('auroc'))} | "
+            f"{_f(gap)} | {_f(group['news2']['auroc'])} | {_f(m.get('utility'))} | "
+            f"{_f(m.get('sensitivity'))} | {_f(m.get('alerts_per_patient_day'))} |")
+    return "\n".join(lines)
+
+
+def render_card(model: RiskModel, metrics: dict[str, Any], command: str,
+                summary: list[str], holdout_name: str, train_seconds: float) -> str:
+    meta = model.metadata
+    config = meta.get("config", {})
+    engine_features = model.feature_names[: model.n_engine_features]
+    windows = ", ".join(f"{w // 3600} h" if w % 3600 == 0 else f"{w} s" for w in model.windows_s)
+    return f"""# Model card: sepsis early-warning risk from bedside vitals
+
+Model `{model.version}`, file `models/sepsis_risk.skops` (sha256 `{model.checksum}` in
+`sepsis_risk.skops.sha256`, verified by `RiskModel.load` before anything is read). The
+file is a skops archive: loading it rebuilds only plain containers, arrays and the one
+trusted type `TreePredictor`; it never unpickles arbitrary objects.
+
+## Intended use
+A continuously updated risk, for each monitored adult, that the hour falls within 6 h
+before clinical onset of sepsis (Sepsis-3) or later, as the PhysioNet 2019 `SepsisLabel`
+defines it. It is meant to prompt a nurse or physician to *look at* the patient, beside
+NEWS2, never to diagnose sepsis, order treatment or replace clinical judgement. Not for
+children (the data are adults), not validated outside ICUs, and not validated on any
+hospital other than the one it was trained on (see Limitations).
+
+## Data and attribution
+PhysioNet/CinC Challenge 2019 training set A (hospital system A): {metrics_total(meta)}
+ICU stays, one row an hour. Licence: open access (CC BY 4.0 as far as known).
+Reyna MA, Josef CS, Jeter R, et al. Early Prediction of Sepsis From Clinical Data: the
+PhysioNet/Computing in Cardiology Challenge 2019. Crit Care Med 2020;48(2):210-217.
+Goldberger AL, et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation
+2000;101(23):e215-e220. The shipped test sample `vitalstream/data/physionet2019_sample/`
+is a few dozen of these stays, unchanged, with the same attribution.
+
+## Inputs
+Only what a bedside monitor or wearable stream has: heart rate, respiration rate, SpO2,
+systolic and diastolic pressure, temperature, plus age, sex and hours since monitoring
+started (ICU length of stay - 1 h in the challenge files). No laboratory values, no
+EtCO2, no unit or hospital-admission fields. MAP is not a canonical stream parameter and
+is not an input; where hospital A charted MAP and SBP without DBP, DBP was recovered as
+(3 MAP - SBP) / 2 (kept if 20 mmHg <= DBP < SBP).
+
+The {len(engine_features)} windowed features come from `vitalstream.features.features_at`
+(windows {windows}), the same function the monitor runs live, computed causally: an
+hour sees only samples charted at or before it. Model inputs, in order:
+`{", ".join(model.feature_names)}`.
+
+## Training
+Command: `{command}` (data from `$VITALSTREAM_DATA_DIR` or `../shared/data`; took
+{train_seconds:.0f} s on this 2-core machine). Seed {config.get('seed')}: the same data and
+seed give the same split, the same trees and the same file.
+
+- Split by patient, stratified by septic/non-septic stay: {meta.get('fit_stays')} stays fit
+  the trees, {meta.get('calibration_stays')} calibrate and choose the threshold,
+  {meta.get('test_stays')} are held out and only measured (listed in `models/{holdout_name}`).
+- Fitting rows: every positive hour and {config.get('negative_keep', 0) * 100:.0f} % of negative
+  hours, drawn at random ({meta.get('fit_rows')} rows), to keep training to minutes on two
+  cores; calibration on untouched patients restores real probabilities.
+- scikit-learn `HistGradientBoostingClassifier`: {config.get('max_iter')} trees, learning rate
+  {config.get('learning_rate')}, at most {config.get('max_leaf_nodes')} leaves, at least
+  {config.get('min_samples_leaf')} rows per leaf, L2 {config.get('l2_regularization')}, no
+  early stopping (its internal split is by row and would leak patients).
+- Calibration: isotonic regression of the trees' probability on the calibration patients.
+- Operating point: the threshold with the best normalised utility on the calibration
+  patients ({_f(meta.get('calibration_utility'))} there); a second, low-burden point
+  allows at most 0.25 new alerts per patient-day on the calibration patients.
+
+## Guarding against learning one hospital
+Set A is one hospital system, so every figure below is internal. What was done so that
+the model has less to learn that is peculiar to it:
+- Missing inputs are read as the typical value (median over non-septic training hours)
+  before the trees see them, in training and live alike. The trees therefore cannot use
+  *whether* a vital was charted (how often temperature is taken, whether an arterial line
+  gives DBP) — the charting habits that differ most between hospitals and that sank
+  challenge entries on the unseen hospital. Absent data counts as normal, as in NEWS2.
+- No count, coverage or time-since-last-sample features: they measure charting frequency,
+  not the patient.
+- No laboratory values, unit identifiers or admission-time fields.
+- Patient-grouped split; the threshold and calibration are chosen on patients the trees
+  never saw, and the reported figures on a third group seen by neither.
+- Shallow-ish trees with large leaves and L2 regularisation; a fixed tree count.
+
+## Held-out patients of set A (internal validation)
+Measured on the {metrics['stays']} held-out stays ({metrics['septic_stays']} septic,
+{metrics['rows']} hours). Reproduce with
+
+```
+mkdir -p ~/.cache/vitalstream && tar xzf ../shared/data/physionet2019_training_setA.tar.gz -C ~/.cache/vitalstream
+vitalstream evaluate --psv-dir ~/.cache/vitalstream/training_setA --stays models/{holdout_name} --out out/holdout
+```
+
+which prints:
+
+```
+{chr(10).join(summary)}
+```
+
+Vitals-only NEWS2 is scored on the same rows (last charted value of each vital carried
+forward within the stay; consciousness and oxygen are not in the files and score 0).
+
+{_alert_table(metrics)}
+
+Alert burden: "new alerts" counts hours that cross the threshold from below (or a stay
+starting above it); "alert hours" counts every hour at or above it. Lead time is the
+first `SepsisLabel` hour minus the first alert hour, over septic stays alerted no later
+than onset. Brier score {_f(metrics['calibration']['brier'])}; AUROC gain over
+vitals-only NEWS2 {_f(metrics['auroc_gain_over_news2'])}.
+
+## By subgroup (held-out stays, threshold as above)
+{_subgroup_table(metrics)}
+
+## Explanations
+Alerts carry the top contributing factors from per-factor perturbation: each factor (all
+windowed features of one vital sign; age; sex; time monitored) is set to its typical
+value and the risk recomputed; the factor's weight is how much lower the risk would then
+be. Deterministic and exact for this model, but it describes what the model leans on,
+not what causes the patient's condition; suggested wording: "risk raised mainly by heart
+rate (+0.08) and respiratory rate (+0.05)".
+
+## Limitations
+- Trained and measured on one hospital system. The challenge found that models good on
+  its training hospitals fell to utility 0 or below on an unseen one; the targets for
+  this model (AUROC >= 0.80, utility >= 0.30 on unseen hospitals) are **not yet
+  demonstrated** here, because no unseen-hospital data are available to this project.
+  Run `vitalstream evaluate` on a local cohort before any use.
+- The label is a retrospective Sepsis-3 definition built partly from laboratory values
+  and antibiotic orders; a monitor without labs sees only part of what defines it.
+- ICU charting is hourly; a ward or wearable stream is denser or sparser. The features
+  are windowed in seconds of device time, but the model never saw minute-level data.
+- "Hours monitored" in the challenge is time since ICU admission; live it is time since
+  the patient's first sample.
+- Ages above 89 are recorded as 100 in the source (de-identification).
+"""
+
+
+def metrics_total(meta: dict[str, Any]) -> str:
+    return str(sum(int(meta.get(k, 0)) for k in ("fit_stays", "calibration_stays", "test_stays")))
