@@ -1,37 +1,35 @@
 """Ingest: raw gateway bytes -> canonical samples, or a dead letter with its reason.
 
-`parse_raw` is pure (the receive time is an argument). Every message ends in exactly one
-place: ``IngestResult.rejection`` is None and the samples (possibly none, e.g. only
-technical events) go on, or it is set and the original bytes go to the dead-letter topic.
+`parse_raw` is pure (the receive time is an argument) and never raises. Every message ends
+in exactly one place: ``IngestResult.rejection`` is None and the samples (possibly none,
+e.g. only technical events) go on, or it is set and the original bytes go to the
+dead-letter topic. Formats: HL7 v2 ORU^R01 (IHE PCD-01, `hl7v2`), FHIR R4 Observation or
+Bundle (`fhir`), canonical JSON (here). Code tables: `codes`; units and plausibility:
+`normalise`; the rules and reason codes: docs/ingest.md.
+
+>>> result = parse_raw(b'{"patient_id": "p1", "parameter": "spo2", "value": 97, '
+...                    b'"device_time_ms": 1773569700000}', received_ms=1773569700050)
+>>> (result.rejection, result.samples[0].value, result.samples[0].ingest_time_ms)
+(None, 97.0, 1773569700050)
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import Any
 
 import orjson
 
-from vitalstream.samples import Sample, SampleError, sample_from_dict
+from vitalstream.ingest.result import TECHNICAL_KINDS, IngestResult, Rejection, technical_event
+from vitalstream.samples import SampleError, sample_from_dict
+
+__all__ = [
+    "FORMATS", "MAX_MESSAGE_BYTES", "TECHNICAL_KINDS", "IngestResult", "Rejection",
+    "dead_letter", "detect_format", "parse_json", "parse_raw", "technical_event",
+]
 
 MAX_MESSAGE_BYTES = 1_048_576
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a message was dead-lettered. ``reason`` is a stable machine-readable code."""
-
-    reason: str
-    detail: str
-
-
-@dataclasses.dataclass(slots=True)
-class IngestResult:
-    samples: list[Sample] = dataclasses.field(default_factory=list)
-    technical: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    rejection: Rejection | None = None
-    format: str = "json"
+FORMATS: tuple[str, ...] = ("hl7", "fhir", "json")
 
 
 def detect_format(raw: bytes) -> str:
@@ -71,11 +69,27 @@ def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None) -> IngestRes
     """Parse one raw message of any supported format (sniffed when ``fmt`` is None)."""
     if len(raw) > MAX_MESSAGE_BYTES:
         return IngestResult(rejection=Rejection("too_large", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}"))
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        return IngestResult(rejection=Rejection("not_bytes", f"got {type(raw).__name__}"))
+    raw = bytes(raw)
     fmt = fmt or detect_format(raw)
-    if fmt == "json":
-        return parse_json(raw, received_ms)
-    result = IngestResult(rejection=Rejection("unsupported_format", f"format {fmt!r} is not supported"))
-    result.format = fmt
+    try:
+        if fmt == "json":
+            result = parse_json(raw, received_ms)
+        elif fmt == "hl7":
+            from vitalstream.ingest.hl7v2 import parse_hl7
+
+            result = parse_hl7(raw, received_ms)
+        elif fmt == "fhir":
+            from vitalstream.ingest.fhir import parse_fhir
+
+            result = parse_fhir(raw, received_ms)
+        else:
+            result = IngestResult(rejection=Rejection(
+                "unsupported_format", f"format {fmt!r} is not one of {', '.join(FORMATS)}"))
+    except Exception as exc:  # the contract: nothing raises, a surprise is a dead letter
+        result = IngestResult(rejection=Rejection("internal_error", f"{type(exc).__name__}: {exc}"))
+    result.format = fmt if fmt in FORMATS else "unknown"
     return result
 
 

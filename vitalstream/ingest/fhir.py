@@ -1,0 +1,295 @@
+"""FHIR R4 vital-signs Observations (alone or in a Bundle) -> canonical samples.
+
+Reads the decoded JSON directly, checking every type on the way, so no shape of input can
+raise: a field of the wrong type is an ``invalid_fhir`` rejection with its path. Bundles of
+type collection, batch and transaction are read; Patient, Encounter, Location and Device
+entries in the same Bundle resolve the references of its Observations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from vitalstream.ingest.codes import (
+    LOINC_BP_PANEL,
+    LOINC_INHALED_O2_CONCENTRATION,
+    LOINC_INHALED_O2_FLOW,
+    LOINC_SYSTEM,
+    MDC_SYSTEM,
+    mdc_term,
+    parameter_for_loinc,
+)
+from vitalstream.ingest.normalise import ObservationError, canonical_value
+from vitalstream.ingest.result import IngestResult, Rejection, technical_event
+from vitalstream.ingest.times import fhir_time_ms
+from vitalstream.samples import CANONICAL_UNITS, Sample
+
+BUNDLE_TYPES = frozenset({"collection", "batch", "transaction"})
+# Observation.status values whose result must not reach a patient's chart.
+IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled"})
+USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary", "registered"})
+# Air is 21 % oxygen: a higher inspired fraction means supplemental oxygen.
+AIR_O2_PCT = 21.0
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def parse_fhir(raw: bytes, received_ms: int) -> IngestResult:
+    """An Observation or a Bundle (collection, batch, transaction) -> samples, technical
+    events, or a rejection."""
+    result = IngestResult(format="fhir")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        result.rejection = Rejection("not_json", str(exc))
+        return result
+    return parse_fhir_resource(document, received_ms)
+
+
+def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
+    """The same for an already decoded resource."""
+    result = IngestResult(format="fhir")
+    if not isinstance(document, dict):
+        result.rejection = Rejection("invalid_fhir", "a FHIR resource must be a JSON object")
+        return result
+    resource_type = document.get("resourceType")
+    index: dict[str, dict[str, Any]] = {}
+    if resource_type == "Observation":
+        observations = [document]
+    elif resource_type == "Bundle":
+        bundle_type = document.get("type")
+        if bundle_type not in BUNDLE_TYPES:
+            result.rejection = Rejection(
+                "unsupported_resource", f"Bundle type {bundle_type!r}; expected one of "
+                f"{', '.join(sorted(BUNDLE_TYPES))}")
+            return result
+        observations = []
+        for entry in _items(document.get("entry")):
+            resource = _obj(_obj(entry).get("resource"))
+            kind, resource_id = _text(resource.get("resourceType")), _text(resource.get("id"))
+            full_url = _text(_obj(entry).get("fullUrl"))
+            if full_url:
+                index[full_url] = resource
+            if kind and resource_id:
+                index[f"{kind}/{resource_id}"] = resource
+            if kind == "Observation":
+                observations.append(resource)
+            elif kind not in ("Patient", "Encounter", "Location", "Device"):
+                result.ignored += 1
+    else:
+        result.rejection = Rejection(
+            "unsupported_resource", f"resourceType {resource_type!r}; expected Observation or Bundle")
+        return result
+    try:
+        for number, observation in enumerate(observations):
+            _observation(observation, number, index, received_ms, result)
+    except ObservationError as exc:
+        return IngestResult(format="fhir", rejection=Rejection(exc.reason, exc.detail),
+                            ignored=result.ignored)
+    if not result.samples and not result.technical:
+        result.rejection = Rejection(
+            "no_observations", f"no mapped vital-sign observation ({result.ignored} ignored)")
+    return result
+
+
+def _codes(concept: Any) -> list[tuple[str, str]]:
+    return [(_text(_obj(c).get("system")), _text(_obj(c).get("code")))
+            for c in _items(_obj(concept).get("coding"))]
+
+
+def _concept_parameter(concept: Any) -> tuple[str, str] | None:
+    """(parameter, source code) of a CodeableConcept: LOINC first, else an MDC coding."""
+    codes = _codes(concept)
+    for system, code in codes:
+        if system == LOINC_SYSTEM and parameter_for_loinc(code):
+            return str(parameter_for_loinc(code)), f"LOINC:{code}"
+    for system, code in codes:
+        term = mdc_term(code) if system == MDC_SYSTEM else None
+        if term is not None:
+            return term.parameter, f"MDC:{term.code}"
+    return None
+
+
+def _has_loinc(concept: Any, wanted: str) -> bool:
+    return (LOINC_SYSTEM, wanted) in _codes(concept)
+
+
+def _resolve(reference: Any, index: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return index.get(_text(_obj(reference).get("reference")), {})
+
+
+def _identifier(resource: dict[str, Any]) -> str:
+    """The MR identifier of a resource when it has one, else its first identifier."""
+    identifiers = [_obj(i) for i in _items(resource.get("identifier"))]
+    for identifier in identifiers:
+        if ("MR" in {code for _, code in _codes(identifier.get("type"))}
+                and _text(identifier.get("value"))):
+            return _text(identifier.get("value"))
+    for identifier in identifiers:
+        if _text(identifier.get("value")):
+            return _text(identifier.get("value"))
+    return ""
+
+
+def _patient_id(subject: Any, index: dict[str, dict[str, Any]]) -> str:
+    """subject: a logical identifier, a Patient in the Bundle (its MR identifier, else its
+    id), or the id in a literal 'Patient/<id>' reference."""
+    subject = _obj(subject)
+    logical = _text(_obj(subject.get("identifier")).get("value"))
+    if logical:
+        return logical
+    patient = _resolve(subject, index)
+    if patient.get("resourceType") == "Patient":
+        return _identifier(patient) or _text(patient.get("id"))
+    parts = _text(subject.get("reference")).split("/")
+    if "Patient" in parts[:-1]:
+        return parts[parts.index("Patient") + 1]
+    return ""
+
+
+def _location(encounter_reference: Any, index: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """Ward and bed from the Encounter's current Location and its partOf chain, by each
+    Location's physicalType (wa ward, ro room, bd bed)."""
+    encounter = _resolve(encounter_reference, index)
+    places: dict[str, str] = {}
+    for stay in _items(encounter.get("location")):
+        location = _resolve(_obj(stay).get("location"), index)
+        for _ in range(6):  # bed -> room -> ward -> building: a short chain, never a loop
+            if not location:
+                break
+            kinds = {code for _, code in _codes(location.get("physicalType"))}
+            name = _text(location.get("name")) or _text(location.get("id"))
+            for kind in kinds & {"wa", "ro", "bd"}:
+                places.setdefault(kind, name)
+            location = _resolve(location.get("partOf"), index)
+    room, bed = places.get("ro", ""), places.get("bd", "")
+    return places.get("wa", ""), (f"{room}-{bed}" if room and bed else bed or room)
+
+
+def _device_id(device_reference: Any, index: dict[str, dict[str, Any]]) -> str:
+    reference = _obj(device_reference)
+    device = _resolve(reference, index)
+    return (_identifier(device) or _text(device.get("id"))
+            or _text(_obj(reference.get("identifier")).get("value"))
+            or _text(reference.get("display")) or _text(reference.get("reference")))
+
+
+def _effective_ms(observation: dict[str, Any], where: str) -> int:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in observation:
+            return fhir_time_ms(observation[key])
+    period = _obj(observation.get("effectivePeriod"))
+    stamp = period.get("end") or period.get("start")
+    if stamp:
+        return fhir_time_ms(stamp)
+    raise ObservationError("bad_timestamp", f"{where}: no effectiveDateTime, effectiveInstant or effectivePeriod")
+
+
+def _quantity(holder: dict[str, Any], where: str) -> tuple[float, str]:
+    quantity = holder.get("valueQuantity")
+    if not isinstance(quantity, dict):
+        other = next((k for k in holder if k.startswith("value")), None)
+        raise ObservationError("bad_value", f"{where}: {other or 'value[x]'} is not a valueQuantity")
+    value = quantity.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ObservationError("bad_value", f"{where}: valueQuantity.value {value!r} is not a number")
+    return float(value), _text(quantity.get("code")) or _text(quantity.get("unit"))
+
+
+def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]],
+                 received_ms: int, result: IngestResult) -> None:
+    where = f"Observation[{number}]"
+    if not isinstance(observation, dict):
+        raise ObservationError("invalid_fhir", f"{where} is not an object")
+    status = observation.get("status")
+    if status in IGNORED_STATUSES:
+        result.ignored += 1
+        return
+    if status not in USABLE_STATUSES:
+        raise ObservationError("invalid_fhir", f"{where}: status {status!r} is not an Observation status")
+    code = observation.get("code")
+    is_panel = _has_loinc(code, LOINC_BP_PANEL)
+    mapped = None if is_panel else _concept_parameter(code)
+    if not is_panel and mapped is None:
+        result.ignored += 1  # unknown code, or the vital-signs panel whose members come apart
+        return
+    patient_id = _patient_id(observation.get("subject"), index)
+    if not patient_id:
+        raise ObservationError("missing_patient", f"{where}: subject does not identify a patient")
+    device_time_ms = _effective_ms(observation, where)
+    ward, bed = _location(observation.get("encounter"), index)
+    source = _device_id(observation.get("device"), index)
+
+    def take(holder: dict[str, Any], parameter: str, source_code: str, part: str) -> None:
+        absent = _codes(holder.get("dataAbsentReason"))
+        if absent and not any(k.startswith("value") for k in holder):
+            reason = absent[0][1] or "unknown"
+            kind = "sensor_off" if reason == "error" else "no_value"
+            result.technical.append(technical_event(
+                kind, patient_id, ward, bed, parameter, device_time_ms, source,
+                f"{source_code}: dataAbsentReason {reason}"))
+            return
+        number_value, unit = _quantity(holder, part)
+        value, artefact = canonical_value(parameter, number_value, unit)
+        result.samples.append(Sample(
+            patient_id=patient_id, ward=ward, bed=bed, parameter=parameter, value=value,
+            unit=CANONICAL_UNITS[parameter], device_time_ms=device_time_ms, source=source,
+            ingest_time_ms=received_ms, source_code=source_code, artefact=artefact))
+
+    components = [_obj(c) for c in _items(observation.get("component"))]
+    if is_panel:
+        found = 0
+        for position, component in enumerate(components):
+            part = _concept_parameter(component.get("code"))
+            if part and part[0] in ("systolic_bp", "diastolic_bp"):
+                found += 1
+                take(component, part[0], part[1], f"{where}.component[{position}]")
+        if not found:
+            raise ObservationError("invalid_fhir", f"{where}: blood pressure panel without "
+                                   "systolic or diastolic component")
+        return
+    assert mapped is not None
+    take(observation, mapped[0], mapped[1], where)
+    if mapped[0] == "spo2":
+        _supplemental_oxygen(components, where, patient_id, ward, bed, device_time_ms, source,
+                             received_ms, result)
+
+
+def _supplemental_oxygen(components: list[dict[str, Any]], where: str, patient_id: str, ward: str,
+                         bed: str, device_time_ms: int, source: str, received_ms: int,
+                         result: IngestResult) -> None:
+    """US Core pulse oximetry components: an inhaled O2 flow above 0 L/min, or an inhaled
+    concentration above air's 21 %, means the patient is on oxygen (NEWS2 'air or oxygen')."""
+    for position, component in enumerate(components):
+        if _has_loinc(component.get("code"), LOINC_INHALED_O2_FLOW):
+            code, threshold = LOINC_INHALED_O2_FLOW, 0.0
+        elif _has_loinc(component.get("code"), LOINC_INHALED_O2_CONCENTRATION):
+            code, threshold = LOINC_INHALED_O2_CONCENTRATION, AIR_O2_PCT
+        else:
+            continue
+        if "dataAbsentReason" in component and "valueQuantity" not in component:
+            continue
+        amount, unit = _quantity(component, f"{where}.component[{position}]")
+        expected = "L/min" if code == LOINC_INHALED_O2_FLOW else "%"
+        if unit.casefold() != expected.casefold():
+            raise ObservationError("bad_unit", f"{where}.component[{position}]: LOINC {code} in "
+                                   f"{unit!r}; expected {expected!r}")
+        if amount < 0:
+            raise ObservationError("implausible_value", f"{where}.component[{position}]: negative oxygen")
+        result.samples.append(Sample(
+            patient_id=patient_id, ward=ward, bed=bed, parameter="on_oxygen",
+            value=amount > threshold, unit=CANONICAL_UNITS["on_oxygen"],
+            device_time_ms=device_time_ms, source=source, ingest_time_ms=received_ms,
+            source_code=f"LOINC:{code}"))
