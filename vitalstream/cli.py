@@ -14,7 +14,9 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.score",
     "vitalstream.commands.worker",
     "vitalstream.commands.subscribe",
+    "vitalstream.commands.demo",
     "vitalstream.commands.train", "vitalstream.commands.predict", "vitalstream.commands.evaluate",
+    "vitalstream.commands.ingest",
 )
 
 
