@@ -71,3 +71,40 @@ def observe_many(histogram: Histogram, values_s: np.ndarray) -> None:
         if count:
             bucket.inc(int(count))
     histogram._sum.inc(float(values_s.sum()))
+
+
+def sum_from_exposition(text: str, name: str) -> float:
+    """Sum of every series of one sample name in a /metrics text (e.g. ``..._total``)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and len(line) > len(name) and line[len(name)] in " {":
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def quantile_from_exposition(text: str, name: str, q: float) -> float:
+    """A quantile of a histogram in a /metrics text, interpolated inside the bucket the way
+    Prometheus' histogram_quantile does, so both can be compared."""
+    buckets: dict[float, float] = {}
+    prefix = f"{name}_bucket{{"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    if not buckets:
+        return float("nan")
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total == 0:
+        return float("nan")
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-12)
+        lower_bound, lower_count = bound, count
+    return bounds[-2]

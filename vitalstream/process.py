@@ -71,11 +71,9 @@ class WorkerProcess:
 
     def metric(self, name: str) -> float:
         """Sum of all series of one metric (sample name as exposed, e.g. ..._total)."""
-        total = 0.0
-        for line in self.scrape().splitlines():
-            if line.startswith(name) and (line[len(name)] in " {"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        from vitalstream.metrics import sum_from_exposition
+
+        return sum_from_exposition(self.scrape(), name)
 
     def kill(self) -> None:
         """SIGKILL: a crash, nothing flushed."""
