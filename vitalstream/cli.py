@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.demo",
     "vitalstream.commands.train", "vitalstream.commands.predict", "vitalstream.commands.evaluate",
     "vitalstream.commands.ingest",
+    "vitalstream.commands.replay",
 )
 
 
