@@ -16,7 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.subscribe",
     "vitalstream.commands.demo",
     "vitalstream.commands.train", "vitalstream.commands.predict", "vitalstream.commands.evaluate",
-    "vitalstream.commands.ingest",
+    "vitalstream.commands.ingest", "vitalstream.commands.gateway",
     "vitalstream.commands.replay",
 )
 

@@ -1,0 +1,89 @@
+"""`vitalstream gateway mllp|fhir --port P`: run a front door that takes gateway messages
+(HL7 v2 over MLLP, or FHIR R4 over HTTP) and publishes them to vitals.raw."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from vitalstream.settings import Settings
+
+NAME = "gateway"
+HELP = "Run a gateway front door: HL7 v2 over MLLP (with ACKs) or FHIR R4 over HTTP."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    doors = parser.add_subparsers(dest="door", metavar="DOOR", parser_class=type(parser))
+    doors.required = True
+    mllp = doors.add_parser("mllp", help="HL7 v2 ORU^R01 over TCP with MLLP framing")
+    mllp.add_argument("--port", type=int, default=2575, help="TCP port (default 2575; 0 = free port)")
+    mllp.add_argument("--metrics-port", type=int, default=0,
+                      help="also serve /metrics and /health on this HTTP port (default: none)")
+    fhir = doors.add_parser("fhir", help="FHIR R4 Observation/Bundle POSTs over HTTP")
+    fhir.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = free port)")
+    for door in (mllp, fhir):
+        door.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+        door.add_argument("--bootstrap", help="Kafka bootstrap servers (else VITALSTREAM_KAFKA_BOOTSTRAP)")
+
+
+async def _http(app: object, host: str, port: int) -> tuple[object, int]:
+    from aiohttp import web
+
+    runner = web.AppRunner(app)  # type: ignore[arg-type]
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def serve(settings: Settings, door: str, host: str, port: int, metrics_port: int = 0) -> None:
+    from vitalstream.gateway.fhir_http import fhir_app, metrics_app
+    from vitalstream.gateway.mllp import MllpServer
+    from vitalstream.gateway.publish import RawPublisher
+    from vitalstream.kafka import ensure_topics
+
+    await ensure_topics(settings)
+    async with RawPublisher(settings) as publisher:
+        runners = []
+        try:
+            if door == "mllp":
+                server = await MllpServer(publisher, host, port).start()
+                print(f"mllp gateway listening on {host}:{server.port}", flush=True)
+                if metrics_port:
+                    runner, bound = await _http(metrics_app(), host, metrics_port)
+                    runners.append(runner)
+                    print(f"metrics on http://{host}:{bound}/metrics", flush=True)
+                try:
+                    await server.serve_forever()
+                finally:
+                    await server.close()
+            else:
+                runner, bound = await _http(fhir_app(publisher), host, port)
+                runners.append(runner)
+                print(f"fhir gateway listening on http://{host}:{bound}/fhir", flush=True)
+                await asyncio.Event().wait()  # until interrupted
+        finally:
+            for runner in runners:
+                await runner.cleanup()  # type: ignore[attr-defined]
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitalstream.cli import UsageError
+
+    settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
+    if not settings.kafka_bootstrap:
+        raise UsageError("vitalstream gateway: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or "
+                         "--bootstrap (or start one with `vitalstream broker`)")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"vitalstream gateway: port {args.port} is not 0-65535")
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        asyncio.run(serve(settings, args.door, args.host, args.port,
+                          getattr(args, "metrics_port", 0)))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        raise UsageError(f"vitalstream gateway: cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror or exc}") from exc
+    return 0
