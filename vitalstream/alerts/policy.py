@@ -121,6 +121,8 @@ class PolicyConfig:
         default_factory=lambda: {"resp_rate": 3, "spo2": 2, "heart_rate": 10, "systolic_bp": 10,
                                  "diastolic_bp": 10, "temperature": 0.5})
     """Smallest change a summary mentions as a trend."""
+    trend_max_window_s: float = 7200
+    """Longest feature window a summary's trend is taken from."""
     score_lookback_s: float = 6 * 3600
     """How far back "up from" looks for the patient's lower NEWS2."""
     risk_trend_s: float = 3600
@@ -240,14 +242,17 @@ class PatientAlertState:
         )
 
 
-_TREND_FEATURE = re.compile(r"^(?P<param>[a-z0-9_]+?)_(?P<what>delta|slope_per_h)_(?P<n>\d+)(?P<unit>h|min)$")
+_TREND_FEATURE = re.compile(
+    r"^(?P<param>[a-z0-9_]+?)_(?P<what>delta|change|slope_per_h)_(?P<n>\d+)(?P<unit>h|m|min)$")
 
 
-def find_trends(features: Mapping[str, float], min_change: Mapping[str, float]) -> dict[str, dict[str, Any]]:
-    """Per parameter, the change a summary can state, from features named
-    ``<param>_delta_<N>h|min`` (change over the window) or ``<param>_slope_per_h_<N>h|min``
-    (slope times the window). The longest window wins, a delta before a slope; changes
-    smaller than ``min_change`` are not trends."""
+def find_trends(features: Mapping[str, float], min_change: Mapping[str, float],
+                max_window_s: float = 7200) -> dict[str, dict[str, Any]]:
+    """Per parameter, the change a summary can state, from the feature engine's
+    ``<param>_slope_per_h_<N>h|m`` (least-squares slope times the window) or
+    ``<param>_change_<N>h|m`` / ``_delta_`` (change over the window). The longest window
+    up to ``max_window_s`` wins, a slope before a change (one odd reading moves a slope
+    less); changes smaller than ``min_change`` are not trends."""
     best: dict[str, tuple[tuple[float, int], dict[str, Any]]] = {}
     for name in sorted(features):
         match = _TREND_FEATURE.match(name)
@@ -257,13 +262,16 @@ def find_trends(features: Mapping[str, float], min_change: Mapping[str, float]) 
         if value is None or not math.isfinite(value):
             continue
         window_h = int(match["n"]) / (1 if match["unit"] == "h" else 60)
-        change = value if match["what"] == "delta" else value * window_h
+        if window_h <= 0 or window_h * 3600 > max_window_s:
+            continue
+        slope = match["what"] == "slope_per_h"
+        change = value * window_h if slope else value
         parameter = match["param"]
         places = 1 if parameter == "temperature" else 0
         change_shown = show_number(abs(change), places)
         if float(change_shown) < min_change[parameter]:
             continue
-        rank = (window_h, 1 if match["what"] == "delta" else 0)
+        rank = (window_h, 1 if slope else 0)
         if parameter in best and best[parameter][0] >= rank:
             continue
         window_shown = f"{match['n']} {'h' if match['unit'] == 'h' else 'min'}"
@@ -469,10 +477,13 @@ class AlertPolicy:
                       "previous": previous},
             "observations": observations,
             "stale": stale, "missing": missing,
-            "trends": {p: t for p, t in find_trends(assessment.features, self.config.trend_min_change).items()
+            "trends": {p: t for p, t in find_trends(assessment.features, self.config.trend_min_change,
+                                                      self.config.trend_max_window_s).items()
                        if p in observations and score.components.get(p)},
             "risk": self._risk_payload(state, assessment, reasons),
-            "features": dict(assessment.features),
+            # NaN (not enough data in a window) is not JSON: null says the same.
+            "features": {name: (float(v) if v is not None and math.isfinite(v) else None)
+                         for name, v in assessment.features.items()},
             "reasons": reasons,
             "thresholds": {**self.config.thresholds(),
                            "news2_medium": self._thresholds(state)[0],
