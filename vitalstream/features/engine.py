@@ -264,11 +264,11 @@ class FeatureEngine:
             body = zlib.decompress(data[len(header):])
         except zlib.error as exc:
             raise ValueError(f"corrupt feature snapshot: {exc}") from None
-        a = self._state.arrays
-        sizes = [a[name][0].nbytes for name in PatientState.PERSISTENT]
+        sizes = [self._state.arrays[name][0].nbytes for name in PatientState.PERSISTENT]
         if len(body) != sum(sizes):
             raise ValueError("corrupt feature snapshot: wrong length")
-        slot = self.slot_for(patient_id)
+        slot = self.slot_for(patient_id)  # may grow the arrays: read them afterwards
+        a = self._state.arrays
         offset = 0
         for name, size in zip(PatientState.PERSISTENT, sizes, strict=True):
             target = a[name][slot]
