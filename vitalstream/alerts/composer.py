@@ -186,7 +186,7 @@ def _clinical(payload: Mapping[str, Any], segments: _Segments) -> None:
         else:
             segments.add(reading + ".", weight)
     risk = payload.get("risk")
-    if risk and risk.get("shown_in_summary"):
+    if risk:
         text = f"Risk {risk['shown']}"
         if risk.get("trend") in ("rising", "falling"):
             text += f", {risk['trend']}"

@@ -480,7 +480,7 @@ class AlertPolicy:
             "trends": {p: t for p, t in find_trends(assessment.features, self.config.trend_min_change,
                                                       self.config.trend_max_window_s).items()
                        if p in observations and score.components.get(p)},
-            "risk": self._risk_payload(state, assessment, reasons),
+            "risk": self._risk_payload(state, assessment),
             # NaN (not enough data in a window) is not JSON: null says the same.
             "features": {name: (float(v) if v is not None and math.isfinite(v) else None)
                          for name, v in assessment.features.items()},
@@ -493,8 +493,7 @@ class AlertPolicy:
         })
         return payload
 
-    def _risk_payload(self, state: PatientAlertState, assessment: Assessment,
-                      reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _risk_payload(self, state: PatientAlertState, assessment: Assessment) -> dict[str, Any] | None:
         if assessment.risk is None:
             return None
         then = assessment.time_ms - int(self.config.risk_trend_s * 1000)
@@ -505,15 +504,12 @@ class AlertPolicy:
             change = assessment.risk - previous[1]
             trend = ("rising" if change >= self.config.risk_trend_min else
                      "falling" if change <= -self.config.risk_trend_min else "steady")
-        lowest = min(self.config.risk_thresholds.values(), default=None)
         return {
             "value": assessment.risk, "shown": f"{assessment.risk:.2f}",
             "model_version": assessment.model_version, "trend": trend,
             "previous": {"value": previous[1], "ms": previous[0]} if previous else None,
             "factors": [[str(name), float(weight)] for name, weight in assessment.risk_factors],
             "thresholds": dict(self.config.risk_thresholds),
-            "shown_in_summary": any(r["rule"] == "risk" for r in reasons)
-            or (lowest is not None and assessment.risk >= lowest - self.config.resolve_risk_margin),
         }
 
     def _emit(self, state: PatientAlertState, alert: OpenAlert, status: str,
