@@ -64,11 +64,13 @@ def build_monitor(settings: Settings) -> Monitor:
     except ImportError:
         log.warning("feature engine not available: scoring NEWS2 only")
     if engine is not None:
-        try:
-            from vitalstream.scoring.model import RiskModel
+        from vitalstream.scoring.model import ModelFileError, RiskModel
 
+        try:
             model = RiskModel.load(settings.model_path or None)
-        except (ImportError, FileNotFoundError) as exc:
+        except ModelFileError as exc:
+            if settings.model_path:
+                raise  # a model the operator named must load, or the worker must not start
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
     return Monitor(AlertPolicy(), engine=engine, model=model,
                    news2_window_s=settings.news2_window_s)

@@ -76,12 +76,14 @@ class Monitor:
     """
 
     def __init__(self, policy: AlertPolicy, engine: Any | None = None, model: Any | None = None,
-                 news2_window_s: float = 1800.0, round_window_s: float = 16200.0) -> None:
+                 news2_window_s: float = 1800.0, round_window_s: float = 16200.0,
+                 resolution_s: float = 1.0) -> None:
         self.policy = policy
         self.engine = engine
         self.model = model
         self.news2_window_ms = int(news2_window_s * 1000)
         self.round_window_ms = int(round_window_s * 1000)
+        self.resolution_ms = max(1, int(resolution_s * 1000))
         self.patients: dict[str, PatientRecord] = {}
         self._feature_names: list[str] = list(engine.feature_names) if engine is not None else []
 
@@ -123,10 +125,33 @@ class Monitor:
 
     # -- scoring -----------------------------------------------------------------------
     def process(self, samples: Sequence[Sample]) -> MonitorResult:
-        """Take one batch of samples (any patients, any order) and return what to publish."""
+        """Take one batch of samples (any patients, any order) and return what to publish.
+
+        The batch is cut into waves by device time: wave k holds each patient's k-th
+        reading time (to ``resolution_ms``). Each wave is one call into the feature engine
+        and one assessment per patient in it, so a patient is assessed at every reading
+        time whether the readings arrived in one batch (a fast replay) or many (live): the
+        alerts do not depend on how the broker happened to batch them.
+        """
         result = MonitorResult(samples=len(samples))
-        if not samples:
-            return result
+        touched: dict[str, None] = {}
+        for wave in self._waves(samples):
+            self._process_wave(wave, result)
+            touched.update(dict.fromkeys(s.patient_id for s in wave))
+        result.touched = list(touched)
+        return result
+
+    def _waves(self, samples: Sequence[Sample]) -> Iterable[list[Sample]]:
+        by_patient: dict[str, dict[int, list[Sample]]] = {}
+        for sample in samples:
+            times = by_patient.setdefault(sample.patient_id, {})
+            times.setdefault(sample.device_time_ms // self.resolution_ms, []).append(sample)
+        readings = [[times[t] for t in sorted(times)] for times in by_patient.values()]
+        depth = max((len(r) for r in readings), default=0)
+        for k in range(depth):
+            yield [sample for r in readings if k < len(r) for sample in r[k]]
+
+    def _process_wave(self, samples: list[Sample], result: MonitorResult) -> None:
         touched: dict[str, PatientRecord] = {}
         numeric: list[tuple[int, int, float, float]] = []
         for sample in samples:
@@ -152,8 +177,6 @@ class Monitor:
             assessment = self.assess(record, features_by_patient.get(patient_id), risks.get(patient_id))
             result.assessments.append(assessment)
             result.alerts.extend(self.policy.assess(record.alert_state, assessment))
-        result.touched = list(touched)
-        return result
 
     def _update_features(self, numeric: list[tuple[int, int, float, float]],
                          touched: dict[str, PatientRecord]) -> dict[str, np.ndarray]:
