@@ -20,11 +20,17 @@ import dataclasses
 
 import orjson
 
-from vitalstream.ingest.result import TECHNICAL_KINDS, IngestResult, Rejection, technical_event
+from vitalstream.ingest.result import (
+    REASON_CODES,
+    TECHNICAL_KINDS,
+    IngestResult,
+    Rejection,
+    technical_event,
+)
 from vitalstream.samples import SampleError, sample_from_dict
 
 __all__ = [
-    "FORMATS", "MAX_MESSAGE_BYTES", "TECHNICAL_KINDS", "IngestResult", "Rejection",
+    "FORMATS", "MAX_MESSAGE_BYTES", "REASON_CODES", "TECHNICAL_KINDS", "IngestResult", "Rejection",
     "dead_letter", "detect_format", "parse_json", "parse_raw", "technical_event",
 ]
 

@@ -70,7 +70,7 @@ def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
         observations = [document]
     elif resource_type == "Bundle":
         bundle_type = document.get("type")
-        if bundle_type not in BUNDLE_TYPES:
+        if not isinstance(bundle_type, str) or bundle_type not in BUNDLE_TYPES:
             result.rejection = Rejection(
                 "unsupported_resource", f"Bundle type {bundle_type!r}; expected one of "
                 f"{', '.join(sorted(BUNDLE_TYPES))}")
@@ -214,6 +214,7 @@ def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]]
     if not isinstance(observation, dict):
         raise ObservationError("invalid_fhir", f"{where} is not an object")
     status = observation.get("status")
+    status = status if isinstance(status, str) else repr(status)
     if status in IGNORED_STATUSES:
         result.ignored += 1
         return
