@@ -14,6 +14,7 @@ Sample objects are made one device report at a time as they are replayed.
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -65,13 +66,14 @@ class RecordingBuilder:
     sources: _Interner = dataclasses.field(default_factory=_Interner)
     codes: _Interner = dataclasses.field(default_factory=_Interner)
     places: dict[int, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    time_ms: list[int] = dataclasses.field(default_factory=list)
-    patient: list[int] = dataclasses.field(default_factory=list)
-    parameter: list[int] = dataclasses.field(default_factory=list)
-    value: list[float] = dataclasses.field(default_factory=list)
-    source: list[int] = dataclasses.field(default_factory=list)
-    code: list[int] = dataclasses.field(default_factory=list)
-    artefact: list[bool] = dataclasses.field(default_factory=list)
+    # Typed arrays, not lists: a few million rows stay a few bytes each while reading.
+    time_ms: array = dataclasses.field(default_factory=lambda: array("q"))
+    patient: array = dataclasses.field(default_factory=lambda: array("i"))
+    parameter: array = dataclasses.field(default_factory=lambda: array("b"))
+    value: array = dataclasses.field(default_factory=lambda: array("d"))
+    source: array = dataclasses.field(default_factory=lambda: array("i"))
+    code: array = dataclasses.field(default_factory=lambda: array("i"))
+    artefact: array = dataclasses.field(default_factory=lambda: array("b"))
 
     def add(self, patient_id: str, ward: str, bed: str, parameter: str, value: float | str | bool,
             device_time_ms: int, source: str, source_code: str = "", artefact: bool = False) -> None:
@@ -95,10 +97,13 @@ class RecordingBuilder:
             patient_ids=list(self.patients.names),
             wards=[self.places[i][0] for i in range(n)], beds=[self.places[i][1] for i in range(n)],
             sources=list(self.sources.names), codes=list(self.codes.names),
-            time_ms=np.array(self.time_ms, dtype=np.int64), patient=np.array(self.patient, dtype=np.int32),
-            parameter=np.array(self.parameter, dtype=np.int8), value=np.array(self.value, dtype=float),
-            source=np.array(self.source, dtype=np.int32), code=np.array(self.code, dtype=np.int32),
-            artefact=np.array(self.artefact, dtype=bool),
+            time_ms=np.frombuffer(self.time_ms, dtype=np.int64).copy(),
+            patient=np.frombuffer(self.patient, dtype=np.int32).copy(),
+            parameter=np.frombuffer(self.parameter, dtype=np.int8).copy(),
+            value=np.frombuffer(self.value, dtype=np.float64).copy(),
+            source=np.frombuffer(self.source, dtype=np.int32).copy(),
+            code=np.frombuffer(self.code, dtype=np.int32).copy(),
+            artefact=np.frombuffer(self.artefact, dtype=np.int8).astype(bool),
         )
 
 
