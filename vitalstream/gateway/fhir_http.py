@@ -47,6 +47,7 @@ REASON_STATUS: dict[str, tuple[int, str]] = {
 }
 _PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 _CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock_ms", Callable[[], int])
+_TIMEOUT: web.AppKey[float] = web.AppKey("publish_timeout_s", float)
 
 
 def operation_outcome(severity: str, code: str, diagnostics: str, reason: str = "") -> dict[str, Any]:
@@ -101,7 +102,7 @@ async def receive(request: web.Request) -> web.Response:
         return _error(413, "too-costly", "too_large", result.rejection.detail)
     try:
         await asyncio.wait_for(publisher.publish_raw(body, "fhir", DOOR, key=result.patient_id),
-                               PUBLISH_TIMEOUT_S)
+                               request.app[_TIMEOUT])
     except Exception as exc:
         log.warning("broker did not take a FHIR message: %s", type(exc).__name__)
         metrics.count(DOOR, "refused", "broker_unavailable")
@@ -134,11 +135,13 @@ def metrics_app() -> web.Application:
     return app
 
 
-def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None) -> web.Application:
+def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
+             publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> web.Application:
     # One byte over the limit still reads, so parse_raw reports the size; more is refused early.
     app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1)
     app[_PUBLISHER] = publisher
     app[_CLOCK] = clock_ms or (lambda: int(time.time() * 1000))
+    app[_TIMEOUT] = publish_timeout_s
     for path in ("/fhir", "/fhir/Observation", "/fhir/Bundle"):
         app.router.add_post(path, receive)
     app.router.add_get("/metrics", prometheus_metrics)

@@ -49,8 +49,10 @@ class MllpServer:
     """The MLLP front door. ``publisher`` is a started `RawPublisher`; ``port`` 0 picks a free port."""
 
     def __init__(self, publisher: Publisher, host: str = "127.0.0.1", port: int = 2575,
-                 clock_ms: Callable[[], int] = now_ms) -> None:
+                 clock_ms: Callable[[], int] = now_ms,
+                 publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
         self.publisher = publisher
+        self.publish_timeout_s = publish_timeout_s
         self.host = host
         self.port = port
         self.clock_ms = clock_ms
@@ -105,7 +107,7 @@ class MllpServer:
             return
         try:
             await asyncio.wait_for(self.publisher.publish_dead_letter(data, Rejection("mllp_framing", "bytes outside an "
-                                   "MLLP frame"), "hl7", source, self.clock_ms()), PUBLISH_TIMEOUT_S)
+                                   "MLLP frame"), "hl7", source, self.clock_ms()), self.publish_timeout_s)
         except Exception as exc:  # logged, counted: the door must go on serving
             log.warning("could not dead-letter %d unframed bytes: %s", len(data), type(exc).__name__)
             metrics.count(DOOR, "refused", "broker_unavailable")
@@ -120,7 +122,8 @@ class MllpServer:
             return hl7_ack(raw, "AR", f"too_large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", received_ms)
         result = parse_raw(raw, received_ms, "hl7")
         try:
-            await asyncio.wait_for(self.publisher.publish_raw(raw, "hl7", DOOR, key=result.patient_id), PUBLISH_TIMEOUT_S)
+            await asyncio.wait_for(self.publisher.publish_raw(raw, "hl7", DOOR, key=result.patient_id),
+                                   self.publish_timeout_s)
         except Exception as exc:
             log.warning("broker did not take an HL7 message: %s", type(exc).__name__)
             metrics.count(DOOR, "refused", "broker_unavailable")
