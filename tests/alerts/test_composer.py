@@ -54,10 +54,10 @@ def test_summary_reads_like_a_nurse_handover() -> None:
     assert [a.summary for a in alerts] == [
         "Bed 12, Ward 4B: NEWS2 8 (high), up from 1 at 10:15. RR 26/min, up 8 in 2 h. "
         "SpO2 91 % on air, down 5 in 30 min. HR 118/min. Risk 0.42; main factors: RR trend, "
-        "SpO2 fall. Last data 12:16."]
+        "SpO2 fall. Last data 12:15."]  # 2 h after the last reading: a spot check, raised at once
     payload = alerts[0].payload
     assert payload["news2"]["components"]["resp_rate"] == 3
-    assert payload["observations"]["spo2"]["ms"] == T0_MS + 121 * MIN_MS
+    assert payload["observations"]["spo2"]["ms"] == T0_MS + 120 * MIN_MS
     assert payload["trends"]["resp_rate"]["feature"] == "resp_rate_slope_per_h_2h"
     assert payload["risk"]["model_version"] == "test-model-1"
     assert payload["thresholds"]["news2_high"] == 7

@@ -12,10 +12,16 @@ def event(kind: str, minute: float, parameter: str = "spo2") -> dict:
             "device_time_ms": T0_MS + int(minute * MIN_MS), "source": "oxi-7", "detail": ""}
 
 
+def stream(policy: AlertPolicy, state, patient: Patient) -> None:
+    """A bedside monitor reporting every minute up to 10:15, the last report."""
+    for minute in range(-3, 1):
+        policy.assess(state, patient.at(minute))
+
+
 def test_a_silent_bedside_monitor_is_one_technical_alert_after_5_min(patient: Patient) -> None:
     policy = AlertPolicy()
     state = policy.new_state()
-    policy.assess(state, patient.at(0))
+    stream(policy, state, patient)
     assert policy.check_stale(state, T0_MS + 5 * MIN_MS) == []  # exactly 5 min: not yet
     alerts = policy.check_stale(state, T0_MS + 6 * MIN_MS)
     assert [(a.kind, a.status, a.priority) for a in alerts] == [("technical", "raised", "low")]
@@ -32,7 +38,7 @@ def test_wearable_patients_get_a_longer_stale_timeout(patient: Patient) -> None:
     policy = AlertPolicy()
     state = policy.new_state()
     policy.configure(state, {"set_by": "cn-1", "set_at_ms": T0_MS, "device_type": "wearable"})
-    policy.assess(state, patient.at(0))
+    stream(policy, state, patient)
     assert policy.check_stale(state, T0_MS + 10 * MIN_MS) == []
     assert len(policy.check_stale(state, T0_MS + 16 * MIN_MS)) == 1
 
@@ -48,13 +54,13 @@ def test_no_data_while_a_medium_alert_is_open_is_medium(patient: Patient) -> Non
     assert state.clinical is not None and state.clinical.status == "raised"
 
 
-def test_spot_checked_parameters_never_raise_no_data(patient: Patient) -> None:
-    # Temperature and blood pressure come at rounds: their absence is a partial score, not a fault.
+def test_spot_checks_never_raise_no_data(patient: Patient) -> None:
+    # A full set of observations every 4 h: the gap between rounds is not a device gone quiet.
     policy = AlertPolicy()
     state = policy.new_state()
-    policy.assess(state, patient.at(0, measured=("temperature", "systolic_bp")))
-    policy.assess(state, patient.at(300, measured=("heart_rate", "resp_rate", "spo2")))
-    assert policy.check_stale(state, T0_MS + 302 * MIN_MS) == []
+    for minute in (0, 240, 480):
+        policy.assess(state, patient.at(minute, measured=tuple(patient.values)))
+    assert policy.check_stale(state, T0_MS + 700 * MIN_MS) == []
 
 
 def test_sensor_off_alerts_at_once_and_resolves_on_the_next_reading(patient: Patient) -> None:
@@ -87,7 +93,7 @@ def test_artefact_run_alerts_after_three_in_five_minutes(patient: Patient) -> No
 def test_acknowledged_technical_alert_comes_back_when_the_ack_expires(patient: Patient) -> None:
     policy = AlertPolicy()
     state = policy.new_state()
-    policy.assess(state, patient.at(0))
+    stream(policy, state, patient)
     raised = policy.check_stale(state, T0_MS + 6 * MIN_MS)[0]
     ack = policy.acknowledge(state, raised.alert_id, "rn-5", T0_MS + 7 * MIN_MS)
     assert [a.status for a in ack] == ["acknowledged"]

@@ -20,10 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-
-from vitalstream.scoring.news2 import chart_round
 
 MAX_SUMMARY_CHARS = 300
 
@@ -69,10 +67,17 @@ def clock_time(time_ms: int, zone: str = "UTC") -> str:
 
 
 def show_number(value: float, places: int = 0) -> str:
-    """A measured number as printed: chart rounding (half away from zero), no ``-0``."""
-    rounded = chart_round(value, places)
+    """A measured number as printed: rounded half away from zero like the NEWS2 chart
+    rule (so the printed value is the one scored), no ``-0``.
+
+    >>> show_number(20.5), show_number(38.05, 1), show_number(-0.04, 1)
+    ('21', '38.1', '0.0')
+    """
+    # Decimal from repr() avoids binary artefacts: 38.05 * 10 is 380.4999... in floats.
+    quantum = Decimal(1).scaleb(-places)
+    rounded = Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
     if rounded == 0:
-        rounded = Decimal(0).quantize(rounded)
+        rounded = Decimal(0).quantize(quantum)
     return str(rounded)
 
 

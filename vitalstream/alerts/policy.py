@@ -93,6 +93,9 @@ class PolicyConfig:
     """How long a condition must hold before it raises, by priority."""
     unconfirmed_after_s: float = 900
     """Raise after this long even when the weightiest reading was not measured again."""
+    streaming_gap_s: float = 600
+    """Readings of a parameter closer than this come from a device (persistence applies);
+    further apart they are spot checks taken by hand, which raise at once."""
     resolve_after_s: float = 1800
     """How long the patient must stay clear before an alert resolves."""
     resolve_margin: int = 2
@@ -110,7 +113,8 @@ class PolicyConfig:
             "wearable": {"heart_rate": 900, "resp_rate": 900, "spo2": 900},
             "spot_check": {},
         })
-    """No data for longer than this raises a technical alert, by device type and parameter."""
+    """No data for longer than this raises a technical alert, by device type and parameter,
+    for a parameter that was streaming (its last two readings closer than this)."""
     artefact_run: int = 3
     """This many artefact readings of one parameter ..."""
     artefact_window_s: float = 300
@@ -186,11 +190,13 @@ class PatientAlertState:
     time_ms: int = 0
     clinical: OpenAlert | None = None
     technical: dict[str, OpenAlert] = dataclasses.field(default_factory=dict)
-    # condition ("low", "medium", "high", "worse") -> {"since_ms", "trigger": {param: ms}}
+    # condition ("low", "medium", "high", "worse") -> {"since_ms", "trigger": {param: ms}, "spot"}
     pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     level: str | None = None
     clear_since_ms: int | None = None
     last_seen: dict[str, int] = dataclasses.field(default_factory=dict)
+    # parameter -> ms between its last two readings: a parameter streams when it is short.
+    last_gap: dict[str, int] = dataclasses.field(default_factory=dict)
     last_news2: tuple[int, int] | None = None
     score_history: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     risk_history: list[tuple[int, float]] = dataclasses.field(default_factory=list)
@@ -207,10 +213,9 @@ class PatientAlertState:
             "time_ms": self.time_ms,
             "clinical": self.clinical.to_dict() if self.clinical else None,
             "technical": {k: v.to_dict() for k, v in self.technical.items()},
-            "pending": {k: {"since_ms": v["since_ms"], "trigger": dict(v["trigger"])}
-                        for k, v in self.pending.items()},
+            "pending": {k: {**v, "trigger": dict(v["trigger"])} for k, v in self.pending.items()},
             "level": self.level, "clear_since_ms": self.clear_since_ms,
-            "last_seen": dict(self.last_seen),
+            "last_seen": dict(self.last_seen), "last_gap": dict(self.last_gap),
             "last_news2": list(self.last_news2) if self.last_news2 else None,
             "score_history": [list(e) for e in self.score_history],
             "risk_history": [list(e) for e in self.risk_history],
@@ -228,10 +233,10 @@ class PatientAlertState:
             bed=record.get("bed", ""), time_ms=record.get("time_ms", 0),
             clinical=OpenAlert(**clinical) if clinical else None,
             technical={k: OpenAlert(**v) for k, v in record.get("technical", {}).items()},
-            pending={k: {"since_ms": v["since_ms"], "trigger": dict(v["trigger"])}
-                     for k, v in record.get("pending", {}).items()},
+            pending={k: {**v, "trigger": dict(v["trigger"])} for k, v in record.get("pending", {}).items()},
             level=record.get("level"), clear_since_ms=record.get("clear_since_ms"),
             last_seen=dict(record.get("last_seen", {})),
+            last_gap=dict(record.get("last_gap", {})),
             last_news2=(int(last_news2[0]), int(last_news2[1])) if last_news2 else None,
             score_history=[(int(t), int(s)) for t, s in record.get("score_history", ())],
             risk_history=[(int(t), float(r)) for t, r in record.get("risk_history", ())],
@@ -371,10 +376,11 @@ class AlertPolicy:
                 return False
         return True
 
-    @staticmethod
-    def _trigger(assessment: Assessment, score: News2, reasons: list[dict[str, Any]]) -> dict[str, int]:
-        """The readings that weigh most in the condition, with their times: one of them
-        must be measured again before the condition raises."""
+    def _pending(self, state: PatientAlertState, assessment: Assessment, score: News2,
+                 reasons: list[dict[str, Any]]) -> dict[str, Any]:
+        """A condition that has just started: the readings that weigh most in it, with
+        their times (one of them must be measured again before it raises), and whether
+        they are all spot checks (taken by hand, not streaming: they raise at once)."""
         singles = [r["parameter"] for r in reasons if r["rule"] == "single_parameter"]
         if singles:
             names = singles
@@ -383,10 +389,16 @@ class AlertPolicy:
             names = [p for p, c in score.components.items() if c and c == top]
         else:
             names = []  # a risk from windowed features is already smoothed over time
-        return {p: int(assessment.observations[p][1]) for p in names
-                if p in assessment.observations}
+        trigger = {p: int(assessment.observations[p][1]) for p in names
+                   if p in assessment.observations}
+        streaming_ms = self.config.streaming_gap_s * 1000
+        # A first reading (no gap known yet) waits like a device reading would.
+        spot = bool(trigger) and all(state.last_gap.get(p, 0) > streaming_ms for p in trigger)
+        return {"since_ms": assessment.time_ms, "trigger": trigger, "spot": spot}
 
     def _confirmed(self, pending: dict[str, Any], priority: str, assessment: Assessment) -> bool:
+        if pending.get("spot"):
+            return True  # a nurse's own observation round is a deliberate measurement
         held_ms = assessment.time_ms - pending["since_ms"]
         if held_ms < self.config.persistence_s[priority] * 1000:
             return False
@@ -401,7 +413,11 @@ class AlertPolicy:
         state.ward, state.bed = assessment.ward or state.ward, assessment.bed or state.bed
         state.time_ms = max(state.time_ms, t)
         for parameter, (_, seen_ms) in assessment.observations.items():
-            state.last_seen[parameter] = max(state.last_seen.get(parameter, 0), int(seen_ms))
+            previous_ms = state.last_seen.get(parameter)
+            if previous_ms is None or seen_ms > previous_ms:
+                if previous_ms is not None:
+                    state.last_gap[parameter] = int(seen_ms) - previous_ms
+                state.last_seen[parameter] = int(seen_ms)
         state.last_news2 = (t, score.total)
         history = state.score_history
         if not history or history[-1][1] != score.total:
@@ -538,8 +554,7 @@ class AlertPolicy:
 
         for priority in PRIORITIES:
             if PRIORITY_RANK[priority] <= rank:
-                state.pending.setdefault(priority, {"since_ms": t,
-                                                    "trigger": self._trigger(assessment, score, reasons)})
+                state.pending.setdefault(priority, self._pending(state, assessment, score, reasons))
             elif priority in state.pending:
                 del state.pending[priority]
                 if current is None or PRIORITY_RANK[priority] > PRIORITY_RANK[current.priority]:
@@ -551,8 +566,7 @@ class AlertPolicy:
                  and current.ack_total is not None
                  and score.total >= current.ack_total + config.worse_points)
         if worse:
-            state.pending.setdefault("worse", {"since_ms": t,
-                                               "trigger": self._trigger(assessment, score, reasons)})
+            state.pending.setdefault("worse", self._pending(state, assessment, score, reasons))
         else:
             state.pending.pop("worse", None)
 
@@ -722,8 +736,11 @@ class AlertPolicy:
         covered = {p for a in state.technical.values() if a.condition.startswith("no_data:")
                    for p in a.parameter.split(",")}
         # Parameters that go quiet together (one device) make one alert, not one each.
+        # Only a parameter that was streaming (its last two readings closer than the
+        # timeout) can stop: a spot check every 4 h is not a device that went quiet.
         silent = [p for p in PARAMETER_ORDER if p in state.last_seen and p not in covered
                   and limits.get(p) is not None
+                  and state.last_gap.get(p, math.inf) <= limits[p] * 1000
                   and now_ms - state.last_seen[p] > limits[p] * 1000]
         if silent:
             since_ms = min(state.last_seen[p] for p in silent)
