@@ -64,10 +64,10 @@ def test_newline_separators_and_escapes_parse_like_carriage_returns():
 
 
 def test_escape_sequences_are_resolved_in_identifiers():
-    raw = message("PID|||A\\T\\B^^^H^MR", "PV1||I|Ward\\F\\4^^1",
+    raw = message("PID|||A\\T\\B\\X2D\\1^^^H^MR", "PV1||I|Ward\\F\\4^^1",
                   "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||96|%^^UCUM|||||R|||20260315101500+0000")
     sample = parse_raw(raw, RECEIVED_MS).samples[0]
-    assert (sample.patient_id, sample.ward) == ("A&B", "Ward|4")
+    assert (sample.patient_id, sample.ward) == ("A&B-1", "Ward|4")
 
 
 def test_pid3_prefers_the_medical_record_number_among_repetitions():
