@@ -60,6 +60,8 @@ class KernelConfig:
         cfg[K.CFG_HR] = NUMERIC_PARAMETERS.index("heart_rate")
         cfg[K.CFG_SBP] = NUMERIC_PARAMETERS.index("systolic_bp")
         windows = tuple(float(w) for w in windows_s)
+        # the ring lap of a bucket must fit in int32: later times are rejected as invalid
+        cfg[K.CFG_MAX_ABS_T] = min(windows) * (2**31 - 2)
         return cls(
             windows_s=windows,
             buckets_per_window=int(buckets_per_window),
@@ -72,12 +74,24 @@ class KernelConfig:
         )
 
 
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised array whose data starts on a cache-line boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class PatientState:
-    """Preallocated state arrays for ``capacity`` patient slots (see kernels for the layout).
+    """Preallocated state arrays for ``capacity`` patient slots (layout: see kernels).
 
     Capacity doubles when full, so admissions copy the existing patients only log2(n)
     times in all; unused slots are never touched (a slot is reset when it is admitted).
     """
+
+    # The arrays a snapshot carries (the rest is scratch).
+    PERSISTENT = ("buckets", "art", "pstate")
 
     def __init__(self, capacity: int, n_windows: int, buckets_per_window: int) -> None:
         self.n_windows = n_windows
@@ -87,37 +101,30 @@ class PatientState:
     def _allocate(self, capacity: int) -> dict[str, np.ndarray]:
         n_params, n_windows, nb = len(NUMERIC_PARAMETERS), self.n_windows, self.nb
         return {
-            "bidx": np.empty((capacity, n_params, n_windows, nb), dtype=np.int64),
-            "bf": np.empty((capacity, n_params, n_windows, nb, K.N_BF), dtype=np.float64),
-            "bs": np.empty((capacity, n_params, n_windows, nb, K.N_BS), dtype=np.float32),
-            "bi": np.empty((capacity, n_params, n_windows, nb, K.N_BI), dtype=np.int32),
-            "sc": np.empty((capacity, n_params, K.N_SC), dtype=np.float64),
-            "ckey": np.empty((capacity, n_params, n_windows), dtype=np.int64),
-            "cache": np.empty((capacity, n_params, n_windows, K.N_CF), dtype=np.float64),
+            "buckets": _aligned_empty((capacity, n_params, n_windows, nb), K.BUCKET_DTYPE),
+            "art": np.empty((capacity, n_params, n_windows, nb), dtype=np.int32),
+            "pstate": _aligned_empty((capacity, n_params, K.pstate_width(n_windows)),
+                                     np.dtype(np.float64)),
             "mark": np.zeros(capacity, dtype=np.int8),
         }
 
     @property
     def capacity(self) -> int:
-        return self.arrays["bidx"].shape[0]
+        return self.arrays["buckets"].shape[0]
 
     def grow(self, capacity: int) -> None:
-        old = self.arrays
         new = self._allocate(capacity)
         n = self.capacity
-        for name, array in old.items():
+        for name, array in self.arrays.items():
             new[name][:n] = array
         self.arrays = new
 
     def reset(self, slot: int) -> None:
         a = self.arrays
-        K.reset_slot(a["bidx"], a["bf"], a["bs"], a["bi"], a["sc"], a["ckey"], slot)
+        K.reset_slot(a["buckets"], a["art"], a["pstate"], slot)
 
     def bytes_per_slot(self) -> int:
         return sum(array[0].nbytes for array in self.arrays.values())
-
-    # The parts a snapshot carries; the cache is rebuilt from them.
-    PERSISTENT = ("bidx", "bf", "bs", "bi", "sc")
 
 
 class FeatureEngine:
@@ -195,9 +202,8 @@ class FeatureEngine:
         a = self._state.arrays
         c = self.config
         return K.update_batch(
-            a["bidx"], a["bf"], a["bs"], a["bi"], a["sc"], a["ckey"], a["cache"],
-            self._counters, a["mark"], c.cfg, c.limits, c.widths_s, c.buckets_per_window,
-            c.fresh_idx, c.n_features,
+            a["buckets"], a["art"], a["pstate"], self._counters, a["mark"], c.cfg, c.limits,
+            c.widths_s, c.fresh_idx, c.n_features,
             np.ascontiguousarray(slots, dtype=np.int64),
             np.ascontiguousarray(params, dtype=np.int64),
             np.ascontiguousarray(times_s, dtype=np.float64),
@@ -213,8 +219,8 @@ class FeatureEngine:
         if slots.size and (slots.min() < 0 or slots.max() >= self._state.capacity):
             raise ValueError("slot out of range")
         return K.features_of_slots(
-            a["bidx"], a["bf"], a["bs"], a["bi"], a["sc"], a["ckey"], a["cache"], c.cfg,
-            c.limits, c.widths_s, c.buckets_per_window, c.fresh_idx, c.n_features, slots,
+            a["buckets"], a["art"], a["pstate"], c.cfg, c.limits, c.widths_s, c.fresh_idx,
+            c.n_features, slots,
             np.nan if now_s is None else float(now_s),
         )
 
@@ -275,4 +281,5 @@ class FeatureEngine:
             target[...] = np.frombuffer(body, dtype=target.dtype, count=target.size,
                                         offset=offset).reshape(target.shape)
             offset += size
-        a["ckey"][slot] = K.EMPTY
+        for w in range(len(self.windows_s)):  # the closed-bucket caches are rebuilt
+            a["pstate"][slot, :, K.cache_key_cell(w)] = np.nan

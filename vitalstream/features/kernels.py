@@ -1,15 +1,23 @@
-"""The compiled core: per-sample state update and per-patient feature row.
+"""The compiled core: sample placement and feature rows, shared by every path.
 
-Both the live batch kernel (`update_batch`) and the offline kernel (`features_at_sorted`)
-call the same two functions, `_add_sample` and `_write_features`, so training, replay and
-serving cannot compute a feature differently.
+The live batch kernel (`update_batch`) and the offline kernel (`features_at_sorted`) both
+call `add_samples` and `write_features`, so training, replay and serving cannot compute a
+feature differently. Hot loops contain no calls that take arrays: a numba call with array
+arguments costs reference counting on each of them, which would dominate a sample's cost.
 
-State of one patient ``p`` and parameter ``k``, for each window ``w``: a ring of ``nb``
-buckets, each ``width = window / nb`` seconds of device time, holding the count, Welford
-mean and M2 of the value, the mean and M2 of the time, the time-value co-moment (for the
-least-squares slope), min, max and the first sample. A window is the current bucket and
-the ``nb - 1`` before it. The merge of the closed buckets is cached per window and
-recomputed only when the current bucket moves on or a late sample lands in a closed one.
+State of patient ``p``, parameter ``k``, window ``w`` (see docs/features.md):
+
+- ``buckets[p, k, w, :]``: a ring of ``nb`` buckets of ``width = window / nb`` seconds of
+  device time. A bucket is one 64-byte record (one cache line): which lap of the ring it
+  belongs to, the count, the Welford mean and M2 of the value and of the time, the
+  time-value co-moment (for the least-squares slope), min, max and the first sample.
+  Bucket ``idx = floor(t / width)`` lives in slot ``idx % nb`` with lap ``idx // nb``.
+- ``art[p, k, w, :]``: artefacts per bucket (read only if the stream ever had one).
+- ``pstate[p, k, :]``: last accepted sample, newest time, flat-line run, artefact total,
+  then per window the cached merge of the closed buckets (recomputed when the current
+  bucket moves on or a late sample lands in a closed bucket).
+
+A window is the current bucket and the ``nb - 1`` before it.
 """
 
 from __future__ import annotations
@@ -19,30 +27,28 @@ import math
 import numpy as np
 from numba import njit
 
-EMPTY = -(2**62)  # bucket index of a ring slot that holds nothing
+BUCKET_DTYPE = np.dtype([
+    ("lap", np.int32), ("n", np.int32), ("first_t", np.float32), ("min", np.float32),
+    ("max", np.float32), ("first_v", np.float32), ("mean_v", np.float64),
+    ("m2_v", np.float64), ("mean_t", np.float64), ("m2_t", np.float64), ("c_tv", np.float64),
+])
+assert BUCKET_DTYPE.itemsize == 64
+EMPTY_LAP = np.int32(-(2**31))
 
-# bucket float64 fields
-B_MEAN_V, B_M2_V, B_MEAN_T, B_M2_T, B_C_TV, B_FIRST_T = 0, 1, 2, 3, 4, 5
-N_BF = 6
-# bucket float32 fields (values as monitors report them: 7 significant digits suffice)
-B_MIN, B_MAX, B_FIRST_V = 0, 1, 2
-N_BS = 3
-# bucket int32 fields
-B_N, B_ART = 0, 1
-N_BI = 2
-# per patient and parameter float64 scalars
-S_LAST_T, S_LAST_V, S_NEWEST_T, S_RUN_V, S_RUN_START_T, S_RUN_N = 0, 1, 2, 3, 4, 5
-N_SC = 6
-# cached merge of the closed buckets of a window
+# pstate scalars, then the cache key of each window (beside them: every sample reads
+# both), then each window's cache block at cache_block(w, n_windows)
+S_LAST_T, S_LAST_V, S_NEWEST_T, S_ART_TOTAL, S_RUN_V, S_RUN_START_T, S_RUN_N = range(7)
+N_SCALARS = 7
 C_N, C_MEAN_V, C_M2_V, C_MEAN_T, C_M2_T, C_C_TV, C_MIN, C_MAX, C_FIRST_T, C_FIRST_V, \
     C_NONEMPTY, C_ART = range(12)
-N_CF = 12
+N_CACHE = 12
 # counters
 K_LATE, K_RANGE, K_FLAT, K_DROPOUT, K_ACCEPTED, K_INVALID = range(6)
 N_COUNTERS = 6
 # cfg
-CFG_LATE_TOL, CFG_FLAT_S, CFG_FLAT_MIN_N, CFG_DROP_MIN, CFG_DROP_RATE, CFG_HR, CFG_SBP = range(7)
-N_CFG = 7
+CFG_LATE_TOL, CFG_FLAT_S, CFG_FLAT_MIN_N, CFG_DROP_MIN, CFG_DROP_RATE, CFG_HR, CFG_SBP, \
+    CFG_MAX_ABS_T = range(8)
+N_CFG = 8
 # limits columns
 L_LOW, L_HIGH, L_FLAT, L_FRESH, L_DROPOUT = range(5)
 
@@ -50,124 +56,45 @@ N_PARAMETER_FEATURES = 2
 N_WINDOW_FEATURES = 9
 
 
-@njit(cache=True)
-def reset_slot(bidx, bf, bs, bi, sc, ckey, p):
-    """Forget everything about slot ``p`` (admission or discharge)."""
-    bidx[p] = EMPTY
-    bf[p] = 0.0
-    bs[p] = 0.0
-    bi[p] = 0
-    sc[p] = 0.0
-    for k in range(sc.shape[1]):
-        sc[p, k, S_LAST_T] = -np.inf
-        sc[p, k, S_NEWEST_T] = -np.inf
-        sc[p, k, S_RUN_START_T] = -np.inf
-        sc[p, k, S_RUN_V] = np.nan
-    ckey[p] = EMPTY
+def pstate_width(n_windows: int) -> int:
+    """Float64 cells of one (patient, parameter) block, padded to whole cache lines."""
+    cells = N_SCALARS + n_windows * (1 + N_CACHE)
+    return (cells + 7) // 8 * 8
+
+
+def cache_key_cell(w: int) -> int:
+    return N_SCALARS + w
 
 
 @njit(cache=True, inline="always")
-def _bucket_slot(bidx, bf, bs, bi, p, k, w, idx, nb):
-    """The ring slot of bucket ``idx``, starting a fresh bucket if the ring moved on;
-    -1 when the ring has already moved past ``idx`` (too old for this window)."""
-    slot = idx % nb
-    held = bidx[p, k, w, slot]
-    if held == idx:
-        return slot
-    if held > idx:
-        return -1
-    bidx[p, k, w, slot] = idx
-    for f in range(N_BF):
-        bf[p, k, w, slot, f] = 0.0
-    for f in range(N_BS):
-        bs[p, k, w, slot, f] = 0.0
-    bi[p, k, w, slot, B_N] = 0
-    bi[p, k, w, slot, B_ART] = 0
-    return slot
+def _cache_block(w, n_windows):
+    return N_SCALARS + n_windows + w * N_CACHE
 
 
 @njit(cache=True)
-def _add_sample(bidx, bf, bs, bi, sc, ckey, counters, cfg, limits, widths, nb, p, k, t, v):
-    """Place one sample; False when it was dropped (no usable time, or too late)."""
-    if not math.isfinite(t):
-        counters[K_INVALID] += 1
-        return False
-    newest = sc[p, k, S_NEWEST_T]
-    if t < newest - cfg[CFG_LATE_TOL]:
-        counters[K_LATE] += 1
-        return False
-    in_order = t >= newest
-    if in_order:
-        sc[p, k, S_NEWEST_T] = t
-    kind = -1
-    if not (v >= limits[k, L_LOW] and v <= limits[k, L_HIGH]):  # also catches NaN
-        kind = K_RANGE
-    elif in_order:
-        if limits[k, L_DROPOUT] > 0.0 and sc[p, k, S_LAST_T] > -np.inf:
-            fall = sc[p, k, S_LAST_V] - v
-            if fall >= cfg[CFG_DROP_MIN] and fall > cfg[CFG_DROP_RATE] * (t - sc[p, k, S_LAST_T]):
-                kind = K_DROPOUT
-        if limits[k, L_FLAT] > 0.0:
-            if v == sc[p, k, S_RUN_V]:
-                sc[p, k, S_RUN_N] += 1.0
-            else:
-                sc[p, k, S_RUN_V] = v
-                sc[p, k, S_RUN_START_T] = t
-                sc[p, k, S_RUN_N] = 1.0
-            if (kind < 0 and sc[p, k, S_RUN_N] >= cfg[CFG_FLAT_MIN_N]
-                    and t - sc[p, k, S_RUN_START_T] >= cfg[CFG_FLAT_S]):
-                kind = K_FLAT
-    for w in range(widths.shape[0]):
-        idx = np.int64(math.floor(t / widths[w]))
-        slot = _bucket_slot(bidx, bf, bs, bi, p, k, w, idx, nb)
-        if slot < 0:
-            continue
-        if idx < ckey[p, k, w]:
-            ckey[p, k, w] = EMPTY  # a late sample changed a closed bucket
-        if kind >= 0:
-            bi[p, k, w, slot, B_ART] += 1
-            continue
-        n = bi[p, k, w, slot, B_N] + 1
-        bi[p, k, w, slot, B_N] = n
-        offset = t - idx * widths[w]
-        dv = v - bf[p, k, w, slot, B_MEAN_V]
-        dt = offset - bf[p, k, w, slot, B_MEAN_T]
-        mean_v = bf[p, k, w, slot, B_MEAN_V] + dv / n
-        mean_t = bf[p, k, w, slot, B_MEAN_T] + dt / n
-        bf[p, k, w, slot, B_MEAN_V] = mean_v
-        bf[p, k, w, slot, B_MEAN_T] = mean_t
-        bf[p, k, w, slot, B_M2_V] += dv * (v - mean_v)
-        bf[p, k, w, slot, B_M2_T] += dt * (offset - mean_t)
-        bf[p, k, w, slot, B_C_TV] += dt * (v - mean_v)
-        if n == 1:
-            bs[p, k, w, slot, B_MIN] = v
-            bs[p, k, w, slot, B_MAX] = v
-            bs[p, k, w, slot, B_FIRST_V] = v
-            bf[p, k, w, slot, B_FIRST_T] = offset
-        else:
-            if v < bs[p, k, w, slot, B_MIN]:
-                bs[p, k, w, slot, B_MIN] = v
-            if v > bs[p, k, w, slot, B_MAX]:
-                bs[p, k, w, slot, B_MAX] = v
-            if offset < bf[p, k, w, slot, B_FIRST_T]:
-                bs[p, k, w, slot, B_FIRST_V] = v
-                bf[p, k, w, slot, B_FIRST_T] = offset
-    if kind >= 0:
-        counters[kind] += 1
-        return True
-    counters[K_ACCEPTED] += 1
-    if t >= sc[p, k, S_LAST_T]:
-        sc[p, k, S_LAST_T] = t
-        sc[p, k, S_LAST_V] = v
-    return True
+def reset_slot(buckets, art, pstate, p):
+    """Forget everything about slot ``p`` (admission, discharge)."""
+    for k in range(buckets.shape[1]):
+        for w in range(buckets.shape[2]):
+            for s in range(buckets.shape[3]):
+                buckets[p, k, w, s].lap = EMPTY_LAP
+                buckets[p, k, w, s].n = 0
+                art[p, k, w, s] = 0
+        for c in range(pstate.shape[2]):
+            pstate[p, k, c] = np.nan  # cache keys NaN: never valid
+        pstate[p, k, S_LAST_T] = -np.inf
+        pstate[p, k, S_NEWEST_T] = -np.inf
+        pstate[p, k, S_RUN_START_T] = -np.inf
+        pstate[p, k, S_RUN_N] = 0.0
+        pstate[p, k, S_ART_TOTAL] = 0.0
 
 
 @njit(cache=True, inline="always")
 def _merge(na, mva, m2va, mta, m2ta, ca, nb_, mvb, m2vb, mtb, m2tb, cb):
     """Chan et al. pairwise merge of (count, mean, M2) of value and time and co-moment."""
-    if nb_ == 0:
+    if nb_ == 0.0:
         return na, mva, m2va, mta, m2ta, ca
-    if na == 0:
+    if na == 0.0:
         return nb_, mvb, m2vb, mtb, m2tb, cb
     n = na + nb_
     dv = mvb - mva
@@ -178,158 +105,261 @@ def _merge(na, mva, m2va, mta, m2ta, ca, nb_, mvb, m2vb, mtb, m2tb, cb):
 
 
 @njit(cache=True)
-def _refresh_cache(bidx, bf, bs, bi, ckey, cache, widths, nb, p, k, w, cur):
-    """Merge the closed buckets cur-nb+1 .. cur-1 of one window into the cache."""
-    n = 0.0
-    mv = m2v = mt = m2t = c = 0.0
-    lo = np.inf
-    hi = -np.inf
-    first_t = np.inf
-    first_v = np.nan
-    nonempty = 0.0
-    art = 0.0
-    width = widths[w]
-    for b in range(cur - nb + 1, cur):
-        slot = b % nb
-        if bidx[p, k, w, slot] != b:
+def add_samples(buckets, art, pstate, counters, cfg, limits, widths, slots, params, times_s,
+                values, begin, end):
+    """Place samples ``begin:end`` in arrival order (the order the rules see them)."""
+    nb = buckets.shape[3]
+    n_slots = buckets.shape[0]
+    n_params = buckets.shape[1]
+    n_windows = widths.shape[0]
+    late_tol = cfg[CFG_LATE_TOL]
+    max_abs_t = cfg[CFG_MAX_ABS_T]
+    for i in range(begin, end):
+        p = slots[i]
+        k = params[i]
+        t = times_s[i]
+        v = values[i]
+        if p < 0 or p >= n_slots or k < 0 or k >= n_params or not abs(t) < max_abs_t:
+            counters[K_INVALID] += 1  # bad index, NaN time, or a time in ms by mistake
             continue
-        art += bi[p, k, w, slot, B_ART]
-        nb_ = float(bi[p, k, w, slot, B_N])
-        if nb_ == 0.0:
+        newest = pstate[p, k, S_NEWEST_T]
+        if t < newest - late_tol:
+            counters[K_LATE] += 1
             continue
-        nonempty += 1.0
-        start = b * width
-        n, mv, m2v, mt, m2t, c = _merge(
-            n, mv, m2v, mt, m2t, c, nb_, bf[p, k, w, slot, B_MEAN_V], bf[p, k, w, slot, B_M2_V],
-            start + bf[p, k, w, slot, B_MEAN_T], bf[p, k, w, slot, B_M2_T],
-            bf[p, k, w, slot, B_C_TV])
-        lo = min(lo, bs[p, k, w, slot, B_MIN])
-        hi = max(hi, bs[p, k, w, slot, B_MAX])
-        if start + bf[p, k, w, slot, B_FIRST_T] < first_t:
-            first_t = start + bf[p, k, w, slot, B_FIRST_T]
-            first_v = bs[p, k, w, slot, B_FIRST_V]
-    cache[p, k, w, C_N] = n
-    cache[p, k, w, C_MEAN_V] = mv
-    cache[p, k, w, C_M2_V] = m2v
-    cache[p, k, w, C_MEAN_T] = mt
-    cache[p, k, w, C_M2_T] = m2t
-    cache[p, k, w, C_C_TV] = c
-    cache[p, k, w, C_MIN] = lo
-    cache[p, k, w, C_MAX] = hi
-    cache[p, k, w, C_FIRST_T] = first_t
-    cache[p, k, w, C_FIRST_V] = first_v
-    cache[p, k, w, C_NONEMPTY] = nonempty
-    cache[p, k, w, C_ART] = art
-    ckey[p, k, w] = cur
+        in_order = t >= newest
+        if in_order:
+            pstate[p, k, S_NEWEST_T] = t
+        kind = -1
+        if not (v >= limits[k, L_LOW] and v <= limits[k, L_HIGH]):  # NaN fails too
+            kind = K_RANGE
+        elif in_order:
+            if limits[k, L_DROPOUT] > 0.0 and pstate[p, k, S_LAST_T] > -np.inf:
+                fall = pstate[p, k, S_LAST_V] - v
+                if fall >= cfg[CFG_DROP_MIN] and \
+                        fall > cfg[CFG_DROP_RATE] * (t - pstate[p, k, S_LAST_T]):
+                    kind = K_DROPOUT
+            if limits[k, L_FLAT] > 0.0:
+                if v == pstate[p, k, S_RUN_V]:
+                    pstate[p, k, S_RUN_N] += 1.0
+                else:
+                    pstate[p, k, S_RUN_V] = v
+                    pstate[p, k, S_RUN_START_T] = t
+                    pstate[p, k, S_RUN_N] = 1.0
+                if (kind < 0 and pstate[p, k, S_RUN_N] >= cfg[CFG_FLAT_MIN_N]
+                        and t - pstate[p, k, S_RUN_START_T] >= cfg[CFG_FLAT_S]):
+                    kind = K_FLAT
+        for w in range(n_windows):
+            width = widths[w]
+            # float division: a 64-bit integer division costs several times more
+            idx_f = math.floor(t / width)
+            lap_f = math.floor(idx_f / nb)  # exact: both are whole numbers
+            idx = np.int64(idx_f)
+            lap = np.int64(lap_f)
+            slot = np.int64(idx_f - lap_f * nb)
+            b = buckets[p, k, w, slot]
+            if b.lap != lap:
+                if b.lap > lap:
+                    continue  # the ring moved past this bucket: too old for this window
+                b.lap = lap
+                b.n = 0
+                art[p, k, w, slot] = 0
+            if idx_f < pstate[p, k, N_SCALARS + w]:
+                pstate[p, k, N_SCALARS + w] = np.nan  # a late sample changed a closed bucket
+            if kind >= 0:
+                art[p, k, w, slot] += 1
+                continue
+            offset = t - idx * width
+            n = b.n + 1
+            b.n = n
+            if n == 1:
+                b.mean_v = v
+                b.m2_v = 0.0
+                b.mean_t = offset
+                b.m2_t = 0.0
+                b.c_tv = 0.0
+                b.min = v
+                b.max = v
+                b.first_v = v
+                b.first_t = offset
+                continue
+            inv_n = 1.0 / n
+            dv = v - b.mean_v
+            dt = offset - b.mean_t
+            mean_v = b.mean_v + dv * inv_n
+            mean_t = b.mean_t + dt * inv_n
+            b.mean_v = mean_v
+            b.mean_t = mean_t
+            b.m2_v += dv * (v - mean_v)
+            b.m2_t += dt * (offset - mean_t)
+            b.c_tv += dt * (v - mean_v)
+            if v < b.min:
+                b.min = v
+            if v > b.max:
+                b.max = v
+            if np.float32(offset) < b.first_t:
+                b.first_v = v
+                b.first_t = offset
+        if kind >= 0:
+            counters[kind] += 1
+            pstate[p, k, S_ART_TOTAL] += 1.0
+            continue
+        counters[K_ACCEPTED] += 1
+        if t >= pstate[p, k, S_LAST_T]:
+            pstate[p, k, S_LAST_T] = t
+            pstate[p, k, S_LAST_V] = v
 
 
 @njit(cache=True)
-def newest_time(sc, p):
+def newest_time(pstate, p):
     newest = -np.inf
-    for k in range(sc.shape[1]):
-        newest = max(newest, sc[p, k, S_NEWEST_T])
+    for k in range(pstate.shape[1]):
+        newest = max(newest, pstate[p, k, S_NEWEST_T])
     return newest
 
 
 @njit(cache=True)
-def _write_features(out, bidx, bf, bs, bi, sc, ckey, cache, cfg, limits, widths, nb,
-                    fresh_idx, p, now):
-    """The feature row of patient ``p`` at device time ``now`` (see names.feature_names)."""
+def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_idx, p, now):
+    """Feature row ``out[row]`` of patient ``p`` at device time ``now`` (names.py order)."""
     if not math.isfinite(now):
         now = 0.0  # a slot that never saw a sample: empty windows, nothing fresh
-    col = 0
+    nb = buckets.shape[3]
     n_windows = widths.shape[0]
-    for k in range(sc.shape[1]):
-        last_t = sc[p, k, S_LAST_T]
+    col = 0
+    for k in range(buckets.shape[1]):
+        last_t = pstate[p, k, S_LAST_T]
         has_last = last_t > -np.inf
-        last_v = sc[p, k, S_LAST_V]
-        out[col] = last_v if has_last else np.nan
-        out[col + 1] = now - last_t if has_last else np.nan
+        last_v = pstate[p, k, S_LAST_V]
+        out[row, col] = last_v if has_last else np.nan
+        out[row, col + 1] = now - last_t if has_last else np.nan
         col += N_PARAMETER_FEATURES
+        has_art = pstate[p, k, S_ART_TOTAL] > 0.0
         for w in range(n_windows):
             width = widths[w]
-            cur = np.int64(math.floor(now / width))
-            if ckey[p, k, w] != cur:
-                _refresh_cache(bidx, bf, bs, bi, ckey, cache, widths, nb, p, k, w, cur)
-            n = cache[p, k, w, C_N]
-            mv = cache[p, k, w, C_MEAN_V]
-            m2v = cache[p, k, w, C_M2_V]
-            mt = cache[p, k, w, C_MEAN_T]
-            m2t = cache[p, k, w, C_M2_T]
-            c = cache[p, k, w, C_C_TV]
-            lo = cache[p, k, w, C_MIN]
-            hi = cache[p, k, w, C_MAX]
-            first_t = cache[p, k, w, C_FIRST_T]
-            first_v = cache[p, k, w, C_FIRST_V]
-            nonempty = cache[p, k, w, C_NONEMPTY]
-            art = cache[p, k, w, C_ART]
-            slot = cur % nb
-            if bidx[p, k, w, slot] == cur:
-                art += bi[p, k, w, slot, B_ART]
-                nb_ = float(bi[p, k, w, slot, B_N])
-                if nb_ > 0.0:
+            cur_f = math.floor(now / width)
+            cur = np.int64(cur_f)
+            cur_lap = np.int64(math.floor(cur_f / nb))
+            cur_slot = cur - cur_lap * nb
+            cache = _cache_block(w, n_windows)
+            if not pstate[p, k, N_SCALARS + w] == cur_f:
+                # merge the closed buckets cur-nb+1 .. cur-1
+                n = 0.0
+                mv = m2v = mt = m2t = c = 0.0
+                lo = np.inf
+                hi = -np.inf
+                first_t = np.inf
+                first_v = np.nan
+                nonempty = 0.0
+                n_art = 0.0
+                # walk the ring from the oldest bucket of the window (one lap back)
+                lap = cur_lap - 1
+                slot = cur_slot
+                for idx in range(cur - nb + 1, cur):
+                    slot += 1
+                    if slot == nb:
+                        slot = 0
+                        lap += 1
+                    b = buckets[p, k, w, slot]
+                    if b.lap != lap:
+                        continue
+                    if has_art:
+                        n_art += art[p, k, w, slot]
+                    if b.n == 0:
+                        continue
+                    nonempty += 1.0
+                    start = idx * width
+                    n, mv, m2v, mt, m2t, c = _merge(n, mv, m2v, mt, m2t, c, float(b.n),
+                                                    b.mean_v, b.m2_v, start + b.mean_t,
+                                                    b.m2_t, b.c_tv)
+                    lo = min(lo, b.min)
+                    hi = max(hi, b.max)
+                    if start + b.first_t < first_t:
+                        first_t = start + b.first_t
+                        first_v = b.first_v
+                pstate[p, k, N_SCALARS + w] = cur_f
+                pstate[p, k, cache + C_N] = n
+                pstate[p, k, cache + C_MEAN_V] = mv
+                pstate[p, k, cache + C_M2_V] = m2v
+                pstate[p, k, cache + C_MEAN_T] = mt
+                pstate[p, k, cache + C_M2_T] = m2t
+                pstate[p, k, cache + C_C_TV] = c
+                pstate[p, k, cache + C_MIN] = lo
+                pstate[p, k, cache + C_MAX] = hi
+                pstate[p, k, cache + C_FIRST_T] = first_t
+                pstate[p, k, cache + C_FIRST_V] = first_v
+                pstate[p, k, cache + C_NONEMPTY] = nonempty
+                pstate[p, k, cache + C_ART] = n_art
+            n = pstate[p, k, cache + C_N]
+            mv = pstate[p, k, cache + C_MEAN_V]
+            m2v = pstate[p, k, cache + C_M2_V]
+            mt = pstate[p, k, cache + C_MEAN_T]
+            m2t = pstate[p, k, cache + C_M2_T]
+            c = pstate[p, k, cache + C_C_TV]
+            lo = pstate[p, k, cache + C_MIN]
+            hi = pstate[p, k, cache + C_MAX]
+            first_t = pstate[p, k, cache + C_FIRST_T]
+            first_v = pstate[p, k, cache + C_FIRST_V]
+            nonempty = pstate[p, k, cache + C_NONEMPTY]
+            n_art = pstate[p, k, cache + C_ART]
+            b = buckets[p, k, w, cur_slot]
+            if b.lap == cur_lap:
+                if has_art:
+                    n_art += art[p, k, w, cur_slot]
+                if b.n > 0:
                     nonempty += 1.0
                     start = cur * width
-                    n, mv, m2v, mt, m2t, c = _merge(
-                        n, mv, m2v, mt, m2t, c, nb_, bf[p, k, w, slot, B_MEAN_V],
-                        bf[p, k, w, slot, B_M2_V], start + bf[p, k, w, slot, B_MEAN_T],
-                        bf[p, k, w, slot, B_M2_T], bf[p, k, w, slot, B_C_TV])
-                    lo = min(lo, bs[p, k, w, slot, B_MIN])
-                    hi = max(hi, bs[p, k, w, slot, B_MAX])
-                    if start + bf[p, k, w, slot, B_FIRST_T] < first_t:
-                        first_v = bs[p, k, w, slot, B_FIRST_V]
-            out[col] = n
-            out[col + 1] = nonempty / nb
+                    n, mv, m2v, mt, m2t, c = _merge(n, mv, m2v, mt, m2t, c, float(b.n),
+                                                    b.mean_v, b.m2_v, start + b.mean_t, b.m2_t,
+                                                    b.c_tv)
+                    lo = min(lo, b.min)
+                    hi = max(hi, b.max)
+                    if start + b.first_t < first_t:
+                        first_v = b.first_v
+            out[row, col] = n
+            out[row, col + 1] = nonempty / nb
             if n > 0.0:
-                out[col + 2] = mv
-                out[col + 4] = lo
-                out[col + 5] = hi
-                out[col + 7] = last_v - first_v
+                out[row, col + 2] = mv
+                out[row, col + 4] = lo
+                out[row, col + 5] = hi
+                out[row, col + 7] = last_v - first_v
             else:
-                out[col + 2] = np.nan
-                out[col + 4] = np.nan
-                out[col + 5] = np.nan
-                out[col + 7] = np.nan
+                out[row, col + 2] = np.nan
+                out[row, col + 4] = np.nan
+                out[row, col + 5] = np.nan
+                out[row, col + 7] = np.nan
             if n > 1.0:
-                out[col + 3] = math.sqrt(max(m2v, 0.0) / (n - 1.0))
-                out[col + 6] = c / m2t * 3600.0 if m2t > 0.0 else np.nan
+                out[row, col + 3] = math.sqrt(max(m2v, 0.0) / (n - 1.0))
+                out[row, col + 6] = c / m2t * 3600.0 if m2t > 0.0 else np.nan
             else:
-                out[col + 3] = np.nan
-                out[col + 6] = np.nan
-            out[col + 8] = art
+                out[row, col + 3] = np.nan
+                out[row, col + 6] = np.nan
+            out[row, col + 8] = n_art
             col += N_WINDOW_FEATURES
     hr = np.int64(cfg[CFG_HR])
     sbp = np.int64(cfg[CFG_SBP])
-    hr_age = now - sc[p, hr, S_LAST_T]
-    sbp_age = now - sc[p, sbp, S_LAST_T]
-    if (hr_age <= limits[hr, L_FRESH] and sbp_age <= limits[sbp, L_FRESH]
-            and sc[p, sbp, S_LAST_V] > 0.0):
-        out[col] = sc[p, hr, S_LAST_V] / sc[p, sbp, S_LAST_V]
+    if (now - pstate[p, hr, S_LAST_T] <= limits[hr, L_FRESH]
+            and now - pstate[p, sbp, S_LAST_T] <= limits[sbp, L_FRESH]
+            and pstate[p, sbp, S_LAST_V] > 0.0):
+        out[row, col] = pstate[p, hr, S_LAST_V] / pstate[p, sbp, S_LAST_V]
     else:
-        out[col] = np.nan
+        out[row, col] = np.nan
     col += 1
     for i in range(fresh_idx.shape[0]):
         k = fresh_idx[i]
-        out[col + i] = 1.0 if now - sc[p, k, S_LAST_T] <= limits[k, L_FRESH] else 0.0
+        out[row, col + i] = 1.0 if now - pstate[p, k, S_LAST_T] <= limits[k, L_FRESH] else 0.0
 
 
 @njit(cache=True)
-def update_batch(bidx, bf, bs, bi, sc, ckey, cache, counters, mark, cfg, limits, widths, nb,
-                 fresh_idx, n_features, slots, params, times_s, values, now_s):
+def update_batch(buckets, art, pstate, counters, mark, cfg, limits, widths, fresh_idx,
+                 n_features, slots, params, times_s, values, now_s):
     """Add a batch of samples; return the touched slots and their feature rows."""
-    n_slots = bidx.shape[0]
-    n_params = bidx.shape[1]
+    add_samples(buckets, art, pstate, counters, cfg, limits, widths, slots, params, times_s,
+                values, 0, slots.shape[0])
+    n_slots = buckets.shape[0]
     order = np.empty(slots.shape[0], dtype=np.int64)
     n_touched = 0
     for i in range(slots.shape[0]):
         p = slots[i]
-        k = params[i]
-        if p < 0 or p >= n_slots or k < 0 or k >= n_params:
-            counters[K_INVALID] += 1
-            continue
-        _add_sample(bidx, bf, bs, bi, sc, ckey, counters, cfg, limits, widths, nb, p, k,
-                    times_s[i], values[i])
-        if mark[p] == 0 and math.isfinite(times_s[i]):
+        if 0 <= p < n_slots and mark[p] == 0 and math.isfinite(times_s[i]):
             mark[p] = 1
             order[n_touched] = p
             n_touched += 1
@@ -337,54 +367,52 @@ def update_batch(bidx, bf, bs, bi, sc, ckey, cache, counters, mark, cfg, limits,
     for j in range(n_touched):
         p = order[j]
         mark[p] = 0
-        now = newest_time(sc, p)
+        now = newest_time(pstate, p)
         if now_s > now:
             now = now_s
-        _write_features(features[j], bidx, bf, bs, bi, sc, ckey, cache, cfg, limits, widths,
-                        nb, fresh_idx, p, now)
+        write_features(features, j, buckets, art, pstate, cfg, limits, widths, fresh_idx, p,
+                       now)
     return order[:n_touched].copy(), features
 
 
 @njit(cache=True)
-def features_of_slots(bidx, bf, bs, bi, sc, ckey, cache, cfg, limits, widths, nb, fresh_idx,
-                      n_features, slots, now_s):
+def features_of_slots(buckets, art, pstate, cfg, limits, widths, fresh_idx, n_features, slots,
+                      now_s):
     features = np.empty((slots.shape[0], n_features), dtype=np.float64)
     for j in range(slots.shape[0]):
         p = slots[j]
-        now = newest_time(sc, p)
+        now = newest_time(pstate, p)
         if now_s > now:
             now = now_s
-        _write_features(features[j], bidx, bf, bs, bi, sc, ckey, cache, cfg, limits, widths,
-                        nb, fresh_idx, p, now)
+        write_features(features, j, buckets, art, pstate, cfg, limits, widths, fresh_idx, p,
+                       now)
     return features
 
 
 @njit(cache=True)
-def features_at_sorted(bidx, bf, bs, bi, sc, ckey, cache, counters, cfg, limits, widths, nb,
-                       fresh_idx, s_patient, s_param, s_time, s_value, q_patient, q_time,
-                       q_row, out):
+def features_at_sorted(buckets, art, pstate, counters, cfg, limits, widths, fresh_idx,
+                       s_patient, s_param, s_time, s_value, q_patient, q_time, q_row, out):
     """Offline replay through slot 0: samples and queries both sorted by (patient, time).
 
     Each query row sees exactly the samples of its patient with time <= query time."""
-    i = 0
     n_samples = s_patient.shape[0]
+    slot0 = np.zeros(n_samples, dtype=np.int64)
+    i = 0
     current = np.int64(-1)
     first = True
     for j in range(q_patient.shape[0]):
         patient = q_patient[j]
         if first or patient != current:
-            reset_slot(bidx, bf, bs, bi, sc, ckey, 0)
+            reset_slot(buckets, art, pstate, 0)
             current = patient
             first = False
             while i < n_samples and s_patient[i] < patient:
                 i += 1
+        begin = i
         while i < n_samples and s_patient[i] == patient and s_time[i] <= q_time[j]:
-            k = s_param[i]
-            if 0 <= k < bidx.shape[1]:
-                _add_sample(bidx, bf, bs, bi, sc, ckey, counters, cfg, limits, widths, nb, 0,
-                            k, s_time[i], s_value[i])
-            else:
-                counters[K_INVALID] += 1
             i += 1
-        _write_features(out[q_row[j]], bidx, bf, bs, bi, sc, ckey, cache, cfg, limits, widths,
-                        nb, fresh_idx, 0, q_time[j])
+        if i > begin:
+            add_samples(buckets, art, pstate, counters, cfg, limits, widths, slot0, s_param,
+                        s_time, s_value, begin, i)
+        write_features(out, q_row[j], buckets, art, pstate, cfg, limits, widths, fresh_idx, 0,
+                       q_time[j])

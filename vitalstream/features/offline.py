@@ -59,9 +59,8 @@ def features_at(patient_idx: np.ndarray, params: np.ndarray, times_s: np.ndarray
     state = PatientState(1, len(config.windows_s), config.buckets_per_window).arrays
     counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
     K.features_at_sorted(
-        state["bidx"], state["bf"], state["bs"], state["bi"], state["sc"], state["ckey"],
-        state["cache"], counters, config.cfg, config.limits, config.widths_s,
-        config.buckets_per_window, config.fresh_idx,
+        state["buckets"], state["art"], state["pstate"], counters, config.cfg, config.limits,
+        config.widths_s, config.fresh_idx,
         patient_idx[order], params[order], times_s[order], values[order],
         query_patient_idx[q_order], query_times_s[q_order], q_order, out,
     )
