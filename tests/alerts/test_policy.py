@@ -286,3 +286,24 @@ def test_alert_message_is_json_with_the_contract_fields(patient: Patient, minute
     assert {"alert_id", "patient_id", "ward", "bed", "kind", "priority", "status", "summary",
             "device_time_ms", "payload", "replaces", "event_id"} <= set(message)
     assert message["kind"] == "clinical" and message["ward"] == "4B" and message["bed"] == "12"
+
+
+def test_spot_check_round_raises_at_once_device_reading_waits() -> None:
+    # A nurse's 4-hourly round scoring NEWS2 5 is a deliberate measurement: no persistence
+    # delay. The same values arriving from a monitor every minute wait 120 s and a re-reading.
+    policy = AlertPolicy()
+    rounds, monitored = Patient("p-round"), Patient("p-monitor")
+    state_r, state_m = policy.new_state(), policy.new_state()
+    policy.assess(state_r, rounds.at(0, measured=tuple(rounds.values)))
+    raised = policy.assess(state_r, rounds.at(240, measured=tuple(rounds.values), **MEDIUM))
+    assert [(a.status, a.device_time_ms) for a in raised] == [("raised", T0_MS + 240 * MIN_MS)]
+    run(policy, state_m, monitored, range(0, 240))
+    assert policy.assess(state_m, monitored.at(240, **MEDIUM)) == []
+    later = run(policy, state_m, monitored, range(241, 250), **MEDIUM)
+    assert [(a.status, a.device_time_ms) for a in later] == [("raised", T0_MS + 242 * MIN_MS)]
+
+
+def test_risk_alone_raises_nothing_unless_thresholds_are_configured(patient: Patient) -> None:
+    policy = AlertPolicy()
+    state = policy.new_state()
+    assert run(policy, state, patient, range(0, 30), risk=0.97) == []

@@ -85,9 +85,10 @@ class PolicyConfig:
     """NEWS2 total that raises a high alert (RCP: emergency response)."""
     single_parameter_alerts: bool = True
     """A single parameter scoring 3 raises a low alert (RCP: urgent ward review)."""
-    risk_thresholds: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"medium": 0.5})
-    """Model risk at or above which the condition has this priority (priority -> risk)."""
+    risk_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Model risk at or above which the condition has this priority (priority -> risk).
+    Empty: the risk is shown but raises nothing. Set it from the model card's operating
+    point, e.g. ``{"medium": model.threshold}``; probabilities are not comparable across models."""
     persistence_s: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: _by_priority(high=60, medium=120, low=300))
     """How long a condition must hold before it raises, by priority."""
