@@ -101,3 +101,17 @@ def test_acknowledged_technical_alert_comes_back_when_the_ack_expires(patient: P
     again = policy.check_stale(state, T0_MS + (7 + 240) * MIN_MS)
     assert [(a.status, a.replaces) for a in again] == [("reraised", raised.alert_id)]
     assert "still no HR, RR, SpO2 data since 10:15" in again[0].summary
+
+
+def test_readings_without_value_alert_only_as_a_run(patient: Patient) -> None:
+    # One empty OBX is noise; three in 5 min mean the device cannot measure.
+    policy = AlertPolicy()
+    state = policy.new_state()
+    stream(policy, state, patient)
+    assert policy.technical(state, event("no_value", 1, "resp_rate")) == []
+    assert policy.technical(state, event("no_value", 2, "resp_rate")) == []
+    run = policy.technical(state, event("no_value", 3, "resp_rate"))
+    assert [a.kind for a in run] == ["technical"]
+    assert "3 RR readings without a value 10:16-10:18" in run[0].summary
+    # A good RR reading after the run ends it.
+    assert [a.status for a in policy.assess(state, patient.at(4))] == ["resolved"]

@@ -225,6 +225,8 @@ def _technical_name(payload: Mapping[str, Any]) -> str:
         return f"{label} sensor off"
     if technical == "artefact":
         return f"{label} artefact"
+    if technical == "no_value":
+        return f"{label} without value"
     return f"{technical} {label}".strip()
 
 
@@ -252,8 +254,9 @@ def _technical(payload: Mapping[str, Any], segments: _Segments) -> None:
     elif technical == "sensor_off":
         source = f" (source {payload['source']})" if payload.get("source") else ""
         text = f"{place}: technical, {still}{label} sensor off at {payload['since']['shown']}{source}."
-    elif technical == "artefact":
-        text = (f"{place}: technical, {still}{payload['count']} {label} artefact readings "
+    elif technical in ("artefact", "no_value"):
+        what = "artefact readings" if technical == "artefact" else "readings without a value"
+        text = (f"{place}: technical, {still}{payload['count']} {label} {what} "
                 f"{payload['since']['shown']}-{payload['time']['shown']}.")
     else:
         detail = f": {payload['detail']}" if payload.get("detail") else ""

@@ -68,6 +68,9 @@ from vitalstream.samples import PARAMETERS as PARAMETER_ORDER
 from vitalstream.scoring.news2 import COMPONENTS, News2, news2
 
 PAYLOAD_SCHEMA = 1
+# Technical events that alert only as a run (one alone is noise): flagged artefacts, and
+# readings a device reported without a value.
+RUN_KINDS = ("artefact", "no_value")
 _MIN = 60_000
 
 
@@ -201,6 +204,7 @@ class PatientAlertState:
     last_news2: tuple[int, int] | None = None
     score_history: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     risk_history: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    # "<kind>:<parameter>" of a run kind -> (first ms, count, last ms) within the window
     artefacts: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
     settings: PatientSettings = dataclasses.field(default_factory=PatientSettings)
     audit: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -716,8 +720,8 @@ class AlertPolicy:
         out = []
         for condition, alert in list(state.technical.items()):
             after_ms = alert.since_ms or 0
-            if condition.startswith("artefact:"):
-                after_ms = state.artefacts.get(alert.parameter, (0, 0, after_ms))[2]
+            if condition in state.artefacts:
+                after_ms = state.artefacts[condition][2]
             seen = [assessment.observations.get(p, (None, -1))[1] for p in alert.parameter.split(",")]
             if min(seen) <= after_ms:
                 continue
@@ -726,7 +730,7 @@ class AlertPolicy:
             payload["resolution"] = {"data_again_ms": again_ms}
             out.append(self._emit(state, alert, "resolved", payload, again_ms))
             del state.technical[condition]
-            state.artefacts.pop(alert.parameter, None)
+            state.artefacts.pop(condition, None)
         return out
 
     def check_stale(self, state: PatientAlertState, now_ms: int) -> list[Alert]:
@@ -762,8 +766,8 @@ class AlertPolicy:
     def technical(self, state: PatientAlertState, event: Mapping[str, Any]) -> list[Alert]:
         """A technical event from ingest: ``{"kind", "patient_id", "ward", "bed",
         "parameter", "device_time_ms", "source", "detail"}``. ``sensor_off`` raises at once
-        (the device already waited before reporting it); ``artefact`` raises after
-        ``artefact_run`` of them within ``artefact_window_s``; ``no_data`` from a gateway
+        (the device already waited before reporting it); ``artefact`` and ``no_value``
+        raise after ``artefact_run`` of them within ``artefact_window_s``; ``no_data`` from a gateway
         is the same alert as a stale check's; ``sensor_on`` changes nothing (the next
         reading resolves). Other kinds raise a low technical alert carrying the detail."""
         kind = str(event.get("kind", "")) or "technical"
@@ -777,15 +781,17 @@ class AlertPolicy:
             return []
         condition = f"{kind}:{parameter}"
         if condition in state.technical:
-            if kind == "artefact":
+            if kind in RUN_KINDS:
                 state.technical[condition].count += 1
+                first_ms, count, last_ms = state.artefacts.get(condition, (time_ms, 0, time_ms))
+                state.artefacts[condition] = (first_ms, count + 1, max(time_ms, last_ms))
             return []
-        if kind == "artefact":
-            first_ms, count, _ = state.artefacts.get(parameter, (time_ms, 0, time_ms))
+        if kind in RUN_KINDS:
+            first_ms, count, _ = state.artefacts.get(condition, (time_ms, 0, time_ms))
             if time_ms - first_ms > self.config.artefact_window_s * 1000:
                 first_ms, count = time_ms, 0
             count += 1
-            state.artefacts[parameter] = (first_ms, count, time_ms)
+            state.artefacts[condition] = (first_ms, count, time_ms)
             if count < self.config.artefact_run:
                 return []
             return [self._open_technical(state, kind, parameter, time_ms, first_ms, count=count,
