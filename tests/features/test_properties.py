@@ -3,8 +3,8 @@ out-of-order streams with gaps, at window edges too.
 
 Tolerance: counts, coverage, artefact counts, ages and freshness exactly; mean, std and
 slope to 1e-9 relative (Welford/Chan merges versus two-pass numpy); min, max, last-minus-
-first and shock index to 1e-6 relative, because min, max and the first value of a bucket
-are kept as float32 (7 significant digits, more than any monitor reports).
+first and shock index to 1e-4 absolute, because min, max and the first value of a bucket
+are kept as float32 and reported to 4 decimals (more than any monitor reports).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def streams(draw):
 def assert_rows_match(engine_row: np.ndarray, reference_row: np.ndarray) -> None:
     np.testing.assert_allclose(engine_row[TIGHT], reference_row[TIGHT], rtol=1e-9, atol=1e-9,
                                equal_nan=True)
-    np.testing.assert_allclose(engine_row[LOOSE], reference_row[LOOSE], rtol=1e-6, atol=1e-6,
+    np.testing.assert_allclose(engine_row[LOOSE], reference_row[LOOSE], rtol=0, atol=1e-4,
                                equal_nan=True)
 
 
@@ -94,3 +94,24 @@ def test_offline_features_are_causal_and_match_reference_at_query_times(stream, 
         expected = reference_features(params[seen], times_s[seen], values[seen], query_s,
                                       WINDOWS_S, BUCKETS, RULES, late_tolerance_s=np.inf)
         assert_rows_match(row, expected)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0, 7.0, 15.0, 100.0]),
+                          st.integers(0, 2), st.integers(500, 1000).map(lambda v: v / 10)),
+                min_size=1, max_size=150))
+def test_rows_after_every_sample_match_reference_as_windows_slide(samples):
+    """A row per sample moves each window on one bucket at a time: the cached merge of the
+    closed buckets is updated incrementally (a bucket in, a bucket out) and must still
+    equal a fresh computation, also when the bucket leaving held the minimum or maximum."""
+    gaps, params, values = (np.array(column) for column in zip(*samples, strict=True))
+    times_s = 5_000.0 + np.cumsum(gaps)
+    engine = FeatureEngine(WINDOWS_S, initial_patients=1, late_tolerance_s=TOLERANCE_S,
+                           buckets_per_window=BUCKETS, rules=RULES)
+    slot = engine.slot_for("p1")
+    for i in range(len(times_s)):
+        _, rows = engine.update(np.array([slot]), params[i:i + 1], times_s[i:i + 1],
+                                values[i:i + 1].astype(np.float64))
+        expected = reference_features(params[:i + 1], times_s[:i + 1], values[:i + 1],
+                                      -np.inf, WINDOWS_S, BUCKETS, RULES, TOLERANCE_S)
+        assert_rows_match(rows[0], expected)

@@ -99,7 +99,8 @@ class PatientState:
         self.arrays = self._allocate(capacity)
 
     def _allocate(self, capacity: int) -> dict[str, np.ndarray]:
-        n_params, n_windows, nb = len(NUMERIC_PARAMETERS), self.n_windows, self.nb
+        n_params, n_windows = len(NUMERIC_PARAMETERS), self.n_windows
+        nb = self.nb + 1  # the ring keeps the bucket that is leaving the window
         return {
             "buckets": _aligned_empty((capacity, n_params, n_windows, nb), K.BUCKET_DTYPE),
             "art": np.empty((capacity, n_params, n_windows, nb), dtype=np.int32),
@@ -281,5 +282,3 @@ class FeatureEngine:
             target[...] = np.frombuffer(body, dtype=target.dtype, count=target.size,
                                         offset=offset).reshape(target.shape)
             offset += size
-        for w in range(len(self.windows_s)):  # the closed-bucket caches are rebuilt
-            a["pstate"][slot, :, K.cache_key_cell(w)] = np.nan

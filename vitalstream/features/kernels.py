@@ -7,11 +7,12 @@ arguments costs reference counting on each of them, which would dominate a sampl
 
 State of patient ``p``, parameter ``k``, window ``w`` (see docs/features.md):
 
-- ``buckets[p, k, w, :]``: a ring of ``nb`` buckets of ``width = window / nb`` seconds of
-  device time. A bucket is one 64-byte record (one cache line): which lap of the ring it
+- ``buckets[p, k, w, :]``: a ring of ``nb + 1`` buckets of ``width = window / nb`` seconds
+  of device time (one more than the window holds, so the bucket leaving the window can be
+  taken out of the cached merge). A bucket is one 64-byte record (one cache line): which lap of the ring it
   belongs to, the count, the Welford mean and M2 of the value and of the time, the
   time-value co-moment (for the least-squares slope), min, max and the first sample.
-  Bucket ``idx = floor(t / width)`` lives in slot ``idx % nb`` with lap ``idx // nb``.
+  Bucket ``idx = floor(t / width)`` lives in slot ``idx % (nb + 1)``, lap ``idx // (nb + 1)``.
 - ``art[p, k, w, :]``: artefacts per bucket (read only if the stream ever had one).
 - ``pstate[p, k, :]``: last accepted sample, newest time, flat-line run, artefact total,
   then per window the cached merge of the closed buckets (recomputed when the current
@@ -40,8 +41,8 @@ EMPTY_LAP = np.int32(-(2**31))
 S_LAST_T, S_LAST_V, S_NEWEST_T, S_ART_TOTAL, S_RUN_V, S_RUN_START_T, S_RUN_N = range(7)
 N_SCALARS = 7
 C_N, C_MEAN_V, C_M2_V, C_MEAN_T, C_M2_T, C_C_TV, C_MIN, C_MAX, C_FIRST_T, C_FIRST_V, \
-    C_NONEMPTY, C_ART = range(12)
-N_CACHE = 12
+    C_NONEMPTY, C_ART, C_STEPS = range(13)
+N_CACHE = 13
 # counters
 K_LATE, K_RANGE, K_FLAT, K_DROPOUT, K_ACCEPTED, K_INVALID = range(6)
 N_COUNTERS = 6
@@ -104,11 +105,18 @@ def _merge(na, mva, m2va, mta, m2ta, ca, nb_, mvb, m2vb, mtb, m2tb, cb):
             mta + dt * nb_ / n, m2ta + m2tb + dt * dt * weight, ca + cb + dv * dt * weight)
 
 
+@njit(cache=True, inline="always")
+def _decimals4(x):
+    """Min, max and first value are kept as float32: report them to 4 decimals, so that
+    63.9 reads 63.9 and not 63.900001525878906, and a single sample changes by 0."""
+    return math.floor(x * 1e4 + 0.5) / 1e4
+
+
 @njit(cache=True)
 def add_samples(buckets, art, pstate, counters, cfg, limits, widths, slots, params, times_s,
                 values, begin, end):
     """Place samples ``begin:end`` in arrival order (the order the rules see them)."""
-    nb = buckets.shape[3]
+    ring = buckets.shape[3]
     n_slots = buckets.shape[0]
     n_params = buckets.shape[1]
     n_windows = widths.shape[0]
@@ -152,10 +160,10 @@ def add_samples(buckets, art, pstate, counters, cfg, limits, widths, slots, para
             width = widths[w]
             # float division: a 64-bit integer division costs several times more
             idx_f = math.floor(t / width)
-            lap_f = math.floor(idx_f / nb)  # exact: both are whole numbers
+            lap_f = math.floor(idx_f / ring)  # exact: both are whole numbers
             idx = np.int64(idx_f)
             lap = np.int64(lap_f)
-            slot = np.int64(idx_f - lap_f * nb)
+            slot = np.int64(idx_f - lap_f * ring)
             b = buckets[p, k, w, slot]
             if b.lap != lap:
                 if b.lap > lap:
@@ -218,11 +226,149 @@ def newest_time(pstate, p):
 
 
 @njit(cache=True)
+def _refresh_closed(buckets, art, pstate, p, k, w, cache, cur, width, has_art):
+    """Merge the closed buckets cur-nb+1 .. cur-1 of one window into its cache."""
+    ring = buckets.shape[3]
+    nb = ring - 1
+    n = 0.0
+    mv = m2v = mt = m2t = c = 0.0
+    lo = np.inf
+    hi = -np.inf
+    first_t = np.inf
+    first_v = np.nan
+    nonempty = 0.0
+    n_art = 0.0
+    oldest = cur - nb + 1
+    lap = np.int64(math.floor(oldest / ring))
+    slot = oldest - lap * ring
+    for idx in range(oldest, cur):
+        b = buckets[p, k, w, slot]
+        if b.lap == lap:
+            if has_art:
+                n_art += art[p, k, w, slot]
+            if b.n > 0:
+                nonempty += 1.0
+                start = idx * width
+                n, mv, m2v, mt, m2t, c = _merge(n, mv, m2v, mt, m2t, c, float(b.n), b.mean_v,
+                                                b.m2_v, start + b.mean_t, b.m2_t, b.c_tv)
+                lo = min(lo, b.min)
+                hi = max(hi, b.max)
+                if start + b.first_t < first_t:
+                    first_t = start + b.first_t
+                    first_v = b.first_v
+        slot += 1
+        if slot == ring:
+            slot = 0
+            lap += 1
+    pstate[p, k, cache + C_N] = n
+    pstate[p, k, cache + C_MEAN_V] = mv
+    pstate[p, k, cache + C_M2_V] = m2v
+    pstate[p, k, cache + C_MEAN_T] = mt
+    pstate[p, k, cache + C_M2_T] = m2t
+    pstate[p, k, cache + C_C_TV] = c
+    pstate[p, k, cache + C_MIN] = lo
+    pstate[p, k, cache + C_MAX] = hi
+    pstate[p, k, cache + C_FIRST_T] = first_t
+    pstate[p, k, cache + C_FIRST_V] = first_v
+    pstate[p, k, cache + C_NONEMPTY] = nonempty
+    pstate[p, k, cache + C_ART] = n_art
+    pstate[p, k, cache + C_STEPS] = 0.0
+
+
+@njit(cache=True)
+def _advance_closed(buckets, art, pstate, p, k, w, cache, cur, width, has_art):
+    """Move the cache of the closed buckets on by one bucket: take in bucket cur-1, let
+    bucket cur-nb go. False when that needs a full merge (the leaving bucket held the
+    minimum or maximum); the caller then calls _refresh_closed."""
+    ring = buckets.shape[3]
+    nb = ring - 1
+    n = pstate[p, k, cache + C_N]
+    mv = pstate[p, k, cache + C_MEAN_V]
+    m2v = pstate[p, k, cache + C_M2_V]
+    mt = pstate[p, k, cache + C_MEAN_T]
+    m2t = pstate[p, k, cache + C_M2_T]
+    c = pstate[p, k, cache + C_C_TV]
+    lo = pstate[p, k, cache + C_MIN]
+    hi = pstate[p, k, cache + C_MAX]
+    first_t = pstate[p, k, cache + C_FIRST_T]
+    first_v = pstate[p, k, cache + C_FIRST_V]
+    nonempty = pstate[p, k, cache + C_NONEMPTY]
+    n_art = pstate[p, k, cache + C_ART]
+    # the leaving bucket (the ring keeps one bucket more than the window for this)
+    gone = cur - nb
+    gone_lap = np.int64(math.floor(gone / ring))
+    b = buckets[p, k, w, gone - gone_lap * ring]
+    if b.lap == gone_lap:
+        if has_art:
+            n_art -= art[p, k, w, gone - gone_lap * ring]
+        if b.n > 0:
+            if b.min <= lo or b.max >= hi:
+                return False
+            nonempty -= 1.0
+            nb_ = float(b.n)
+            na = n - nb_
+            if na <= 0.0:
+                return False
+            # Chan's merge run backwards
+            mvb = b.mean_v
+            mtb = b.mean_t + gone * width
+            mva = mv + (mv - mvb) * nb_ / na
+            mta = mt + (mt - mtb) * nb_ / na
+            weight = na * nb_ / n
+            m2v = max(m2v - b.m2_v - (mvb - mva) * (mvb - mva) * weight, 0.0)
+            m2t = max(m2t - b.m2_t - (mtb - mta) * (mtb - mta) * weight, 0.0)
+            c = c - b.c_tv - (mvb - mva) * (mtb - mta) * weight
+            n, mv, mt = na, mva, mta
+            # the first sample now is the first of the oldest bucket still holding one
+            first_t = np.inf
+            first_v = np.nan
+            for idx in range(gone + 1, cur - 1):
+                lap = np.int64(math.floor(idx / ring))
+                nxt = buckets[p, k, w, idx - lap * ring]
+                if nxt.lap == lap and nxt.n > 0:
+                    first_t = idx * width + nxt.first_t
+                    first_v = nxt.first_v
+                    break
+    # the bucket that has just closed
+    idx = cur - 1
+    lap = np.int64(math.floor(idx / ring))
+    b = buckets[p, k, w, idx - lap * ring]
+    if b.lap == lap:
+        if has_art:
+            n_art += art[p, k, w, idx - lap * ring]
+        if b.n > 0:
+            nonempty += 1.0
+            start = idx * width
+            n, mv, m2v, mt, m2t, c = _merge(n, mv, m2v, mt, m2t, c, float(b.n), b.mean_v,
+                                            b.m2_v, start + b.mean_t, b.m2_t, b.c_tv)
+            lo = min(lo, b.min)
+            hi = max(hi, b.max)
+            if start + b.first_t < first_t:
+                first_t = start + b.first_t
+                first_v = b.first_v
+    pstate[p, k, cache + C_N] = n
+    pstate[p, k, cache + C_MEAN_V] = mv
+    pstate[p, k, cache + C_M2_V] = m2v
+    pstate[p, k, cache + C_MEAN_T] = mt
+    pstate[p, k, cache + C_M2_T] = m2t
+    pstate[p, k, cache + C_C_TV] = c
+    pstate[p, k, cache + C_MIN] = lo
+    pstate[p, k, cache + C_MAX] = hi
+    pstate[p, k, cache + C_FIRST_T] = first_t
+    pstate[p, k, cache + C_FIRST_V] = first_v
+    pstate[p, k, cache + C_NONEMPTY] = nonempty
+    pstate[p, k, cache + C_ART] = n_art
+    pstate[p, k, cache + C_STEPS] += 1.0
+    return True
+
+
+@njit(cache=True)
 def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_idx, p, now):
     """Feature row ``out[row]`` of patient ``p`` at device time ``now`` (names.py order)."""
     if not math.isfinite(now):
         now = 0.0  # a slot that never saw a sample: empty windows, nothing fresh
-    nb = buckets.shape[3]
+    ring = buckets.shape[3]
+    nb = ring - 1
     n_windows = widths.shape[0]
     col = 0
     for k in range(buckets.shape[1]):
@@ -237,57 +383,18 @@ def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_id
             width = widths[w]
             cur_f = math.floor(now / width)
             cur = np.int64(cur_f)
-            cur_lap = np.int64(math.floor(cur_f / nb))
-            cur_slot = cur - cur_lap * nb
+            cur_lap = np.int64(math.floor(cur_f / ring))
+            cur_slot = cur - cur_lap * ring
             cache = _cache_block(w, n_windows)
-            if not pstate[p, k, N_SCALARS + w] == cur_f:
-                # merge the closed buckets cur-nb+1 .. cur-1
-                n = 0.0
-                mv = m2v = mt = m2t = c = 0.0
-                lo = np.inf
-                hi = -np.inf
-                first_t = np.inf
-                first_v = np.nan
-                nonempty = 0.0
-                n_art = 0.0
-                # walk the ring from the oldest bucket of the window (one lap back)
-                lap = cur_lap - 1
-                slot = cur_slot
-                for idx in range(cur - nb + 1, cur):
-                    slot += 1
-                    if slot == nb:
-                        slot = 0
-                        lap += 1
-                    b = buckets[p, k, w, slot]
-                    if b.lap != lap:
-                        continue
-                    if has_art:
-                        n_art += art[p, k, w, slot]
-                    if b.n == 0:
-                        continue
-                    nonempty += 1.0
-                    start = idx * width
-                    n, mv, m2v, mt, m2t, c = _merge(n, mv, m2v, mt, m2t, c, float(b.n),
-                                                    b.mean_v, b.m2_v, start + b.mean_t,
-                                                    b.m2_t, b.c_tv)
-                    lo = min(lo, b.min)
-                    hi = max(hi, b.max)
-                    if start + b.first_t < first_t:
-                        first_t = start + b.first_t
-                        first_v = b.first_v
+            key = pstate[p, k, N_SCALARS + w]
+            if not key == cur_f:
+                # Most often the window moved on by one bucket: update the cache in O(1);
+                # a full merge once a lap bounds the rounding of the backward merges.
+                if not (key == cur_f - 1.0 and pstate[p, k, cache + C_STEPS] < nb
+                        and _advance_closed(buckets, art, pstate, p, k, w, cache, cur, width,
+                                            has_art)):
+                    _refresh_closed(buckets, art, pstate, p, k, w, cache, cur, width, has_art)
                 pstate[p, k, N_SCALARS + w] = cur_f
-                pstate[p, k, cache + C_N] = n
-                pstate[p, k, cache + C_MEAN_V] = mv
-                pstate[p, k, cache + C_M2_V] = m2v
-                pstate[p, k, cache + C_MEAN_T] = mt
-                pstate[p, k, cache + C_M2_T] = m2t
-                pstate[p, k, cache + C_C_TV] = c
-                pstate[p, k, cache + C_MIN] = lo
-                pstate[p, k, cache + C_MAX] = hi
-                pstate[p, k, cache + C_FIRST_T] = first_t
-                pstate[p, k, cache + C_FIRST_V] = first_v
-                pstate[p, k, cache + C_NONEMPTY] = nonempty
-                pstate[p, k, cache + C_ART] = n_art
             n = pstate[p, k, cache + C_N]
             mv = pstate[p, k, cache + C_MEAN_V]
             m2v = pstate[p, k, cache + C_M2_V]
@@ -318,9 +425,9 @@ def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_id
             out[row, col + 1] = nonempty / nb
             if n > 0.0:
                 out[row, col + 2] = mv
-                out[row, col + 4] = lo
-                out[row, col + 5] = hi
-                out[row, col + 7] = last_v - first_v
+                out[row, col + 4] = _decimals4(lo)
+                out[row, col + 5] = _decimals4(hi)
+                out[row, col + 7] = _decimals4(last_v - first_v)
             else:
                 out[row, col + 2] = np.nan
                 out[row, col + 4] = np.nan
