@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,26 @@ from vitalstream.scoring.news2 import news2
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
 NEWS2_INPUTS = ("resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate",
                 "consciousness", "temperature")
+
+
+class FeatureRow(Mapping[str, float]):
+    """One patient's feature vector read by name, without building a dict of hundreds of
+    entries per assessment: most assessments raise nothing and read none of them."""
+
+    __slots__ = ("_index", "_row")
+
+    def __init__(self, index: dict[str, int], row: np.ndarray) -> None:
+        self._index = index
+        self._row = row
+
+    def __getitem__(self, name: str) -> float:
+        return float(self._row[self._index[name]])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,15 +68,17 @@ class PatientRecord:
     alert_state: PatientAlertState
     age_years: float | None = None
     sex_male: bool | None = None
+    engine_b64: str | None = None
+    engine_saved_ms: int = -(2**62)
 
-    def to_dict(self, engine_snapshot: bytes | None) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "patient_id": self.patient_id, "ward": self.ward, "bed": self.bed,
             "first_seen_ms": self.first_seen_ms, "newest_ms": self.newest_ms,
             "latest": {k: [v, t] for k, (v, t) in self.latest.items()},
             "spo2_scale": self.spo2_scale, "alert_state": self.alert_state.to_dict(),
             "age_years": self.age_years, "sex_male": self.sex_male,
-            "engine": base64.b64encode(engine_snapshot).decode() if engine_snapshot else None,
+            "engine": self.engine_b64,
         }
 
 
@@ -77,15 +99,17 @@ class Monitor:
 
     def __init__(self, policy: AlertPolicy, engine: Any | None = None, model: Any | None = None,
                  news2_window_s: float = 1800.0, round_window_s: float = 16200.0,
-                 resolution_s: float = 1.0) -> None:
+                 resolution_s: float = 1.0, snapshot_interval_s: float = 60.0) -> None:
         self.policy = policy
         self.engine = engine
         self.model = model
         self.news2_window_ms = int(news2_window_s * 1000)
         self.round_window_ms = int(round_window_s * 1000)
         self.resolution_ms = max(1, int(resolution_s * 1000))
+        self.snapshot_interval_ms = int(snapshot_interval_s * 1000)
         self.patients: dict[str, PatientRecord] = {}
-        self._feature_names: list[str] = list(engine.feature_names) if engine is not None else []
+        self._feature_index: dict[str, int] = (
+            {name: i for i, name in enumerate(engine.feature_names)} if engine is not None else {})
 
     # -- state -------------------------------------------------------------------------
     def record_for(self, sample: Sample) -> PatientRecord:
@@ -100,9 +124,17 @@ class Monitor:
         return record
 
     def export(self, patient_id: str) -> dict[str, Any]:
-        """One patient's state as a JSON-able dict (for the changelog-backed table)."""
-        snapshot = self.engine.snapshot(patient_id) if self.engine is not None else None
-        return self.patients[patient_id].to_dict(snapshot)
+        """One patient's state as a JSON-able dict (for the changelog-backed table).
+
+        The feature engine's buffers are the large part: they are snapshotted at most once
+        per ``snapshot_interval_ms`` of device time. A worker restarted from the table
+        then lacks at most that much feature history; NEWS2 inputs and alert state are
+        always current."""
+        record = self.patients[patient_id]
+        if self.engine is not None and record.newest_ms - record.engine_saved_ms >= self.snapshot_interval_ms:
+            record.engine_b64 = base64.b64encode(self.engine.snapshot(patient_id)).decode()
+            record.engine_saved_ms = record.newest_ms
+        return record.to_dict()
 
     def restore(self, state: dict[str, Any]) -> None:
         """Recreate a patient from ``export``'s dict (a restarted worker)."""
@@ -113,6 +145,7 @@ class Monitor:
             spo2_scale=state["spo2_scale"],
             alert_state=PatientAlertState.from_dict(state["alert_state"]),
             age_years=state.get("age_years"), sex_male=state.get("sex_male"),
+            engine_b64=state.get("engine"), engine_saved_ms=state["newest_ms"],
         )
         self.patients[record.patient_id] = record
         if self.engine is not None and state.get("engine"):
@@ -131,13 +164,20 @@ class Monitor:
         reading time (to ``resolution_ms``). Each wave is one call into the feature engine
         and one assessment per patient in it, so a patient is assessed at every reading
         time whether the readings arrived in one batch (a fast replay) or many (live): the
-        alerts do not depend on how the broker happened to batch them.
+        alerts do not depend on how the broker happened to batch them. The risk model
+        then scores the rows of all waves in one call, and the policy sees the
+        assessments in time order.
         """
         result = MonitorResult(samples=len(samples))
         touched: dict[str, None] = {}
+        pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]] = []
         for wave in self._waves(samples):
-            self._process_wave(wave, result)
+            pending.extend(self._process_wave(wave))
             touched.update(dict.fromkeys(s.patient_id for s in wave))
+        self._score_risk(pending)
+        for assessment, record, _ in pending:
+            result.assessments.append(assessment)
+            result.alerts.extend(self.policy.assess(record.alert_state, assessment))
         result.touched = list(touched)
         return result
 
@@ -151,7 +191,7 @@ class Monitor:
         for k in range(depth):
             yield [sample for r in readings if k < len(r) for sample in r[k]]
 
-    def _process_wave(self, samples: list[Sample], result: MonitorResult) -> None:
+    def _process_wave(self, samples: list[Sample]) -> list[tuple[Assessment, PatientRecord, np.ndarray | None]]:
         touched: dict[str, PatientRecord] = {}
         numeric: list[tuple[int, int, float, float]] = []
         for sample in samples:
@@ -171,12 +211,9 @@ class Monitor:
             if self.engine is not None and sample.parameter in NUMERIC_PARAMETERS:
                 numeric.append((self.engine.slot_for(sample.patient_id), PARAM_INDEX[sample.parameter],
                                 sample.device_time_ms / 1000.0, float(sample.value)))
-        features_by_patient = self._update_features(numeric, touched)
-        risks = self._score_risk(touched, features_by_patient)
-        for patient_id, record in touched.items():
-            assessment = self.assess(record, features_by_patient.get(patient_id), risks.get(patient_id))
-            result.assessments.append(assessment)
-            result.alerts.extend(self.policy.assess(record.alert_state, assessment))
+        features = self._update_features(numeric, touched)
+        return [(self.assess(record, features.get(pid)), record, features.get(pid))
+                for pid, record in touched.items()]
 
     def _update_features(self, numeric: list[tuple[int, int, float, float]],
                          touched: dict[str, PatientRecord]) -> dict[str, np.ndarray]:
@@ -189,26 +226,26 @@ class Monitor:
         return {pid: by_slot[self.engine.slot_for(pid)] for pid in touched
                 if self.engine.slot_for(pid) in by_slot}
 
-    def _score_risk(self, touched: dict[str, PatientRecord],
-                    features: dict[str, np.ndarray]) -> dict[str, tuple[float, list[tuple[str, float]]]]:
-        if self.model is None or not features:
-            return {}
-        ids = [pid for pid in touched if pid in features]
-        rows = np.vstack([
-            self.model.input_row(features[pid], touched[pid].age_years, touched[pid].sex_male,
-                                 (touched[pid].newest_ms - touched[pid].first_seen_ms) / 3.6e6)
-            for pid in ids
-        ])
+    def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]]) -> None:
+        """Fill in the model's risk of every assessment that has features, in one call."""
+        scored = [(a, r, f) for a, r, f in pending if f is not None]
+        if self.model is None or not scored:
+            return
+        rows = self.model.input_row(
+            np.vstack([f for _, _, f in scored]),
+            np.array([np.nan if r.age_years is None else r.age_years for _, r, _ in scored]),
+            np.array([np.nan if r.sex_male is None else float(r.sex_male) for _, r, _ in scored]),
+            np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r, _ in scored]),
+        )
         probabilities = self.model.predict_proba(rows)
-        risks = {}
-        for pid, row, probability in zip(ids, rows, probabilities, strict=True):
+        for (assessment, _, _), row, probability in zip(scored, rows, probabilities, strict=True):
+            assessment.risk = float(probability)
+            assessment.model_version = self.model.version
             # Factors cost several model calls: only for risks that may be shown in an alert.
-            factors = self.model.explain(row) if probability >= self.model.threshold * 0.8 else []
-            risks[pid] = (float(probability), factors)
-        return risks
+            if probability >= self.model.threshold * 0.8:
+                assessment.risk_factors = self.model.explain(row)
 
-    def assess(self, record: PatientRecord, feature_row: np.ndarray | None,
-               risk: tuple[float, list[tuple[str, float]]] | None) -> Assessment:
+    def assess(self, record: PatientRecord, feature_row: np.ndarray | None) -> Assessment:
         now_ms = record.newest_ms
         observations: dict[str, tuple[Any, int]] = {}
         stale: list[str] = []
@@ -223,14 +260,11 @@ class Monitor:
                 stale.append(parameter)
         values = {name: value for name, (value, _) in observations.items()}
         values["spo2_scale"] = record.spo2_scale
-        features = ({name: float(v) for name, v in zip(self._feature_names, feature_row, strict=True)}
-                    if feature_row is not None else {})
+        features = FeatureRow(self._feature_index, feature_row) if feature_row is not None else {}
         return Assessment(
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
             news2=news2(values), observations=observations, features=features,
-            risk=risk[0] if risk else None,
-            model_version=getattr(self.model, "version", None) if risk else None,
-            risk_factors=risk[1] if risk else [], stale=stale, spo2_scale=record.spo2_scale,
+            stale=stale, spo2_scale=record.spo2_scale,
         )
 
     # -- control -----------------------------------------------------------------------

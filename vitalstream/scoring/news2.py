@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal
+import math
 from typing import Any
 
 # Order of the chart; these keys are the canonical parameter names.
@@ -53,13 +53,17 @@ class News2:
         }
 
 
-def chart_round(value: float, places: int = 0) -> Decimal:
-    """Round half away from zero to the chart's printed resolution.
+# Float products such as 38.05 * 10 = 380.49999999999994 sit a hair below the half they
+# mean; a value within this margin of a half counts as the half.
+_HALF_MARGIN = 1e-9
 
-    Decimal from repr() avoids binary artefacts: 38.05 * 10 is 380.4999... in floats.
-    """
-    quantum = Decimal(1).scaleb(-places)
-    return Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
+
+def chart_round(value: float, places: int = 0) -> int:
+    """Round half away from zero to the chart's printed resolution, in units of
+    10**-places (temperature 38.05 with places=1 gives 381, i.e. 38.1)."""
+    scaled = abs(float(value)) * 10**places
+    rounded = math.floor(scaled + 0.5 + _HALF_MARGIN)
+    return -rounded if value < 0 else rounded
 
 
 def score_resp_rate(per_min: float) -> int:
@@ -137,14 +141,14 @@ def score_consciousness(acvpu: str) -> int:
 
 
 def score_temperature(celsius: float) -> int:
-    temp = chart_round(celsius, 1)
-    if temp <= Decimal("35.0"):
+    tenths = chart_round(celsius, 1)
+    if tenths <= 350:
         return 3
-    if temp <= Decimal("36.0"):
+    if tenths <= 360:
         return 1
-    if temp <= Decimal("38.0"):
+    if tenths <= 380:
         return 0
-    if temp <= Decimal("39.0"):
+    if tenths <= 390:
         return 1
     return 2
 
