@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL,
                         help="model file to write (default: models/sepsis_risk.skops)")
     parser.add_argument("--seed", type=int, default=20190, help="seed of split, subsampling, trees")
-    parser.add_argument("--negative-keep", type=float, default=0.5,
-                        help="fraction of negative fitting hours kept (default 0.5)")
+    parser.add_argument("--negative-keep", type=float, default=0.3,
+                        help="fraction of negative fitting hours kept (default 0.3)")
     parser.add_argument("--no-card", action="store_true", help="do not rewrite MODEL_CARD.md")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitalstream.scoring.model import RiskModel
+from vitalstream.scoring.model import CONTEXT_FEATURES, RiskModel
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -67,8 +67,7 @@ def render_card(model: RiskModel, metrics: dict[str, Any], command: str,
                 summary: list[str], holdout_name: str, train_seconds: float) -> str:
     meta = model.metadata
     config = meta.get("config", {})
-    engine_features = model.feature_names[: model.n_engine_features]
-    windows = ", ".join(f"{w // 3600} h" if w % 3600 == 0 else f"{w} s" for w in model.windows_s)
+    engine_features = model.feature_names[: -len(CONTEXT_FEATURES)]
     return f"""# Model card: sepsis early-warning risk from bedside vitals
 
 Model `{model.version}`, file `models/sepsis_risk.skops` (sha256 `{model.checksum}` in
@@ -101,9 +100,14 @@ EtCO2, no unit or hospital-admission fields. MAP is not a canonical stream param
 is not an input; where hospital A charted MAP and SBP without DBP, DBP was recovered as
 (3 MAP - SBP) / 2 (kept if 20 mmHg <= DBP < SBP).
 
-The {len(engine_features)} windowed features come from `vitalstream.features.features_at`
-(windows {windows}), the same function the monitor runs live, computed causally: an
-hour sees only samples charted at or before it. Model inputs, in order:
+The {len(engine_features)} engine features come from `vitalstream.features` (rows computed
+with the engine's default windows, of which the model reads the last value, the 2 h and
+6 h mean, SD, min, max, slope and change of each vital, and the shock index): the same
+code the monitor runs live, computed causally, so an hour sees only samples charted at or
+before it. The 5 min and 30 min windows are not used: at hourly charting they only copy
+the last value, and live they would see minute-level data the model never saw. Counts,
+coverage, sample age, artefact counts and freshness flags are not used either (below).
+Model inputs, in order:
 `{", ".join(model.feature_names)}`.
 
 ## Training

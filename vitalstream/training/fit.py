@@ -19,28 +19,31 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
+from vitalstream.samples import NUMERIC_PARAMETERS
 from vitalstream.scoring.model import FORMAT, assemble_inputs
 from vitalstream.training.physionet import Cohort
 from vitalstream.training.utility import normalised_utility
 
 MODEL_VERSION = "sepsis-vitals-1"
 
-# Engine features the model uses: what the values were and how they moved. Left out:
-# counts, coverage, sample age, artefact counts and freshness flags, which measure how
-# often a hospital charts rather than the patient, and differ most between hospitals.
-USED_SUFFIXES: tuple[str, ...] = ("last", "mean", "std", "min", "max", "slope_per_h", "change")
+# Engine features the model uses: what the values were and how they moved over the 2 h
+# and 6 h windows. Left out: counts, coverage, sample age, artefact counts and freshness
+# flags, which measure how often a hospital charts rather than the patient and differ most
+# between hospitals; and the 5 min and 30 min windows, which at hourly charting hold at
+# most the current hour's value (a copy of `last`) yet live would see minute-level data the
+# model never saw.
+USED_STATISTICS: tuple[str, ...] = ("mean", "std", "min", "max", "slope_per_h", "change")
+USED_WINDOWS: tuple[str, ...] = ("2h", "6h")
 USED_NAMES: tuple[str, ...] = ("shock_index",)
 
 
 def used_engine_columns(engine_names: list[str]) -> np.ndarray:
-    """Indices of the engine features the model is trained on (see USED_SUFFIXES)."""
-    def used(name: str) -> bool:
-        if name in USED_NAMES:
-            return True
-        parts = name.split("_")
-        return any(name.endswith("_" + s) or f"_{s}_" in name for s in USED_SUFFIXES) and \
-            not any(p in ("count", "coverage", "artefacts", "fresh", "age") for p in parts)
-    return np.array([i for i, name in enumerate(engine_names) if used(name)], dtype=np.int64)
+    """Indices of the engine features the model is trained on (see USED_STATISTICS)."""
+    wanted = set(USED_NAMES)
+    wanted |= {f"{p}_last" for p in NUMERIC_PARAMETERS}
+    wanted |= {f"{p}_{s}_{w}" for p in NUMERIC_PARAMETERS for s in USED_STATISTICS
+               for w in USED_WINDOWS}
+    return np.array([i for i, name in enumerate(engine_names) if name in wanted], dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +51,11 @@ class TrainConfig:
     seed: int = 20190
     fit_fraction: float = 0.6
     calibration_fraction: float = 0.2
-    negative_keep: float = 0.5  # fraction of negative fitting rows kept (all positives kept)
-    max_iter: int = 300
-    learning_rate: float = 0.05
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 200
+    negative_keep: float = 0.3  # fraction of negative fitting rows kept (all positives kept)
+    max_iter: int = 200
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 500
     l2_regularization: float = 1.0
     impute_typical: bool = True  # missing inputs take the typical (median negative) value
 
@@ -162,7 +165,7 @@ def train(
     )
     fit_X, fit_y = inputs(X[fit_rows]), labels[fit_rows]
     # Grown in stages with warm_start only to show progress: the trees are the same as one fit.
-    stages = range(25, config.max_iter + 25, 25)
+    stages = range(50, config.max_iter + 50, 50)
     for max_iter in _progress(stages, progress, "boosting"):
         estimator.set_params(max_iter=min(max_iter, config.max_iter), warm_start=True)
         estimator.fit(fit_X, fit_y)
@@ -218,4 +221,4 @@ def _progress(items: range, enabled: bool, desc: str) -> Any:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit=" x25 trees", leave=False)
+    return tqdm(items, desc=desc, unit=" x50 trees", leave=False)

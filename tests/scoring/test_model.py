@@ -1,0 +1,96 @@
+"""The shipped risk model: integrity checks at load, the runtime contract, explanations."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from vitalstream.scoring.model import DEFAULT_MODEL, ModelFileError, RiskModel, checksum_path
+from vitalstream.training.dataset import context_inputs, engine_rows
+from vitalstream.training.physionet import SAMPLE_DIR, read_psv_dir
+
+
+@pytest.fixture(scope="module")
+def model() -> RiskModel:
+    return RiskModel.load()
+
+
+@pytest.fixture(scope="module")
+def sample_inputs(model):
+    cohort = read_psv_dir(SAMPLE_DIR)
+    features = engine_rows(cohort, model.windows_s)
+    return cohort, model.input_row(features, *context_inputs(cohort))
+
+
+def test_a_model_file_altered_by_one_byte_is_refused(tmp_path):
+    copy = tmp_path / "sepsis_risk.skops"
+    shutil.copy(DEFAULT_MODEL, copy)
+    shutil.copy(checksum_path(DEFAULT_MODEL), checksum_path(copy))
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    copy.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        RiskModel.load(copy)
+
+
+def test_a_model_file_without_its_checksum_is_refused(tmp_path):
+    copy = tmp_path / "m.skops"
+    shutil.copy(DEFAULT_MODEL, copy)
+    with pytest.raises(ModelFileError, match="checksum"):
+        RiskModel.load(copy)
+
+
+def test_the_shipped_model_states_its_contract(model):
+    assert model.version.startswith("sepsis-vitals-")
+    assert model.feature_names[-3:] == ["age_years", "sex_male", "hours_monitored"]
+    assert 0.0 < model.threshold < 1.0
+    # No count, coverage or sample-age inputs: they measure charting habits, not patients.
+    assert not any(part in name for name in model.feature_names
+                   for part in ("_count_", "_coverage_", "_age_s", "_fresh", "_artefacts_"))
+
+
+def test_risk_is_a_probability_and_septic_hours_score_higher(model, sample_inputs):
+    cohort, X = sample_inputs
+    risk = model.predict_proba(X)
+    labels = cohort.column("SepsisLabel")
+    assert risk.shape == (len(X),) and ((risk >= 0) & (risk <= 1)).all()
+    assert risk[labels == 1].mean() > risk[labels == 0].mean()
+
+
+def test_a_batch_of_a_thousand_patients_scores_in_milliseconds(model, sample_inputs):
+    _, X = sample_inputs
+    batch = np.resize(X, (1000, X.shape[1]))
+    model.predict_proba(batch)  # first call warms the thread pool
+    started = time.perf_counter()
+    model.predict_proba(batch)
+    assert time.perf_counter() - started < 0.25  # generous for a loaded 2-core CI box
+
+
+def test_explanations_are_deterministic_named_factors_that_raise_the_risk(model, sample_inputs):
+    _, X = sample_inputs
+    row = X[int(np.argmax(model.predict_proba(X)))]
+    factors = model.explain(row, top=3)
+    assert factors == model.explain(row, top=3)
+    assert 1 <= len(factors) <= 3
+    weights = [w for _, w in factors]
+    assert all(w > 0 for w in weights) and weights == sorted(weights, reverse=True)
+    assert all(" " in name or name.isalpha() or "SpO2" in name for name, _ in factors)
+    assert not any("_" in name for name, _ in factors)  # human words, not column names
+
+
+def test_a_typical_patient_has_nothing_raising_the_risk(model):
+    typical = model.input_row(np.full(model.n_engine_features, np.nan), 60.0, False, 1.0)
+    # All vitals missing read as typical: no vital can be what raises the risk.
+    vitals = {"heart rate", "respiratory rate", "SpO2", "temperature",
+              "systolic blood pressure", "diastolic blood pressure"}
+    assert not vitals & {name for name, _ in model.explain(typical, top=9)}
+
+
+def test_rows_of_the_wrong_width_are_refused(model):
+    with pytest.raises(ValueError):
+        model.input_row(np.zeros(3), 60.0, True, 1.0)
+    with pytest.raises(ValueError):
+        model.predict_proba(np.zeros((2, 3)))
