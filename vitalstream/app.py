@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import Alert, AlertPolicy
+from vitalstream.alerts.settings import SettingsError
 from vitalstream.ingest import dead_letter, parse_raw
 from vitalstream.monitor import Monitor
 from vitalstream.samples import sample_from_dict
@@ -106,12 +107,16 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
+    patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
+                                       value_serializer="raw")
     # use_partitioner: the changelog partition follows the key exactly as vitals does,
     # so a patient's row may be written from a batch or a timer, not only per event.
     patients_table = app.Table("patients", key_type=str, value_type=bytes,
                                partitions=settings.topic_partitions, use_partitioner=True)
 
     async def publish_alerts(alerts: list[Alert]) -> None:
+        for (event, kind, priority), count in monitor.policy.drain_events().items():
+            metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
         if not alerts:
             return
         published_s = time.time()
@@ -175,6 +180,15 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 record = orjson.loads(event.value)
                 samples.extend(sample_from_dict(s) for s in record.get("samples", ()))
                 technical.extend(record.get("technical", ()))
+                control = record.get("settings")
+                if control:
+                    recover([control["patient_id"]])
+                    try:
+                        monitor.configure(control["patient_id"], control["record"],
+                                          control.get("ward", ""), control.get("bed", ""))
+                    except (SettingsError, KeyError, TypeError, ValueError) as exc:
+                        metrics.SETTINGS_REJECTED.inc()
+                        log.warning("per-patient settings refused: %s", exc)
                 ack = record.get("ack")
                 if ack:
                     recover([ack["patient_id"]])
@@ -198,6 +212,9 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 metrics.SAMPLES_PROCESSED.inc(len(samples))
             metrics.PATIENTS_MONITORED.set(len(monitor.patients))
 
+    # Acknowledgements and settings arrive keyed by ward or station; they are re-keyed by
+    # patient into the vitals topic, so the patient's worker sees them in order with the
+    # readings (a settings change applies from the next reading on).
     @app.agent(acks_topic)
     async def forward_acks(stream: faust.StreamT) -> None:
         async for value in stream:
@@ -209,6 +226,20 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 log.warning("ignored malformed acknowledgement: %s", type(exc).__name__)
                 continue
             await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps({"ack": ack}))
+
+    @app.agent(patient_settings_topic)
+    async def forward_settings(stream: faust.StreamT) -> None:
+        async for value in stream:
+            try:
+                control = orjson.loads(value)
+                patient_id = str(control["patient_id"])
+                if not isinstance(control["record"], dict):
+                    raise TypeError("record must be an object")
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                metrics.SETTINGS_REJECTED.inc()
+                log.warning("ignored malformed settings message: %s", type(exc).__name__)
+                continue
+            await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps({"settings": control}))
 
     @app.timer(10.0)
     async def stale_check() -> None:

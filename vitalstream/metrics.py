@@ -31,6 +31,14 @@ LATE_SAMPLES_DROPPED = Counter(
 ALERTS_OUT = Counter(
     "vitalstream_alerts_out", "Alert messages published to the alerts topic", ["priority", "kind", "status"]
 )
+ALERT_EVENTS = Counter(
+    "vitalstream_alert_events",
+    "Alert policy decisions: raised, escalated, reraised, suppressed, acknowledged, resolved",
+    ["event", "kind", "priority"],
+)
+SETTINGS_REJECTED = Counter(
+    "vitalstream_patient_settings_rejected", "Per-patient settings records the policy refused"
+)
 ALERT_LATENCY = Histogram(
     "vitalstream_alert_latency_seconds",
     "From the device time of the sample that triggered an alert to the alert's publication",

@@ -274,12 +274,32 @@ class Monitor:
             return []
         return self.policy.acknowledge(record.alert_state, alert_id, by, at_ms)
 
+    def configure(self, patient_id: str, record: dict[str, Any], ward: str = "", bed: str = "") -> None:
+        """Apply a clinician's per-patient settings record (audited by the policy).
+
+        Settings may arrive before the patient's first reading (set at admission), so an
+        unknown patient is created. Raises ``SettingsError`` for an invalid record."""
+        patient = self.patients.get(patient_id)
+        if patient is None:
+            patient = self.record_for(Sample(patient_id=patient_id, ward=ward, bed=bed,
+                                             parameter="spo2_scale", value=1, unit="scale",
+                                             device_time_ms=int(record.get("set_at_ms", 0)),
+                                             source="settings", ingest_time_ms=0))
+        settings = self.policy.configure(patient.alert_state, record)
+        if settings.spo2_scale:
+            patient.spo2_scale = int(settings.spo2_scale)
+
     def technical(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         alerts: list[Alert] = []
         for event in events:
-            record = self.patients.get(event.get("patient_id", ""))
+            record = self.patients.get(str(event.get("patient_id", "")))
             if record is None:
-                continue
+                # A probe can fall off before the first reading arrives: still report it.
+                record = self.record_for(Sample(
+                    patient_id=str(event.get("patient_id", "")), ward=str(event.get("ward", "")),
+                    bed=str(event.get("bed", "")), parameter="spo2_scale", value=1, unit="scale",
+                    device_time_ms=int(event.get("device_time_ms", 0)), source="technical",
+                    ingest_time_ms=0))
             alerts.extend(self.policy.technical(record.alert_state, event))
         return alerts
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         "partitions move; a batch never takes near this long.")
     kafka_session_timeout_s: float = Field(
         10.0, description="A worker silent this long is declared dead and its partitions move.")
+    topic_patient_settings: str = Field(
+        "patients.settings", description="Per-patient settings (SpO2 scale 2, thresholds) with who and when.")
     topic_partitions: int = Field(4, description="Partitions of the topics vitalstream creates.")
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")

@@ -55,6 +55,15 @@ async def send_all(settings: Settings, messages: list[bytes]) -> None:
         await out.stop()
 
 
+async def send_to(settings: Settings, topic: str, value: bytes) -> None:
+    out = producer(settings)
+    await out.start()
+    try:
+        await out.send_and_wait(topic, value)
+    finally:
+        await out.stop()
+
+
 async def collect(settings: Settings, topic: str, until, timeout_s: float) -> list:
     received = []
     source = consumer(settings, topic)
@@ -91,6 +100,18 @@ def test_deteriorating_patient_alerts_on_ward_topic_and_stable_patient_does_not(
         assert first["priority"] in ("medium", "high", "low")
         assert len({a["alert_id"] for a in alerts if a["status"] == "raised"}) <= 2, \
             "the same condition must not alert again at every sample"
+        # A nurse acknowledges: the ack goes through alerts.ack to the patient's monitor and
+        # comes back on the ward's alert stream with who acknowledged it.
+        latest = alerts[-1]
+        ack = {"patient_id": latest["patient_id"], "alert_id": latest["alert_id"],
+               "by": "nurse-7", "at_ms": int(time.time() * 1000)}
+        asyncio.run(send_to(settings, settings.topic_acks, orjson.dumps(ack)))
+        acked = asyncio.run(collect(
+            settings, settings.topic_alerts,
+            lambda got: any(orjson.loads(r.value)["status"] == "acknowledged" for r in got), 30))
+        confirmation = [orjson.loads(r.value) for r in acked if orjson.loads(r.value)["status"] == "acknowledged"]
+        assert confirmation and confirmation[0]["alert_id"] == latest["alert_id"]
+        assert "nurse-7" in orjson.dumps(confirmation[0]).decode()
         dead = asyncio.run(collect(settings, settings.topic_deadletter, lambda got: len(got) >= 1, 20))
         assert len(dead) == 1
         letter = orjson.loads(dead[0].value)
