@@ -26,7 +26,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 BUCKET_DTYPE = np.dtype([
     ("lap", np.int32), ("n", np.int32), ("first_t", np.float32), ("min", np.float32),
@@ -53,8 +56,37 @@ N_CFG = 8
 # limits columns
 L_LOW, L_HIGH, L_FLAT, L_FRESH, L_DROPOUT = range(5)
 
+# how far ahead in a batch to ask for the memory of the next samples and rows
+PREFETCH_SAMPLES = 8
+PREFETCH_ROWS = 2
+
 N_PARAMETER_FEATURES = 2
 N_WINDOW_FEATURES = 9
+
+
+@intrinsic
+def _prefetch(typingctx, array, flat_index):
+    """Ask the CPU to start loading element ``flat_index`` of a C-contiguous array.
+
+    The state of a thousand patients is far larger than the CPU caches; a sample or a row
+    needs a few cache lines in unpredictable places. Asking for the next ones while working
+    on this one overlaps their memory latency."""
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        itemsize = context.get_abi_sizeof(context.get_data_type(array_type.dtype))
+        base = builder.bitcast(array_struct.data, ir.IntType(8).as_pointer())
+        offset = builder.mul(args[1], context.get_constant(types.intp, itemsize))
+        address = builder.gep(base, [offset])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read, keep in all cache levels, data
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, types.intp), codegen
 
 
 def pstate_width(n_windows: int) -> int:
@@ -122,7 +154,28 @@ def add_samples(buckets, art, pstate, counters, cfg, limits, widths, slots, para
     n_windows = widths.shape[0]
     late_tol = cfg[CFG_LATE_TOL]
     max_abs_t = cfg[CFG_MAX_ABS_T]
+    n_cells = pstate.shape[2]
     for i in range(begin, end):
+        ahead = i + PREFETCH_SAMPLES
+        if ahead < end:
+            pa = slots[ahead]
+            ka = params[ahead]
+            if 0 <= pa < n_slots and 0 <= ka < n_params:
+                cell = (pa * n_params + ka) * n_cells
+                _prefetch(pstate, cell)
+                _prefetch(pstate, cell + 8)
+        ahead = i + PREFETCH_SAMPLES // 2
+        if ahead < end:
+            pa = slots[ahead]
+            ka = params[ahead]
+            if 0 <= pa < n_slots and 0 <= ka < n_params:
+                # the bucket the last row called current is most likely this sample's
+                for w in range(n_windows):
+                    key = pstate[pa, ka, N_SCALARS + w]
+                    if key == key:
+                        lap = math.floor(key / ring)
+                        slot_a = np.int64(key - lap * ring)
+                        _prefetch(buckets, ((pa * n_params + ka) * n_windows + w) * ring + slot_a)
         p = slots[i]
         k = params[i]
         t = times_s[i]
@@ -455,6 +508,30 @@ def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_id
         out[row, col + i] = 1.0 if now - pstate[p, k, S_LAST_T] <= limits[k, L_FRESH] else 0.0
 
 
+@njit(cache=True, inline="always")
+def _prefetch_pstate(pstate, p):
+    """Start loading the scalars and caches write_features will read for patient ``p``."""
+    n_params = pstate.shape[1]
+    n_cells = pstate.shape[2]
+    for cell in range(p * n_params * n_cells, (p + 1) * n_params * n_cells, 8):
+        _prefetch(pstate, cell)
+
+
+@njit(cache=True, inline="always")
+def _prefetch_buckets(buckets, pstate, p):
+    """Start loading the current buckets of patient ``p`` (its cache keys are loaded)."""
+    n_params = pstate.shape[1]
+    n_windows = buckets.shape[2]
+    ring = buckets.shape[3]
+    for k in range(n_params):
+        for w in range(n_windows):
+            key = pstate[p, k, N_SCALARS + w]
+            if key == key:
+                lap = math.floor(key / ring)
+                slot = np.int64(key - lap * ring)
+                _prefetch(buckets, ((p * n_params + k) * n_windows + w) * ring + slot)
+
+
 @njit(cache=True)
 def update_batch(buckets, art, pstate, counters, mark, cfg, limits, widths, fresh_idx,
                  n_features, slots, params, times_s, values, now_s):
@@ -472,6 +549,10 @@ def update_batch(buckets, art, pstate, counters, mark, cfg, limits, widths, fres
             n_touched += 1
     features = np.empty((n_touched, n_features), dtype=np.float64)
     for j in range(n_touched):
+        if j + 2 * PREFETCH_ROWS < n_touched:
+            _prefetch_pstate(pstate, order[j + 2 * PREFETCH_ROWS])
+        if j + PREFETCH_ROWS < n_touched:
+            _prefetch_buckets(buckets, pstate, order[j + PREFETCH_ROWS])
         p = order[j]
         mark[p] = 0
         now = newest_time(pstate, p)
@@ -486,7 +567,12 @@ def update_batch(buckets, art, pstate, counters, mark, cfg, limits, widths, fres
 def features_of_slots(buckets, art, pstate, cfg, limits, widths, fresh_idx, n_features, slots,
                       now_s):
     features = np.empty((slots.shape[0], n_features), dtype=np.float64)
-    for j in range(slots.shape[0]):
+    n_rows = slots.shape[0]
+    for j in range(n_rows):
+        if j + 2 * PREFETCH_ROWS < n_rows:
+            _prefetch_pstate(pstate, slots[j + 2 * PREFETCH_ROWS])
+        if j + PREFETCH_ROWS < n_rows:
+            _prefetch_buckets(buckets, pstate, slots[j + PREFETCH_ROWS])
         p = slots[j]
         now = newest_time(pstate, p)
         if now_s > now:
