@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
+    bed_state_topic = app.topic(settings.topic_bed_state, key_serializer="raw", value_serializer="raw")
     patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
                                        value_serializer="raw")
     # use_partitioner: the changelog partition follows the key exactly as vitals does,
@@ -199,6 +200,8 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             alerts.extend(result.alerts)
             alerts.extend(monitor.technical(technical))
             await publish_alerts(alerts)
+            for state in monitor.bed_states(result.assessments, int(settings.bed_state_interval_s * 1000)):
+                await bed_state_topic.send(key=state["ward"].encode(), value=orjson.dumps(state))
             touched = set(result.touched) | {str(t.get("patient_id")) for t in technical}
             touched |= {a.patient_id for a in alerts}
             save(touched)

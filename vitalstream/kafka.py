@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 def topic_names(settings: Settings) -> list[str]:
     return [settings.topic_raw, settings.topic_vitals, settings.topic_deadletter,
-            settings.topic_alerts, settings.topic_acks, settings.topic_patient_settings]
+            settings.topic_alerts, settings.topic_acks, settings.topic_patient_settings,
+            settings.topic_bed_state]
 
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:

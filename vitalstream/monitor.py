@@ -70,6 +70,8 @@ class PatientRecord:
     sex_male: bool | None = None
     engine_b64: str | None = None
     engine_saved_ms: int = -(2**62)
+    bed_state_shown: tuple[Any, ...] = ()
+    bed_state_ms: int = -(2**62)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -266,6 +268,35 @@ class Monitor:
             news2=news2(values), observations=observations, features=features,
             stale=stale, spo2_scale=record.spo2_scale,
         )
+
+    # -- bed state for the ward board ----------------------------------------------------
+    def bed_states(self, assessments: Sequence[Assessment], every_ms: int = 60_000) -> list[dict[str, Any]]:
+        """The latest state of each bed for nursing stations: NEWS2 with its components,
+        values with their times, 2 h trends, risk and stale inputs. At most one per patient
+        per ``every_ms`` of device time, and at once when the NEWS2 total or band changes."""
+        latest: dict[str, Assessment] = {a.patient_id: a for a in assessments}
+        states = []
+        for patient_id, assessment in latest.items():
+            record = self.patients.get(patient_id)
+            if record is None:
+                continue
+            shown = (assessment.news2.total, assessment.news2.band, tuple(assessment.stale))
+            if record.bed_state_shown == shown and assessment.time_ms - record.bed_state_ms < every_ms:
+                continue
+            record.bed_state_shown, record.bed_state_ms = shown, assessment.time_ms
+            trends = {}
+            for parameter in NUMERIC_PARAMETERS:
+                slope = assessment.features.get(f"{parameter}_slope_per_h_2h") if assessment.features else None
+                if slope is not None and np.isfinite(slope):
+                    trends[parameter] = round(float(slope), 2)
+            states.append({
+                "patient_id": patient_id, "ward": assessment.ward, "bed": assessment.bed,
+                "time_ms": assessment.time_ms, "news2": assessment.news2.to_dict(),
+                "observations": {k: {"value": v, "time_ms": t} for k, (v, t) in assessment.observations.items()},
+                "trends_per_h": trends, "risk": assessment.risk, "model_version": assessment.model_version,
+                "stale": list(assessment.stale), "spo2_scale": assessment.spo2_scale,
+            })
+        return states
 
     # -- control -----------------------------------------------------------------------
     def acknowledge(self, patient_id: str, alert_id: str, by: str, at_ms: int) -> list[Alert]:

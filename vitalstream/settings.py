@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         10.0, description="A worker silent this long is declared dead and its partitions move.")
     topic_patient_settings: str = Field(
         "patients.settings", description="Per-patient settings (SpO2 scale 2, thresholds) with who and when.")
+    topic_bed_state: str = Field(
+        "ward.state", description="Latest state of each bed (NEWS2, values, trends, risk), keyed by ward.")
+    bed_state_interval_s: float = Field(
+        60.0, description="A bed's state is published at most this often (device time), and at once when its NEWS2 changes.")
     topic_partitions: int = Field(4, description="Partitions of the topics vitalstream creates.")
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")
