@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.scoring.model import RiskModel, write_checksum
     from vitalstream.training.baseline import vitals_news2
     from vitalstream.training.card import render_card
-    from vitalstream.training.dataset import cohort_risk, engine_rows
+    from vitalstream.training.dataset import cohort_risk, context_inputs, engine_rows
     from vitalstream.training.evaluation import evaluate_scores
     from vitalstream.training.fit import TrainConfig, train
-    from vitalstream.training.physionet import DataMissing, load_set_a
+    from vitalstream.training.mortality2012 import mortality_check
+    from vitalstream.training.physionet import DataMissing, default_data_dir, load_set_a
     from vitalstream.training.report import write_metrics
 
     if not 0.0 < args.negative_keep <= 1.0:
@@ -82,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     low_burden = model.operating_points["low_burden_0.25_alerts_per_patient_day"]
     metrics["low_burden_operating_point"] = evaluate_scores(
         test, risk, low_burden, vitals_news2(test))["model"]
+    X_test = model.input_row(engine_rows(test, model.windows_s), *context_inputs(test))
+    septic_hours = test.column("SepsisLabel") == 1
+    metrics["factor_reliance"] = {
+        name: {"all_hours": float(delta.mean()), "septic_hours": float(delta[septic_hours].mean())}
+        for name, delta in model.factor_effects(X_test).items()
+    }
+    metrics["mortality_2012"] = mortality_check(model, args.data_dir or default_data_dir())
     write_metrics(metrics, out.with_name(out.stem + "_holdout_metrics.json"))
     lines = summary_lines(metrics)
     print("\n".join(lines))

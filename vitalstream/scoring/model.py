@@ -204,16 +204,22 @@ class RiskModel:
         """Calibrated risk per row, 0-1."""
         return np.interp(self.raw_score(X), self._calibration_x, self._calibration_y)
 
+    def factor_effects(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Per factor, each row's risk minus its risk with that factor's inputs set to their
+        typical value (positive: the factor raises this row's risk)."""
+        X = np.asarray(X, dtype=float)
+        names = list(self._factor_columns)
+        stacked = np.repeat(X[None, :, :], len(names) + 1, axis=0)
+        for i, name in enumerate(names, start=1):
+            columns = self._factor_columns[name]
+            stacked[i][:, columns] = self._reference[columns]
+        risk = self.predict_proba(stacked.reshape(-1, X.shape[1])).reshape(len(names) + 1, -1)
+        return {name: risk[0] - risk[i] for i, name in enumerate(names, start=1)}
+
     def explain(self, x: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
         """The factors that raise this row's risk most: (factor, risk minus the risk with that
         factor at its typical value), largest first; only factors that raise it."""
-        x = np.asarray(x, dtype=float)
-        names = list(self._factor_columns)
-        rows = np.repeat(x[None, :], len(names) + 1, axis=0)
-        for i, name in enumerate(names, start=1):
-            columns = self._factor_columns[name]
-            rows[i, columns] = self._reference[columns]
-        risk = self.predict_proba(rows)
-        deltas = risk[0] - risk[1:]
-        order = sorted(range(len(names)), key=lambda i: (-deltas[i], names[i]))
-        return [(names[i], float(deltas[i])) for i in order[:top] if deltas[i] > 0]
+        effects = {name: float(delta[0])
+                   for name, delta in self.factor_effects(np.asarray(x, float)[None, :]).items()}
+        order = sorted(effects, key=lambda name: (-effects[name], name))
+        return [(name, effects[name]) for name in order[:top] if effects[name] > 0]

@@ -63,6 +63,32 @@ def _subgroup_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _mortality(metrics: dict[str, Any]) -> str:
+    check = metrics.get("mortality_2012")
+    if not check:
+        return "Not run: `physionet2012_set-a.tar.gz` was not in the data folder."
+    return (
+        f"The same model, unchanged, on {check['stays']} ICU stays of another data set (2012 "
+        f"challenge, {check['deaths']} in-hospital deaths), scoring every hour of the first "
+        f"48 h from heart rate, respiration, blood pressure and temperature (no SpO2 in that "
+        f"set): the highest hourly risk separates those who died with AUROC "
+        f"{check['model_max_risk_auroc']:.3f}, against {check['news2_max_auroc']:.3f} for the "
+        "highest vitals-only NEWS2. The model was not made for this outcome; this only says "
+        "its risk tracks a related deterioration on other patients, and weakly.\n\n"
+        "Silva I, Moody G, Scott DJ, Celi LA, Mark RG. Predicting In-Hospital Mortality of "
+        "ICU Patients: the PhysioNet/Computing in Cardiology Challenge 2012. Comput Cardiol "
+        "2012;39:245-248 (Open Data Commons Attribution 1.0)."
+    )
+
+
+def _reliance_table(metrics: dict[str, Any]) -> str:
+    reliance = metrics.get("factor_reliance") or {}
+    lines = ["| factor | all hours | septic hours |", "|---|---|---|"]
+    for name, effect in sorted(reliance.items(), key=lambda item: -item[1]["septic_hours"]):
+        lines.append(f"| {name} | {effect['all_hours']:+.4f} | {effect['septic_hours']:+.4f} |")
+    return "\n".join(lines)
+
+
 def render_card(model: RiskModel, metrics: dict[str, Any], command: str,
                 summary: list[str], holdout_name: str, train_seconds: float) -> str:
     meta = model.metadata
@@ -173,6 +199,15 @@ vitals-only NEWS2 {_f(metrics['auroc_gain_over_news2'])}.
 
 ## By subgroup (held-out stays, threshold as above)
 {_subgroup_table(metrics)}
+
+## Second check: in-hospital death, PhysioNet 2012 set A
+{_mortality(metrics)}
+
+## What the model leans on (held-out stays)
+Mean change in risk when each factor is set to its typical value (the explanation method
+below, averaged), over all held-out hours and over septic hours:
+
+{_reliance_table(metrics)}
 
 ## Explanations
 Alerts carry the top contributing factors from per-factor perturbation: each factor (all
