@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from testkit import SHARED_DATA
 from features_reference import reference_features
 
 from vitalstream.features import DEFAULT_WINDOWS_S, ArtefactRules, feature_names, features_at

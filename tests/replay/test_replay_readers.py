@@ -7,7 +7,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from testkit import SHARED_DATA
 
 from vitalstream.replay import Pacer, Recording, SourceError, limit_samples, read_path, sniff_kind
 from vitalstream.replay.readers import RECORDING_START_MS, gcs_to_acvpu
