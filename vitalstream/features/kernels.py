@@ -39,10 +39,11 @@ BUCKET_DTYPE = np.dtype([
 assert BUCKET_DTYPE.itemsize == 64
 EMPTY_LAP = np.int32(-(2**31))
 
-# pstate scalars, then the cache key of each window (beside them: every sample reads
-# both), then each window's cache block at cache_block(w, n_windows)
-S_LAST_T, S_LAST_V, S_NEWEST_T, S_ART_TOTAL, S_RUN_V, S_RUN_START_T, S_RUN_N = range(7)
-N_SCALARS = 7
+# pstate of one (patient, parameter): scalars, the cache key of each window (beside them:
+# every sample reads both), the parameter's last window features (reused while nothing
+# changed), then each window's cache block
+S_LAST_T, S_LAST_V, S_NEWEST_T, S_ART_TOTAL, S_RUN_V, S_RUN_START_T, S_RUN_N, S_DIRTY = range(8)
+N_SCALARS = 8
 C_N, C_MEAN_V, C_M2_V, C_MEAN_T, C_M2_T, C_C_TV, C_MIN, C_MAX, C_FIRST_T, C_FIRST_V, \
     C_NONEMPTY, C_ART, C_STEPS = range(13)
 N_CACHE = 13
@@ -91,7 +92,7 @@ def _prefetch(typingctx, array, flat_index):
 
 def pstate_width(n_windows: int) -> int:
     """Float64 cells of one (patient, parameter) block, padded to whole cache lines."""
-    cells = N_SCALARS + n_windows * (1 + N_CACHE)
+    cells = N_SCALARS + n_windows * (1 + N_WINDOW_FEATURES + N_CACHE)
     return (cells + 7) // 8 * 8
 
 
@@ -101,7 +102,7 @@ def cache_key_cell(w: int) -> int:
 
 @njit(cache=True, inline="always")
 def _cache_block(w, n_windows):
-    return N_SCALARS + n_windows + w * N_CACHE
+    return N_SCALARS + n_windows * (1 + N_WINDOW_FEATURES) + w * N_CACHE
 
 
 @njit(cache=True)
@@ -187,6 +188,7 @@ def add_samples(buckets, art, pstate, counters, cfg, limits, widths, slots, para
         if t < newest - late_tol:
             counters[K_LATE] += 1
             continue
+        pstate[p, k, S_DIRTY] = 1.0
         in_order = t >= newest
         if in_order:
             pstate[p, k, S_NEWEST_T] = t
@@ -416,13 +418,17 @@ def _advance_closed(buckets, art, pstate, p, k, w, cache, cur, width, has_art):
 
 
 @njit(cache=True)
-def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_idx, p, now):
+def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_idx, p, now,
+                   cur_of_window):
     """Feature row ``out[row]`` of patient ``p`` at device time ``now`` (names.py order)."""
     if not math.isfinite(now):
         now = 0.0  # a slot that never saw a sample: empty windows, nothing fresh
     ring = buckets.shape[3]
     nb = ring - 1
     n_windows = widths.shape[0]
+    outputs = N_SCALARS + n_windows
+    for w in range(n_windows):  # the current bucket of each window, once per row
+        cur_of_window[w] = math.floor(now / widths[w])
     col = 0
     for k in range(buckets.shape[1]):
         last_t = pstate[p, k, S_LAST_T]
@@ -431,10 +437,23 @@ def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_id
         out[row, col] = last_v if has_last else np.nan
         out[row, col + 1] = now - last_t if has_last else np.nan
         col += N_PARAMETER_FEATURES
+        # No new sample and no window moved on to another bucket: last row's features hold.
+        clean = pstate[p, k, S_DIRTY] == 0.0
+        if clean:
+            for w in range(n_windows):
+                if not pstate[p, k, N_SCALARS + w] == cur_of_window[w]:
+                    clean = False
+                    break
+        if clean:
+            for j in range(n_windows * N_WINDOW_FEATURES):
+                out[row, col + j] = pstate[p, k, outputs + j]
+            col += n_windows * N_WINDOW_FEATURES
+            continue
+        pstate[p, k, S_DIRTY] = 0.0
         has_art = pstate[p, k, S_ART_TOTAL] > 0.0
         for w in range(n_windows):
             width = widths[w]
-            cur_f = math.floor(now / width)
+            cur_f = cur_of_window[w]
             cur = np.int64(cur_f)
             cur_lap = np.int64(math.floor(cur_f / ring))
             cur_slot = cur - cur_lap * ring
@@ -493,6 +512,8 @@ def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_id
                 out[row, col + 3] = np.nan
                 out[row, col + 6] = np.nan
             out[row, col + 8] = n_art
+            for j in range(N_WINDOW_FEATURES):
+                pstate[p, k, outputs + w * N_WINDOW_FEATURES + j] = out[row, col + j]
             col += N_WINDOW_FEATURES
     hr = np.int64(cfg[CFG_HR])
     sbp = np.int64(cfg[CFG_SBP])
@@ -509,21 +530,32 @@ def write_features(out, row, buckets, art, pstate, cfg, limits, widths, fresh_id
 
 
 @njit(cache=True, inline="always")
-def _prefetch_pstate(pstate, p):
-    """Start loading the scalars and caches write_features will read for patient ``p``."""
+def _prefetch_pstate(pstate, p, n_windows):
+    """Start loading what every row reads of patient ``p``: scalars, keys, last outputs."""
     n_params = pstate.shape[1]
     n_cells = pstate.shape[2]
-    for cell in range(p * n_params * n_cells, (p + 1) * n_params * n_cells, 8):
-        _prefetch(pstate, cell)
+    head = N_SCALARS + n_windows * (1 + N_WINDOW_FEATURES)
+    for k in range(n_params):
+        base = (p * n_params + k) * n_cells
+        for cell in range(base, base + head, 8):
+            _prefetch(pstate, cell)
 
 
 @njit(cache=True, inline="always")
-def _prefetch_buckets(buckets, pstate, p):
-    """Start loading the current buckets of patient ``p`` (its cache keys are loaded)."""
+def _prefetch_changed(buckets, pstate, p):
+    """For the parameters of patient ``p`` that changed (their scalars are loaded by
+    now), start loading the window caches and current buckets write_features will read."""
     n_params = pstate.shape[1]
+    n_cells = pstate.shape[2]
     n_windows = buckets.shape[2]
     ring = buckets.shape[3]
+    head = N_SCALARS + n_windows * (1 + N_WINDOW_FEATURES)
     for k in range(n_params):
+        if pstate[p, k, S_DIRTY] == 0.0:
+            continue
+        base = (p * n_params + k) * n_cells
+        for cell in range(base + head, base + n_cells, 8):
+            _prefetch(pstate, cell)
         for w in range(n_windows):
             key = pstate[p, k, N_SCALARS + w]
             if key == key:
@@ -548,18 +580,19 @@ def update_batch(buckets, art, pstate, counters, mark, cfg, limits, widths, fres
             order[n_touched] = p
             n_touched += 1
     features = np.empty((n_touched, n_features), dtype=np.float64)
+    cur_of_window = np.empty(widths.shape[0])
     for j in range(n_touched):
         if j + 2 * PREFETCH_ROWS < n_touched:
-            _prefetch_pstate(pstate, order[j + 2 * PREFETCH_ROWS])
+            _prefetch_pstate(pstate, order[j + 2 * PREFETCH_ROWS], widths.shape[0])
         if j + PREFETCH_ROWS < n_touched:
-            _prefetch_buckets(buckets, pstate, order[j + PREFETCH_ROWS])
+            _prefetch_changed(buckets, pstate, order[j + PREFETCH_ROWS])
         p = order[j]
         mark[p] = 0
         now = newest_time(pstate, p)
         if now_s > now:
             now = now_s
         write_features(features, j, buckets, art, pstate, cfg, limits, widths, fresh_idx, p,
-                       now)
+                       now, cur_of_window)
     return order[:n_touched].copy(), features
 
 
@@ -567,18 +600,19 @@ def update_batch(buckets, art, pstate, counters, mark, cfg, limits, widths, fres
 def features_of_slots(buckets, art, pstate, cfg, limits, widths, fresh_idx, n_features, slots,
                       now_s):
     features = np.empty((slots.shape[0], n_features), dtype=np.float64)
+    cur_of_window = np.empty(widths.shape[0])
     n_rows = slots.shape[0]
     for j in range(n_rows):
         if j + 2 * PREFETCH_ROWS < n_rows:
-            _prefetch_pstate(pstate, slots[j + 2 * PREFETCH_ROWS])
+            _prefetch_pstate(pstate, slots[j + 2 * PREFETCH_ROWS], widths.shape[0])
         if j + PREFETCH_ROWS < n_rows:
-            _prefetch_buckets(buckets, pstate, slots[j + PREFETCH_ROWS])
+            _prefetch_changed(buckets, pstate, slots[j + PREFETCH_ROWS])
         p = slots[j]
         now = newest_time(pstate, p)
         if now_s > now:
             now = now_s
         write_features(features, j, buckets, art, pstate, cfg, limits, widths, fresh_idx, p,
-                       now)
+                       now, cur_of_window)
     return features
 
 
@@ -590,6 +624,7 @@ def features_at_sorted(buckets, art, pstate, counters, cfg, limits, widths, fres
     Each query row sees exactly the samples of its patient with time <= query time."""
     n_samples = s_patient.shape[0]
     slot0 = np.zeros(n_samples, dtype=np.int64)
+    cur_of_window = np.empty(widths.shape[0])
     i = 0
     current = np.int64(-1)
     first = True
@@ -608,4 +643,4 @@ def features_at_sorted(buckets, art, pstate, counters, cfg, limits, widths, fres
             add_samples(buckets, art, pstate, counters, cfg, limits, widths, slot0, s_param,
                         s_time, s_value, begin, i)
         write_features(out, q_row[j], buckets, art, pstate, cfg, limits, widths, fresh_idx, 0,
-                       q_time[j])
+                       q_time[j], cur_of_window)
