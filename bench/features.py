@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "cached_load_s": round(cached_load_s, 2),
         "batch_size": args.batch_size,
         "sweep_samples_per_s": {str(k): round(v) for k, v in sweep.items()},
+        "sweep_ratio": {str(k): round(v / baseline_rate, 1) for k, v in sweep.items()},
         "n_samples": n_samples,
         "n_patients": n_patients,
         "baseline_samples": n_baseline,
