@@ -14,6 +14,10 @@ a few probe-off artefacts) is measured in the same run by
 Also: a batch-size sweep (dispatch overhead), JIT compile time in a fresh process with an
 empty cache and with the on-disk cache (what a restarted worker pays), and state bytes per
 patient with 10,000 patients. The last line of standard output is one JSON object.
+
+Rates are per second of this process's CPU time: both sides are single-threaded, so that
+is time on one core, and it does not count the time other processes on a shared machine
+held the CPU (wall-clock rates there move by tens of percent from run to run).
 """
 
 from __future__ import annotations
@@ -66,21 +70,21 @@ def run_engine(patients, params, times_s, values, n_patients: int, batch_size: i
     slot_of = np.array([engine.slot_for(f"patient-{i}") for i in range(n_patients)])
     slots = slot_of[patients]
     rows = 0
-    start = time.perf_counter()
+    start = time.process_time()
     for begin in range(0, len(slots), batch_size):
         end = begin + batch_size
         touched, _ = engine.update(slots[begin:end], params[begin:end], times_s[begin:end],
                                    values[begin:end])
         rows += len(touched)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     return seconds, rows, engine
 
 
 def run_pandas(patients, params, times_s, values, windows_s=DEFAULT_WINDOWS_S) -> float:
-    """The same per-window features with pandas time-window rolling; returns seconds."""
+    """The same per-window features with pandas time-window rolling; returns CPU seconds."""
     import pandas as pd
 
-    start = time.perf_counter()
+    start = time.process_time()
     low = np.array([PHYSIOLOGIC_RANGES[p][0] for p in NUMERIC_PARAMETERS])[params]
     high = np.array([PHYSIOLOGIC_RANGES[p][1] for p in NUMERIC_PARAMETERS])[params]
     artefact = (values < low) | (values > high)
@@ -120,7 +124,7 @@ def run_pandas(patients, params, times_s, values, windows_s=DEFAULT_WINDOWS_S) -
     hr = by_patient["value"].where(by_patient["param"] == 0).groupby(by_patient["patient"]).ffill()
     sbp = by_patient["value"].where(by_patient["param"] == 3).groupby(by_patient["patient"]).ffill()
     out["shock_index"] = hr / sbp
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def compile_seconds() -> tuple[float, float]:
