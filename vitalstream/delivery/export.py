@@ -1,0 +1,180 @@
+"""Alerts for EHRs and alarm managers: a FHIR R4 ``Flag`` and an HL7 v2 ``ORU^R40``
+(IHE PCD-04 Report Alert). Pure functions of one alert message (``Alert.to_dict()``).
+
+Why ``Flag``: an alert is a warning about a patient that stays true for a while (open,
+acknowledged, resolved) and should be shown prominently; Flag is that resource, its
+``status`` and ``period`` carry the lifecycle, and the standard ``flag-priority``
+extension has exactly the IEC 60601-1-8 levels (PL, PM, PH). ``RiskAssessment`` states a
+prediction, not something to act on, and ``Communication`` records one delivery to one
+recipient, which is the alarm manager's job, not ours. The NEWS2 total and the model
+risk travel as extensions and in the text.
+
+>>> alert = {"alert_id": "al-1", "event_id": "al-1/raised", "patient_id": "p1", "ward": "4B",
+...          "bed": "12", "kind": "clinical", "priority": "high", "status": "raised",
+...          "summary": "Bed 12, Ward 4B: NEWS2 8 (high).", "device_time_ms": 1773569700000,
+...          "payload": {"condition": "clinical", "news2": {"total": 8}}}
+>>> alert_to_fhir_flag(alert)["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]
+'PH'
+>>> alert_to_oru_r40(alert).split(b"\\r")[0].split(b"|")[8]
+b'ORU^R40^ORU_R40'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+VITALSTREAM_SYSTEM = "https://vitalstream.example.org/fhir"
+FLAG_PRIORITY_URL = "http://hl7.org/fhir/StructureDefinition/flag-priority"
+FLAG_PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/flag-priority-code"
+FLAG_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/flag-category"
+SNOMED_SYSTEM = "http://snomed.info/sct"
+SNOMED_NEWS2_TOTAL = "1104051000000101"
+
+# IEC 60601-1-8 priority -> flag-priority code and PCD-04 MDC_ATTR_ALARM_PRIORITY value.
+PRIORITY_CODES: dict[str, tuple[str, str]] = {
+    "high": ("PH", "High priority"), "medium": ("PM", "Medium priority"),
+    "low": ("PL", "Low priority"),
+}
+# Alert status -> PCD-04 event phase, alarm state, inactivation state.
+PCD04_STATES: dict[str, tuple[str, str, str]] = {
+    "raised": ("start", "active", "enabled"),
+    "escalated": ("escalate", "active", "enabled"),
+    "reraised": ("start", "active", "enabled"),
+    "acknowledged": ("update", "active", "alert-acknowledged"),
+    "resolved": ("end", "inactive", "enabled"),
+}
+# IEEE 11073-10101 alert attribute terms used by PCD-04 OBX-3.
+MDC_EVT_ALARM = ("196616", "MDC_EVT_ALARM")
+MDC_ATTR_EVENT_PHASE = ("68481", "MDC_ATTR_EVENT_PHASE")
+MDC_ATTR_ALARM_STATE = ("68482", "MDC_ATTR_ALARM_STATE")
+MDC_ATTR_ALARM_INACTIVATION_STATE = ("68483", "MDC_ATTR_ALARM_INACTIVATION_STATE")
+MDC_ATTR_ALARM_PRIORITY = ("68484", "MDC_ATTR_ALARM_PRIORITY")
+MDC_ATTR_ALERT_TYPE = ("68485", "MDC_ATTR_ALERT_TYPE")
+LOCAL_CODE_SYSTEM = "99VS"  # HL7 local coding systems start with 99
+
+
+def _iso(ms: int) -> str:
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _hl7_time(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y%m%d%H%M%S") + "+0000"
+
+
+def _ms(value: Any, default: int) -> int:
+    if isinstance(value, dict):
+        value = value.get("ms")
+    return int(value) if isinstance(value, int | float) else default
+
+
+def alert_to_fhir_flag(alert: dict[str, Any]) -> dict[str, Any]:
+    """One alert message as a FHIR R4 Flag (JSON). The Flag's id is the alert id, so each
+    status change updates the same resource; ``meta.versionId`` is the status."""
+    payload = alert.get("payload") or {}
+    priority_code, priority_text = PRIORITY_CODES.get(alert["priority"], ("PN", "No alarm"))
+    start_ms = _ms(payload.get("episode_start"), int(alert["device_time_ms"]))
+    period: dict[str, str] = {"start": _iso(start_ms)}
+    if alert["status"] == "resolved":
+        period["end"] = _iso(int(alert["device_time_ms"]))
+    extensions: list[dict[str, Any]] = [{
+        "url": FLAG_PRIORITY_URL,
+        "valueCodeableConcept": {"coding": [{"system": FLAG_PRIORITY_SYSTEM, "code": priority_code,
+                                             "display": priority_text}]},
+    }, {
+        "url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/alert-status",
+        "valueCode": alert["status"],
+    }, {
+        "url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/location",
+        "valueString": f"Ward {alert['ward']}, Bed {alert['bed']}",
+    }]
+    news2 = payload.get("news2") or {}
+    if isinstance(news2.get("total"), int):
+        extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/news2-total",
+                           "valueInteger": news2["total"]})
+    risk = payload.get("risk") or {}
+    if isinstance(risk.get("value"), int | float):
+        extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/risk",
+                           "valueDecimal": round(float(risk["value"]), 4)})
+    ack = payload.get("ack") or None
+    if ack and ack.get("by"):
+        extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/acknowledged-by",
+                           "valueString": str(ack["by"])})
+    category = "clinical" if alert["kind"] == "clinical" else "safety"
+    condition = str(payload.get("condition") or alert["kind"])
+    return {
+        "resourceType": "Flag",
+        "id": alert["alert_id"],
+        "meta": {"versionId": alert["status"]},
+        "identifier": [{"system": f"{VITALSTREAM_SYSTEM}/alert-id", "value": alert["alert_id"]}],
+        "extension": extensions,
+        "status": "inactive" if alert["status"] == "resolved" else "active",
+        "category": [{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": category}]}],
+        "code": {"coding": [{"system": f"{VITALSTREAM_SYSTEM}/alert-condition", "code": condition}],
+                 "text": alert["summary"]},
+        "subject": {"identifier": {"system": f"{VITALSTREAM_SYSTEM}/patient-id",
+                                   "value": alert["patient_id"]}},
+        "period": period,
+        "author": {"display": "vitalstream"},
+    }
+
+
+def _escape(text: str) -> str:
+    """HL7 v2 escapes for the default delimiters |^~\\&, and no segment breaks."""
+    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\")
+    out = out.replace("~", "\\R\\").replace("&", "\\T\\")
+    return out.replace("\r", " ").replace("\n", " ")
+
+
+def control_id(event_id: str) -> str:
+    """MSH-10 from the event id: a redelivered alert makes the same control id, so the
+    receiver can drop the duplicate."""
+    return hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
+
+
+def alert_to_oru_r40(alert: dict[str, Any], sending_facility: str = "HOSPITAL") -> bytes:
+    """One alert message as HL7 v2.6 ORU^R40 (IHE PCD-04), segments ended by '\\r'.
+
+    OBR-4 says "alarm"; the first OBX names the condition with the summary as its value;
+    the next ones carry PCD-04's event phase, alarm state, inactivation state, priority
+    (PH/PM/PL) and alert type (SP physiological, ST technical); NEWS2 follows as a number
+    coded in SNOMED CT when the alert has one."""
+    payload = alert.get("payload") or {}
+    time_ms = int(alert["device_time_ms"])
+    phase, state, inactivation = PCD04_STATES.get(alert["status"], ("update", "active", "enabled"))
+    priority = PRIORITY_CODES.get(alert["priority"], ("PN", ""))[0]
+    alert_type = "SP" if alert["kind"] == "clinical" else "ST"
+    condition = _escape(str(payload.get("condition") or alert["kind"]))
+    event_id = str(alert.get("event_id") or f"{alert['alert_id']}/{alert['status']}")
+    stamp = _hl7_time(time_ms)
+    alert_id = _escape(alert["alert_id"])
+    segments = [
+        "|".join(["MSH", "^~\\&", "VITALSTREAM", _escape(sending_facility), "", "", stamp, "",
+                  "ORU^R40^ORU_R40", control_id(event_id), "P", "2.6", "", "", "AL", "NE", "",
+                  "UNICODE UTF-8", "", "", "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4.1^ISO"]),
+        "|".join(["PID", "", "", f"{_escape(alert['patient_id'])}^^^VITALSTREAM^PI"]),
+        "|".join(["PV1", "", "I", f"{_escape(alert['ward'])}^^{_escape(alert['bed'])}"]),
+        "|".join(["OBR", "1", f"{alert_id}^VITALSTREAM", f"{alert_id}^VITALSTREAM",
+                  f"{MDC_EVT_ALARM[0]}^{MDC_EVT_ALARM[1]}^MDC", "", "", stamp]),
+    ]
+
+    def obx(number: int, value_type: str, code: str, sub_id: str, value: str) -> str:
+        return "|".join(["OBX", str(number), value_type, code, sub_id, value, "", "", "", "", "",
+                         "F", "", "", stamp])
+
+    rows = [
+        ("ST", f"{condition}^{condition}^{LOCAL_CODE_SYSTEM}", _escape(alert["summary"])),
+        ("ST", "{}^{}^MDC".format(*MDC_ATTR_EVENT_PHASE), phase),
+        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALARM_STATE), state),
+        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALARM_INACTIVATION_STATE), inactivation),
+        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALARM_PRIORITY), priority),
+        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALERT_TYPE), alert_type),
+    ]
+    news2 = payload.get("news2") or {}
+    if isinstance(news2.get("total"), int):
+        rows.append(("NM", f"{SNOMED_NEWS2_TOTAL}^NEWS2 total score^SCT", str(news2["total"])))
+    for number, (value_type, code, value) in enumerate(rows, start=1):
+        segments.append(obx(number, value_type, code, f"1.0.0.{number}", value))
+    return ("\r".join(segments) + "\r").encode("utf-8")
