@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.train", "vitalstream.commands.predict", "vitalstream.commands.evaluate",
     "vitalstream.commands.ingest", "vitalstream.commands.gateway",
     "vitalstream.commands.replay",
+    "vitalstream.commands.validate",
     "vitalstream.commands.station",
     "vitalstream.commands.config",
 )
