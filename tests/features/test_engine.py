@@ -257,10 +257,15 @@ def test_live_batches_and_recorded_table_give_identical_features():
     assert engine.artefacts > 0
 
 
-def test_offline_rejects_mismatched_columns():
+def test_offline_table_with_unusable_rows_is_refused_not_silently_thinned():
+    one = np.zeros(1, dtype=np.int64)
     with pytest.raises(ValueError):
         features_at(np.zeros(2, dtype=np.int64), np.zeros(3, dtype=np.int64), np.zeros(2),
-                    np.zeros(2), np.zeros(1, dtype=np.int64), np.zeros(1))
+                    np.zeros(2), one, np.zeros(1))
+    with pytest.raises(ValueError, match="parameter index"):
+        features_at(one, np.array([6]), np.zeros(1), np.zeros(1), one, np.zeros(1))
+    with pytest.raises(ValueError, match="finite"):
+        features_at(one, one, np.array([np.nan]), np.zeros(1), one, np.zeros(1))
 
 
 def test_custom_rules_can_tighten_a_range():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import SHARED_DATA
 from features_reference import reference_features
+from testkit import SHARED_DATA
 
 from vitalstream.features import DEFAULT_WINDOWS_S, ArtefactRules, feature_names, features_at
 from vitalstream.features.engine import DEFAULT_BUCKETS_PER_WINDOW

@@ -26,6 +26,7 @@ from vitalstream.features.engine import (
 )
 from vitalstream.features.names import DEFAULT_WINDOWS_S, feature_names
 from vitalstream.features.rules import ArtefactRules
+from vitalstream.samples import NUMERIC_PARAMETERS
 
 __all__ = ["features_at", "feature_names"]
 
@@ -39,7 +40,9 @@ def features_at(patient_idx: np.ndarray, params: np.ndarray, times_s: np.ndarray
     from that patient's samples with time <= query time (causal).
 
     Samples are taken in time order (ties in the given order), so the result equals what
-    `FeatureEngine.update` gives for the same samples arriving in time order.
+    `FeatureEngine.update` gives for the same samples arriving in time order. Artefacts
+    are counted in the ``*_artefacts_*`` features; a parameter index outside 0..5 or a
+    non-finite time raises ValueError.
     """
     patient_idx = np.asarray(patient_idx, dtype=np.int64)
     params = np.asarray(params, dtype=np.int64)
@@ -51,6 +54,12 @@ def features_at(patient_idx: np.ndarray, params: np.ndarray, times_s: np.ndarray
         raise ValueError("patient_idx, params, times_s and values must have the same length")
     if query_patient_idx.shape != query_times_s.shape:
         raise ValueError("query_patient_idx and query_times_s must have the same length")
+    # A table is checked before use: nothing in it may be dropped without a word.
+    bad_params = int(((params < 0) | (params >= len(NUMERIC_PARAMETERS))).sum())
+    if bad_params:
+        raise ValueError(f"{bad_params} sample(s) with a parameter index outside 0..5")
+    if not (np.isfinite(times_s).all() and np.isfinite(query_times_s).all()):
+        raise ValueError("sample and query times must be finite seconds")
     config = KernelConfig.build(windows_s, buckets_per_window, rules,
                                 DEFAULT_LATE_TOLERANCE_S)
     order = np.lexsort((times_s, patient_idx))  # stable: ties keep the given order
