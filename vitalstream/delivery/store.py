@@ -74,9 +74,10 @@ def decode_cursor(text: str | None) -> Cursor | None:
     cursor: Cursor = {}
     for part in text.split("-"):
         match = _CURSOR_PART.fullmatch(part)
-        if match is None:
+        key = (match[1], int(match[2])) if match else None
+        if key is None or key in cursor:
             return None
-        cursor[(match[1], int(match[2]))] = int(match[3])
+        cursor[key] = int(match[3])  # type: ignore[index]
     return cursor
 
 

@@ -1,0 +1,90 @@
+"""Fan-out without a broker: the hub hands each event to the connections of its ward only,
+and a reconnect with the last event id resumes exactly after it."""
+
+from __future__ import annotations
+
+import orjson
+from ward_feed import deteriorating
+
+from vitalstream.delivery.config import Station
+from vitalstream.delivery.feeds import QUEUE_LIMIT, StationHub, sse_frame, ws_frame
+from vitalstream.delivery.store import ALERTS, BED_STATES
+
+WARD_4B = Station("4B desk", frozenset({"4B"}))
+WARD_4C = Station("4C desk", frozenset({"4C"}))
+
+
+def publish(hub: StationHub, alerts: list[dict], states: list[dict], offsets: dict) -> None:
+    for state in states:
+        hub.apply(BED_STATES, 0, offsets.setdefault(BED_STATES, 0), orjson.dumps(state), 0.0)
+        offsets[BED_STATES] += 1
+    for alert in alerts:
+        hub.apply(ALERTS, 0, offsets.setdefault(ALERTS, 0), orjson.dumps(alert), 0.0)
+        offsets[ALERTS] += 1
+
+
+def drain(subscriber) -> list:
+    out = []
+    while not subscriber.queue.empty():
+        out.append(subscriber.queue.get_nowait())
+    return out
+
+
+async def test_connection_gets_only_its_wards_events() -> None:
+    hub = StationHub()
+    desk_4b, first = hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")
+    desk_4c, _ = hub.subscribe(WARD_4C, WARD_4C.wards, None, "sse")
+    assert orjson.loads(first[0][1])["type"] == "snapshot"
+    offsets: dict = {}
+    publish(hub, *deteriorating("p-4b", "4B", "12"), offsets)
+    publish(hub, *deteriorating("p-4c", "4C", "3"), offsets)
+    got_4b = [event.body for event, _ in drain(desk_4b)]
+    got_4c = [event.body for event, _ in drain(desk_4c)]
+    assert got_4b and got_4c
+    assert all(b"p-4c" not in body and b'"ward":"4C"' not in body for body in got_4b)
+    assert all(b"p-4b" not in body for body in got_4c)
+
+
+async def test_station_cannot_subscribe_to_a_ward_it_was_not_given() -> None:
+    hub = StationHub()
+    subscriber, first = hub.subscribe(WARD_4B, {"4B", "4C"}, None, "ws")
+    assert subscriber.wards == frozenset({"4B"})
+    assert set(orjson.loads(first[0][1])["wards"]) == {"4B"}
+
+
+async def test_reconnect_with_last_event_id_resumes_without_loss_or_duplicates() -> None:
+    hub = StationHub()
+    alerts, states = deteriorating("p-4b", "4B", "12")
+    offsets: dict = {}
+    board, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")
+    publish(hub, alerts[:1], states[:30], offsets)
+    seen = [board.advance(event) for event, _ in drain(board)]
+    hub.unsubscribe(board)  # the wall screen's network drops ...
+    publish(hub, alerts[1:], states[30:], offsets)  # ... while the patient gets worse
+    again, missed = hub.subscribe(WARD_4B, WARD_4B.wards, seen[-1], "sse")
+    bodies = [orjson.loads(body) for _, body in missed]
+    assert [b["type"] for b in bodies[-1:]] == ["alert"] and bodies[-1]["alert"]["status"] == "escalated"
+    assert len(bodies) == len(alerts[1:]) + len(states[30:])
+    assert all(b["type"] != "snapshot" for b in bodies)
+    assert missed[-1][0] == encode_ids(hub)
+
+
+def encode_ids(hub: StationHub) -> str:
+    from vitalstream.delivery.store import encode_cursor
+
+    return encode_cursor(hub.store.cursor({"4B"}))
+
+
+async def test_slow_connection_is_ended_not_allowed_to_grow_without_bound() -> None:
+    hub = StationHub()
+    board, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")
+    alert = deteriorating("p-4b", "4B", "12")[0][0]
+    for offset in range(QUEUE_LIMIT + 5):
+        hub.apply(ALERTS, 0, offset, orjson.dumps({**alert, "event_id": f"e{offset}"}), 0.0)
+    assert board.overflowed and board.queue.qsize() == 1 and board.queue.get_nowait() is None
+
+
+def test_transport_frames_carry_the_cursor_as_event_id() -> None:
+    body = orjson.dumps({"type": "alert", "ward": "4B"})
+    assert sse_frame("a0.5", body) == b'id: a0.5\ndata: {"type":"alert","ward":"4B"}\n\n'
+    assert orjson.loads(ws_frame("a0.5", body)) == {"id": "a0.5", "type": "alert", "ward": "4B"}

@@ -1,0 +1,296 @@
+// The ward board: one tile per bed, live from /api/stream (Server-Sent Events).
+// No build step and no framework: the service serves this file as it is.
+// The EventSource reconnects by itself and sends the last event id, so the service
+// resumes exactly after the last event shown (or sends a fresh snapshot).
+"use strict";
+
+const PRIORITY_RANK = { high: 3, medium: 2, low: 1 };
+const LABELS = {
+  resp_rate: ["RR", "/min", 0], spo2: ["SpO2", "%", 0], systolic_bp: ["SBP", "mmHg", 0],
+  diastolic_bp: ["DBP", "mmHg", 0], heart_rate: ["HR", "/min", 0], temperature: ["Temp", "°C", 1],
+  on_oxygen: ["O2", "", null], consciousness: ["ACVPU", "", null],
+};
+const ORDER = ["resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate", "consciousness", "temperature", "diastolic_bp"];
+// A 2 h slope at least this big (per hour) is shown as rising or falling.
+const TREND_PER_H = { heart_rate: 5, resp_rate: 2, spo2: 1, systolic_bp: 5, diastolic_bp: 5, temperature: 0.3 };
+const STALE_AFTER_MS = 10 * 60 * 1000;
+
+const state = { wards: new Map(), seen: new Set(), station: "" };
+
+function ward(name) {
+  if (!state.wards.has(name)) state.wards.set(name, { beds: new Map(), alerts: new Map() });
+  return state.wards.get(name);
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function clock(ms) {
+  return new Date(ms).toISOString().slice(11, 16);
+}
+
+function slug(text) {
+  return String(text || "").toLowerCase().replace(/[^a-z0-9-]/g, "-");
+}
+
+function applySnapshot(message) {
+  for (const [name, snapshot] of Object.entries(message.wards)) {
+    const w = { beds: new Map(), alerts: new Map() };
+    state.wards.set(name, w);
+    for (const bed of snapshot.beds) w.beds.set(String(bed.bed), bed);
+    for (const alert of snapshot.alerts) {
+      w.alerts.set(alert.alert_id, alert);
+      state.seen.add(alert.event_id);
+    }
+  }
+  if (message.station) state.station = message.station;
+  renderAll();
+}
+
+function applyAlert(alert) {
+  if (state.seen.has(alert.event_id)) return;  // a redelivered status change
+  state.seen.add(alert.event_id);
+  const w = ward(alert.ward);
+  if (alert.replaces) w.alerts.delete(alert.replaces);
+  if (alert.status === "resolved") w.alerts.delete(alert.alert_id);
+  else w.alerts.set(alert.alert_id, alert);
+  renderBed(alert.ward, String(alert.bed));
+  if (alert.status === "raised" || alert.status === "escalated" || alert.status === "reraised") {
+    announce(`${alert.priority} priority alert: ${alert.summary}`);
+  }
+}
+
+function applyBed(bedState) {
+  ward(bedState.ward).beds.set(String(bedState.bed), bedState);
+  renderBed(bedState.ward, String(bedState.bed));
+}
+
+function announce(text) {
+  const region = document.getElementById("announce");
+  region.textContent = text;
+}
+
+function bedNames(w) {
+  const names = new Set(w.beds.keys());
+  for (const alert of w.alerts.values()) names.add(String(alert.bed));
+  return [...names].sort((a, b) => (Number(a) - Number(b)) || a.localeCompare(b));
+}
+
+function renderAll() {
+  const main = document.getElementById("beds");
+  const focused = main.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
+  main.replaceChildren();
+  for (const [name, w] of [...state.wards.entries()].sort()) {
+    for (const bed of bedNames(w)) main.append(tile(name, bed));
+  }
+  if (!main.children.length) main.append(el("p", { class: "empty", text: "No beds reporting yet." }));
+  if (focused) main.querySelector(`[data-focus-key="${focused}"]`)?.focus();
+  updateHeader();
+}
+
+function renderBed(wardName, bed) {
+  const main = document.getElementById("beds");
+  const id = `bed-${slug(wardName)}-${slug(bed)}`;
+  const old = document.getElementById(id);
+  const focused = old && old.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
+  const fresh = tile(wardName, bed);
+  if (old) old.replaceWith(fresh);
+  else {
+    main.querySelector(".empty")?.remove();
+    const after = [...main.children].find((node) => node.dataset.ward === wardName
+      && ((Number(node.dataset.bed) - Number(bed)) || node.dataset.bed.localeCompare(bed)) > 0);
+    main.insertBefore(fresh, after || null);
+  }
+  if (focused) fresh.querySelector(`[data-focus-key="${focused}"]`)?.focus();
+  updateHeader();
+}
+
+function trendArrow(parameter, slopePerH) {
+  const limit = TREND_PER_H[parameter];
+  if (slopePerH === undefined || slopePerH === null || limit === undefined) return null;
+  const sign = slopePerH >= limit ? "up" : slopePerH <= -limit ? "down" : "flat";
+  const text = sign === "up" ? "↑" : sign === "down" ? "↓" : "→";
+  const words = sign === "flat" ? "steady" : `${sign === "up" ? "rising" : "falling"} ${Math.abs(slopePerH).toFixed(1)} per hour`;
+  return el("span", { class: `arrow ${sign}`, title: words, "aria-label": words, text });
+}
+
+function formatValue(parameter, value) {
+  const [, unit, places] = LABELS[parameter] || [parameter, "", null];
+  if (parameter === "on_oxygen") return value ? "oxygen" : "air";
+  if (places === null || typeof value !== "number") return String(value);
+  return `${value.toFixed(places)}${unit === "%" ? " %" : ""}`;
+}
+
+function vitals(bedState) {
+  const list = el("ul", { class: "vitals" });
+  const components = (bedState.news2 && bedState.news2.components) || {};
+  const stale = new Set(bedState.stale || []);
+  const observations = bedState.observations || {};
+  for (const parameter of ORDER) {
+    const observation = observations[parameter];
+    if (!observation && !stale.has(parameter)) continue;
+    const [label, unit] = LABELS[parameter];
+    const points = components[parameter];
+    const item = el("li", { class: stale.has(parameter) ? "stale" : null, "data-parameter": parameter },
+      el("span", { class: "name", text: label }),
+      el("span", { class: "value", text: observation ? formatValue(parameter, observation.value) : "—" }),
+      unit && unit !== "%" ? el("span", { class: "name", text: unit }) : null,
+      trendArrow(parameter, (bedState.trends_per_h || {})[parameter]),
+      points !== undefined ? el("span", { class: `points points-${points}`, title: `NEWS2 points ${points}`, text: String(points) }) : null,
+      stale.has(parameter) && observation ? el("span", { class: "stale-mark", text: `since ${clock(observation.time_ms)}` }) : null);
+    list.append(item);
+  }
+  return list;
+}
+
+function alertItem(alert) {
+  const acked = alert.status === "acknowledged";
+  const ack = (alert.payload && alert.payload.ack) || null;
+  const button = el("button", {
+    type: "button", class: "ack", "data-alert-id": alert.alert_id, "data-focus-key": `ack-${alert.alert_id}`,
+    disabled: acked, "aria-label": acked ? "Acknowledged" : `Acknowledge ${alert.priority} alert, bed ${alert.bed}`,
+    text: acked ? "Acknowledged" : "Acknowledge", onclick: () => acknowledge(alert, button),
+  });
+  return el("li", {
+    class: `alert prio-${slug(alert.priority)} kind-${slug(alert.kind)} status-${slug(alert.status)}`,
+    "data-alert-id": alert.alert_id, "data-status": alert.status,
+  },
+  el("div", { class: "head" },
+    el("span", { class: "badge", text: String(alert.priority).toUpperCase() }),
+    el("span", { class: "kind", text: alert.kind === "technical" ? "technical" : "clinical" }),
+    el("span", { class: "status", text: `${alert.status} ${clock(alert.device_time_ms)}` }),
+    button),
+  el("p", { class: "summary", text: alert.summary }),
+  acked && ack ? el("p", { class: "acked", text: `Acknowledged by ${ack.by} at ${ack.shown || clock(ack.ms)}` }) : null);
+}
+
+function tile(wardName, bed) {
+  const w = ward(wardName);
+  const bedState = w.beds.get(bed);
+  const alerts = [...w.alerts.values()].filter((a) => String(a.bed) === bed)
+    .sort((a, b) => (PRIORITY_RANK[b.priority] || 0) - (PRIORITY_RANK[a.priority] || 0) || b.device_time_ms - a.device_time_ms);
+  const top = alerts.find((a) => a.status !== "acknowledged") || alerts[0];
+  const node = el("article", {
+    id: `bed-${slug(wardName)}-${slug(bed)}`, class: `tile${top ? ` prio-${slug(top.priority)}` : ""}`,
+    "data-ward": wardName, "data-bed": bed, "aria-label": `Ward ${wardName}, bed ${bed}`,
+  });
+  const header = el("header", {},
+    el("h2", { text: `Bed ${bed}` }),
+    el("span", { class: "patient", text: bedState ? bedState.patient_id : (alerts[0] || {}).patient_id }));
+  if (bedState) {
+    const old = Date.now() - bedState.time_ms > STALE_AFTER_MS;
+    header.append(old ? el("span", { class: "stale-mark", "data-stale": "bed", text: `no data since ${clock(bedState.time_ms)}` })
+      : el("span", { class: "updated", text: clock(bedState.time_ms) }));
+  }
+  node.append(header);
+  if (bedState && bedState.news2) {
+    const news2 = bedState.news2;
+    const score = el("div", { class: "score" },
+      el("div", { class: `news2 band-${slug(news2.band)}`, "data-news2": String(news2.total) },
+        el("span", { class: "label", text: "NEWS2" }),
+        el("span", { class: "total", text: String(news2.total) }),
+        el("span", { class: "band", text: news2.band })),
+      news2.partial ? el("span", { class: "partial", text: "partial" }) : null,
+      typeof bedState.risk === "number"
+        ? el("span", { class: "risk", "data-risk": bedState.risk.toFixed(3), text: `Risk ${(bedState.risk * 100).toFixed(0)} %` }) : null);
+    node.append(score, vitals(bedState));
+  }
+  if (alerts.length) node.append(el("ul", { class: "alerts", "aria-label": "Open alerts" }, ...alerts.map(alertItem)));
+  return node;
+}
+
+function updateHeader() {
+  let open = 0, unacked = 0;
+  for (const w of state.wards.values()) {
+    for (const alert of w.alerts.values()) {
+      open += 1;
+      if (alert.status !== "acknowledged") unacked += 1;
+    }
+  }
+  document.getElementById("counts").textContent = `${open} open, ${unacked} not acknowledged`;
+  document.getElementById("station").textContent = state.station || "Ward board";
+  document.getElementById("wards").textContent = [...state.wards.keys()].sort().map((w) => `Ward ${w}`).join(", ");
+  document.querySelectorAll("#first-alert").forEach((n) => n.removeAttribute("id"));
+  const first = document.querySelector(".alert:not(.status-acknowledged) button.ack");
+  if (first) first.id = "first-alert";
+}
+
+async function acknowledge(alert, button) {
+  button.disabled = true;
+  button.textContent = "Sending…";
+  const nurse = document.getElementById("nurse").value.trim();
+  try {
+    const response = await fetch("/api/ack", {
+      method: "POST", headers: { "Content-Type": "application/json" }, credentials: "same-origin",
+      body: JSON.stringify({ alert_id: alert.alert_id, by: nurse }),
+    });
+    if (!response.ok) throw new Error((await response.json()).error || response.statusText);
+    button.textContent = "Waiting for monitor…";  // the tile changes when the monitor confirms
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = "Acknowledge";
+    announce(`Acknowledgement not sent: ${error.message}`);
+  }
+}
+
+function connect() {
+  const status = document.getElementById("connection");
+  const source = new EventSource("/api/stream");
+  source.onopen = () => { status.dataset.state = "live"; status.textContent = "live"; };
+  source.onmessage = (message) => {
+    const data = JSON.parse(message.data);
+    if (data.type === "snapshot") applySnapshot(data);
+    else if (data.type === "alert") applyAlert(data.alert);
+    else if (data.type === "bed") applyBed(data.state);
+  };
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      status.dataset.state = "closed";
+      status.textContent = "disconnected";
+      // Signed out or the token was withdrawn: back to sign-in; else try again shortly.
+      fetch("/api/me", { credentials: "same-origin" }).then((r) => {
+        if (r.status === 401) location.assign("/");
+        else setTimeout(connect, 2000);
+      }, () => setTimeout(connect, 2000));
+    } else {
+      status.dataset.state = "reconnecting";
+      status.textContent = "reconnecting";
+    }
+  };
+}
+
+function nextUnacknowledged() {
+  const buttons = [...document.querySelectorAll(".alert:not(.status-acknowledged) button.ack:not(:disabled)")];
+  if (!buttons.length) return;
+  const index = buttons.indexOf(document.activeElement);
+  buttons[(index + 1) % buttons.length].focus();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "n" && !(event.target instanceof HTMLInputElement)) {
+    event.preventDefault();
+    nextUnacknowledged();
+  }
+});
+
+function tick() {
+  document.getElementById("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC";
+}
+
+const nurseInput = document.getElementById("nurse");
+nurseInput.value = localStorage.getItem("vitalstream.nurse") || "";
+nurseInput.addEventListener("change", () => localStorage.setItem("vitalstream.nurse", nurseInput.value.trim()));
+tick();
+setInterval(tick, 1000);
+setInterval(renderAll, 60 * 1000);  // stale-data markers follow the clock
+connect();
