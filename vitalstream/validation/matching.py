@@ -47,7 +47,7 @@ EARLY_H = 1.0
 TOP_PATIENTS = 20  # per-patient counts listed in a report (a recording may hold thousands)
 
 __all__ = ["EARLY_H", "LOOKBACK_H", "NEW_ALERT_STATUSES", "Event", "PatientSpan", "Trigger",
-           "compare_with_naive", "naive_news2_triggers", "new_alert_triggers", "policy_figures"]
+           "classify_triggers", "compare_with_naive", "naive_news2_triggers", "new_alert_triggers", "policy_figures"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,13 +94,28 @@ def naive_news2_triggers(news2_series: Mapping[str, tuple[np.ndarray, np.ndarray
     return sorted(triggers, key=lambda t: (t.time_ms, t.patient_id))
 
 
-def _classify(trigger: Trigger, events: list[Event], lookback_ms: int) -> tuple[str, Event | None]:
-    for event in events:  # sorted by event time: the first window that holds it wins
-        if event.event_ms - lookback_ms <= trigger.time_ms <= event.event_ms:
-            return "true", event
-    if any(trigger.time_ms > event.event_ms for event in events):
-        return "after_event", None
-    return "false", None
+def classify_triggers(triggers: list[Trigger], labels: Labels,
+                      lookback_h: float = LOOKBACK_H) -> list[tuple[str, Event | None]]:
+    """Each trigger's verdict ("true", "false", "after_event"; "unlabelled" when the labels
+    have no events) and the event a true one is matched to."""
+    if not labels.has_events:
+        return [("unlabelled", None)] * len(triggers)
+    lookback_ms = int(lookback_h * HOUR_MS)
+    events_by_patient: dict[str, list[Event]] = defaultdict(list)
+    for event in sorted(labels.events, key=lambda e: e.event_ms):
+        events_by_patient[event.patient_id].append(event)
+    verdicts: list[tuple[str, Event | None]] = []
+    for trigger in triggers:
+        events = events_by_patient.get(trigger.patient_id, [])
+        # Events in time order: the first window that holds the trigger wins.
+        event = next((e for e in events if e.event_ms - lookback_ms <= trigger.time_ms <= e.event_ms), None)
+        if event is not None:
+            verdicts.append(("true", event))
+        elif any(trigger.time_ms > e.event_ms for e in events):
+            verdicts.append(("after_event", None))
+        else:
+            verdicts.append(("false", None))
+    return verdicts
 
 
 def _top(counts: Mapping[str, int], limit: int = TOP_PATIENTS) -> dict[str, int]:
@@ -132,15 +147,11 @@ def policy_figures(triggers: list[Trigger], labels: Labels, lookback_h: float = 
             "false_alerts_per_patient_day", "ppv", "missed_events", "per_event")})
         return figures
 
-    lookback_ms, early_ms = int(lookback_h * HOUR_MS), int(early_h * HOUR_MS)
-    events_by_patient: dict[str, list[Event]] = defaultdict(list)
-    for event in sorted(labels.events, key=lambda e: e.event_ms):
-        events_by_patient[event.patient_id].append(event)
+    early_ms = int(early_h * HOUR_MS)
     before_event: dict[Event, list[Trigger]] = defaultdict(list)
     counts = {"true": 0, "false": 0, "after_event": 0}
     false_by_patient: dict[str, int] = defaultdict(int)
-    for trigger in triggers:
-        verdict, event = _classify(trigger, events_by_patient.get(trigger.patient_id, []), lookback_ms)
+    for trigger, (verdict, event) in zip(triggers, classify_triggers(triggers, labels, lookback_h), strict=True):
         counts[verdict] += 1
         if event is not None:
             before_event[event].append(trigger)

@@ -19,6 +19,7 @@ from vitalstream.validation.matching import (
     EARLY_H,
     LOOKBACK_H,
     Trigger,
+    classify_triggers,
     compare_with_naive,
     naive_news2_triggers,
     new_alert_triggers,
@@ -74,6 +75,13 @@ def build_report(labels: Labels, collector: StreamCollector, run: dict[str, Any]
             "by_status": _count(a["status"] for a in collector.alerts if a.get("kind") == "technical"),
         },
         "alert_messages_by_status": _count(a.get("status", "") for a in collector.alerts),
+        # Every counted alert, traceable to its message on the alerts topic by event_id.
+        "alert_list": [
+            {"event_id": t.ref, "patient_id": t.patient_id, "device_time_ms": t.time_ms,
+             "priority": t.priority, "verdict": verdict,
+             "event_ms": event.event_ms if event is not None else None}
+            for t, (verdict, event) in zip(policy_triggers, classify_triggers(policy_triggers, labels), strict=True)
+        ],
         "stream": run,
         "definitions": DEFINITIONS,
     }
