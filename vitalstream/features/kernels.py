@@ -7,16 +7,18 @@ arguments costs reference counting on each of them, which would dominate a sampl
 
 State of patient ``p``, parameter ``k``, window ``w`` (see docs/features.md):
 
-- ``buckets[p, k, w, :]``: a ring of ``nb + 1`` buckets of ``width = window / nb`` seconds
-  of device time (one more than the window holds, so the bucket leaving the window can be
-  taken out of the cached merge). A bucket is one 64-byte record (one cache line): which lap of the ring it
-  belongs to, the count, the Welford mean and M2 of the value and of the time, the
-  time-value co-moment (for the least-squares slope), min, max and the first sample.
-  Bucket ``idx = floor(t / width)`` lives in slot ``idx % (nb + 1)``, lap ``idx // (nb + 1)``.
+- ``buckets[p, k, w, :]``: a ring of ``nb + 1`` buckets of ``width = window / nb``
+  seconds of device time (one more than the window holds, so that the bucket leaving the
+  window can be taken out of the cached merge). A bucket is one 64-byte record (one cache
+  line): the lap of the ring it belongs to, the count, the Welford mean and M2 of the value
+  and of the time, the time-value co-moment (for the least-squares slope), min, max and
+  the first sample. Bucket ``idx = floor(t / width)`` lives in slot ``idx % (nb + 1)``.
 - ``art[p, k, w, :]``: artefacts per bucket (read only if the stream ever had one).
 - ``pstate[p, k, :]``: last accepted sample, newest time, flat-line run, artefact total,
-  then per window the cached merge of the closed buckets (recomputed when the current
-  bucket moves on or a late sample lands in a closed bucket).
+  a changed-since-last-row flag, the cache key (current bucket) of each window, the last
+  window features (reused while nothing changed), then per window the cached merge of the
+  closed buckets (moved on by one bucket in O(1), merged afresh once a lap, when an
+  extreme leaves, or when a late sample lands in a closed bucket).
 
 A window is the current bucket and the ``nb - 1`` before it.
 """
