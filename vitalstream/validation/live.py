@@ -206,7 +206,8 @@ def run_pipeline(reports: Iterable[list[Sample]], settings: Settings, work_dir: 
                 return asyncio.run(run_live(reports, settings, worker.url, fmt=fmt, speed=speed,
                                             progress=progress, total=total))
             finally:
-                worker.stop()
+                # Its state is in memory and its topics are this run's: no need to wait long.
+                worker.stop(timeout_s=5.0)
         finally:
             if broker is not None:
                 broker.stop()
