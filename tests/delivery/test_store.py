@@ -47,6 +47,7 @@ def test_acknowledged_alert_stays_open_and_resolved_alert_leaves() -> None:
     fill(store, alerts, states)
     open_alert = store.snapshot({"4B"})["wards"]["4B"]["alerts"][0]
     assert open_alert["status"] == "acknowledged", "an acknowledged alert is still the patient's worry"
+    assert open_alert["raised_summary"] == alerts[-2]["summary"], "the reasons stay visible after the ack"
     resolved = {**open_alert, "status": "resolved", "event_id": f"{open_alert['alert_id']}/resolved"}
     assert store.apply_alert(resolved, Position(ALERTS, 0, 99)) is not None
     assert store.snapshot({"4B"})["wards"]["4B"]["alerts"] == []

@@ -165,6 +165,11 @@ class WardStore:
         if replaced:
             state.alerts.pop(str(replaced), None)
         if alert.get("status") in OPEN_STATUSES:
+            previous = state.alerts.get(alert_id)
+            if previous is not None and alert.get("status") == "acknowledged":
+                # The acknowledgement's own text says who and until when; the nurse still
+                # needs the reasons it was raised for.
+                alert = {**alert, "raised_summary": previous.get("raised_summary") or previous.get("summary")}
             state.alerts[alert_id] = alert
         else:
             state.alerts.pop(alert_id, None)

@@ -62,6 +62,10 @@ function applyAlert(alert) {
   state.seen.add(alert.event_id);
   const w = ward(alert.ward);
   if (alert.replaces) w.alerts.delete(alert.replaces);
+  const previous = w.alerts.get(alert.alert_id);
+  if (previous && alert.status === "acknowledged" && !alert.raised_summary) {
+    alert.raised_summary = previous.raised_summary || previous.summary;  // keep the reasons
+  }
   if (alert.status === "resolved") w.alerts.delete(alert.alert_id);
   else w.alerts.set(alert.alert_id, alert);
   renderBed(alert.ward, String(alert.bed));
@@ -170,7 +174,7 @@ function alertItem(alert) {
     el("span", { class: "kind", text: alert.kind === "technical" ? "technical" : "clinical" }),
     el("span", { class: "status", text: `${alert.status} ${clock(alert.device_time_ms)}` }),
     button),
-  el("p", { class: "summary", text: alert.summary }),
+  el("p", { class: "summary", text: alert.raised_summary || alert.summary }),
   acked && ack ? el("p", { class: "acked", text: `Acknowledged by ${ack.by} at ${ack.shown || clock(ack.ms)}` }) : null);
 }
 
