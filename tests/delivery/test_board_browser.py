@@ -12,9 +12,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from testkit import missing
 from ward_feed import readings
 
-from tests.conftest import missing
 from vitalstream.broker import EmbeddedBroker
 from vitalstream.delivery.process import StationProcess
 from vitalstream.kafka import consumer, ensure_topics, producer
