@@ -139,7 +139,10 @@ Model inputs, in order:
 ## Training
 Command: `{command}` (data from `$VITALSTREAM_DATA_DIR` or `../shared/data`; took
 {train_seconds:.0f} s on this 2-core machine). Seed {config.get('seed')}: the same data and
-seed give the same split, the same trees and the same file.
+seed give the same split, the same trees, the same threshold and identical predictions
+(checked by training twice); the file's bytes differ between runs, because skops names
+archive members by object id and stamps them with the time, so its checksum is new
+each time.
 
 - Split by patient, stratified by septic/non-septic stay: {meta.get('fit_stays')} stays fit
   the trees, {meta.get('calibration_stays')} calibrate and choose the threshold,
@@ -218,6 +221,13 @@ not what causes the patient's condition; suggested wording: "risk raised mainly 
 rate (+0.08) and respiratory rate (+0.05)".
 
 ## Limitations
+- **Much of the ranking rests on time since monitoring started.** On the calibration
+  patients the model reaches AUROC {_f(meta.get('calibration_auroc'))}; refitted with
+  that input held constant, {_f(meta.get('calibration_auroc_without_hours_monitored'))}.
+  In set A septic hours come late in long stays, so "hours in the ICU" is itself a strong
+  predictor there (see the table above); it is one of the issue's allowed inputs, but a
+  hospital whose stays are shorter or whose sepsis comes earlier will see less of this
+  gain. This is the first thing to check on local data.
 - Trained and measured on one hospital system. The challenge found that models good on
   its training hospitals fell to utility 0 or below on an unseen one; the targets for
   this model (AUROC >= 0.80, utility >= 0.30 on unseen hospitals) are **not yet
