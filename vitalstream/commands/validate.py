@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from vitalstream.broker import BrokerError
     from vitalstream.cli import UsageError
     from vitalstream.replay import SourceError
@@ -58,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = validate(replayable, args.out, settings, fmt=args.format, speed=args.speed,
                           progress=not args.quiet)
-    except (BrokerError, ValidationError, TimeoutError) as exc:
-        print(f"vitalstream validate: {exc}", file=sys.stderr)
+    except (BrokerError, ValidationError, TimeoutError, KafkaError) as exc:
+        print(f"vitalstream validate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     for line in summary_lines(report):
         print(line)

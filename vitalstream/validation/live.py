@@ -141,7 +141,13 @@ async def _wait_for_worker(worker_url: str, before: dict[str, float], stats: Rep
     while True:
         if collecting.done():
             collecting.result()  # re-raise a consumer failure
-        counters = _delta(await asyncio.to_thread(scrape_counters, worker_url), before)
+        try:
+            counters = _delta(await asyncio.to_thread(scrape_counters, worker_url), before)
+        except OSError:  # a busy worker may answer /metrics late: that is no progress yet
+            await asyncio.sleep(1.0)
+            if time.monotonic() - last_progress > stall_timeout_s:
+                raise ValidationError(f"worker's /metrics did not answer for {stall_timeout_s:.0f} s") from None
+            continue
         if (counters["messages_in"] >= stats.messages
                 and counters["samples_processed"] + counters["late_samples_dropped"] >= counters["samples_in"]):
             return counters
