@@ -94,3 +94,13 @@ def test_rows_of_the_wrong_width_are_refused(model):
         model.input_row(np.zeros(3), 60.0, True, 1.0)
     with pytest.raises(ValueError):
         model.predict_proba(np.zeros((2, 3)))
+
+
+def test_the_compiled_tree_walk_gives_the_trained_estimators_probabilities(model, sample_inputs):
+    # The reference is scikit-learn's own predict on the same trees (a private attribute,
+    # used here only as the oracle), including rows with missing inputs.
+    _, X = sample_inputs
+    rows = np.vstack([X, np.where(np.arange(X.shape[1]) % 3 == 0, np.nan, X[0])])
+    expected = model._estimator.predict_proba(
+        np.where(np.isnan(rows), model._reference, rows))[:, 1]
+    assert np.allclose(model.raw_score(rows), expected, rtol=0, atol=1e-12)
