@@ -11,6 +11,7 @@ core: ``take_events`` hands the agents up to ``batch_size`` events at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter as Tally
@@ -20,6 +21,8 @@ from typing import Any
 import faust
 import numpy as np
 import orjson
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
@@ -31,6 +34,11 @@ from vitalstream.samples import sample_from_dict
 from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.worker")
+
+# A metadata request every few seconds tells whether the broker answers; Faust's own
+# clients retry silently for a long time, so without it an outage looks like a quiet ward.
+BROKER_PROBE_INTERVAL_S = 2.0
+BROKER_PROBE_TIMEOUT_S = 4.0
 
 
 def now_ms() -> int:
@@ -53,6 +61,50 @@ class StreamClock:
 
     def now_ms(self) -> int:
         return self.device_ms + int((time.monotonic() - self.seen_at_s) * 1000)
+
+
+class BrokerProbe:
+    """Whether the broker answered the latest metadata request, and since when it has not."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: AIOKafkaClient | None = None
+        self.up = True
+        self.down_since_s: float | None = None
+
+    async def check(self) -> bool:
+        try:
+            if self.client is None:
+                self.client = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap,
+                                             request_timeout_ms=int(BROKER_PROBE_TIMEOUT_S * 1000),
+                                             **self.settings.kafka_client_kwargs())
+                await asyncio.wait_for(self.client.bootstrap(), BROKER_PROBE_TIMEOUT_S)
+            await asyncio.wait_for(self.client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT_S)
+            up = True
+        except (TimeoutError, KafkaError, OSError) as exc:
+            up = False
+            await self.close()
+            if self.up:
+                log.warning("broker unreachable: %s", type(exc).__name__)
+        if up and not self.up:
+            log.warning("broker reachable again after %.0f s", time.monotonic() - (self.down_since_s or 0))
+        self.down_since_s = None if up else (self.down_since_s or time.monotonic())
+        self.up = up
+        metrics.BROKER_UP.set(1 if up else 0)
+        return up
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.close(), BROKER_PROBE_TIMEOUT_S)
+            except (TimeoutError, KafkaError, OSError):
+                pass
+
+    def status(self) -> dict[str, Any]:
+        down_s = time.monotonic() - self.down_since_s if self.down_since_s is not None else 0.0
+        return {"status": "ok" if self.up else "degraded", "broker_up": self.up,
+                "broker_down_s": round(down_s, 1)}
 
 
 def build_monitor(settings: Settings) -> Monitor:
@@ -102,6 +154,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     )
     monitor = monitor or build_monitor(settings)
     clock = StreamClock()
+    probe = BrokerProbe(settings)
     raw_topic = app.topic(settings.topic_raw, key_serializer="raw", value_serializer="raw")
     vitals_topic = app.topic(settings.topic_vitals, key_serializer="raw", value_serializer="raw")
     deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
@@ -122,7 +175,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             return
         published_s = time.time()
         for alert in alerts:
-            await alerts_topic.send(key=alert.ward.encode(), value=orjson.dumps(alert.to_dict()))
+            alerts_topic.send_soon(key=alert.ward.encode(), value=orjson.dumps(alert.to_dict()))
             metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(
             [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
@@ -142,6 +195,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     @app.agent(raw_topic)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            _t0 = time.perf_counter()
             received_ms = now_ms()
             per_patient: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"samples": [], "technical": []})
             formats: Tally[str] = Tally()
@@ -154,7 +208,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 if result.rejection is not None:
                     message = event.message
                     source = f"{message.topic}/{message.partition}@{message.offset}"
-                    await deadletter_topic.send(
+                    deadletter_topic.send_soon(
                         key=message.key if isinstance(message.key, bytes) else None,
                         value=dead_letter(raw, result.rejection, result.format, source, received_ms))
                     metrics.MESSAGES_DEADLETTERED.labels(result.format, result.rejection.reason).inc()
@@ -166,17 +220,19 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 for technical in result.technical:
                     per_patient[str(technical.get("patient_id", ""))]["technical"].append(technical)
             for patient_id, record in per_patient.items():
-                await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps(record))
+                vitals_topic.send_soon(key=patient_id.encode(), value=orjson.dumps(record))
             for fmt, count in formats.items():
                 metrics.MESSAGES_IN.labels(fmt).inc(count)
             for fmt, count in accepted.items():
                 metrics.MESSAGES_ACCEPTED.labels(fmt).inc(count)
             metrics.SAMPLES_IN.inc(samples_in)
+            log.warning("INGEST batch %d events %.1f ms", len(events), 1000*(time.perf_counter()-_t0))
 
     @app.agent(vitals_topic)
     async def monitor_patients(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             samples, technical, alerts = [], [], []
+            _t0 = time.perf_counter()
             for event in events:
                 record = orjson.loads(event.value)
                 samples.extend(sample_from_dict(s) for s in record.get("samples", ()))
@@ -201,7 +257,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             alerts.extend(monitor.technical(technical))
             await publish_alerts(alerts)
             for state in monitor.bed_states(result.assessments, int(settings.bed_state_interval_s * 1000)):
-                await bed_state_topic.send(key=state["ward"].encode(), value=orjson.dumps(state))
+                bed_state_topic.send_soon(key=state["ward"].encode(), value=orjson.dumps(state))
             touched = set(result.touched) | {str(t.get("patient_id")) for t in technical}
             touched |= {a.patient_id for a in alerts}
             save(touched)
@@ -214,6 +270,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
                 metrics.SAMPLES_PROCESSED.inc(len(samples))
             metrics.PATIENTS_MONITORED.set(len(monitor.patients))
+            log.warning("MONITOR batch %d events %d samples %.1f ms", len(events), len(samples), 1000*(time.perf_counter()-_t0))
 
     # Acknowledgements and settings arrive keyed by ward or station; they are re-keyed by
     # patient into the vitals topic, so the patient's worker sees them in order with the
@@ -228,7 +285,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 log.warning("ignored malformed acknowledgement: %s", type(exc).__name__)
                 continue
-            await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps({"ack": ack}))
+            vitals_topic.send_soon(key=patient_id.encode(), value=orjson.dumps({"ack": ack}))
 
     @app.agent(patient_settings_topic)
     async def forward_settings(stream: faust.StreamT) -> None:
@@ -242,7 +299,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 metrics.SETTINGS_REJECTED.inc()
                 log.warning("ignored malformed settings message: %s", type(exc).__name__)
                 continue
-            await vitals_topic.send(key=patient_id.encode(), value=orjson.dumps({"settings": control}))
+            vitals_topic.send_soon(key=patient_id.encode(), value=orjson.dumps({"settings": control}))
 
     @app.timer(10.0)
     async def stale_check() -> None:
@@ -254,6 +311,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         save({a.patient_id for a in alerts})
         metrics.STALE_PATIENTS.set(monitor.stale_patients())
 
+    @app.timer(BROKER_PROBE_INTERVAL_S)
+    async def probe_broker() -> None:
+        await probe.check()
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         # aiohttp wants the charset apart from the content type
@@ -262,11 +323,13 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+        # 200 even when degraded: restarting the worker does not bring a broker back
+        # (liveness); /ready turns 503 so traffic and alarms go elsewhere.
+        return web.json(probe.status())
 
     @app.page("/ready")
     async def ready_page(web: Any, request: Any) -> Any:
-        ready = (app.started and not app.rebalancing
+        ready = (app.started and not app.rebalancing and probe.up
                  and app.tables.recovery.completed.is_set() and bool(app.consumer.assignment()))
         return web.json({"ready": bool(ready)}, status=200 if ready else 503)
 
