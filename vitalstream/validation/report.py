@@ -18,6 +18,7 @@ from vitalstream.validation.labels import HOUR_MS, Labels
 from vitalstream.validation.matching import (
     EARLY_H,
     LOOKBACK_H,
+    NEW_ALERT_STATUSES,
     Trigger,
     classify_triggers,
     compare_with_naive,
@@ -73,6 +74,8 @@ def build_report(labels: Labels, collector: StreamCollector, run: dict[str, Any]
             "alerts": len(technical),
             "alerts_per_patient_day": round(len(technical) / days, 4) if days > 0 else None,
             "by_status": _count(a["status"] for a in collector.alerts if a.get("kind") == "technical"),
+            "new_by_condition": _count(str((a.get("payload") or {}).get("technical", "")) for a in collector.alerts
+                                       if a.get("kind") == "technical" and a.get("status") in NEW_ALERT_STATUSES),
         },
         "alert_messages_by_status": _count(a.get("status", "") for a in collector.alerts),
         # Every counted alert, traceable to its message on the alerts topic by event_id.
@@ -339,7 +342,8 @@ def render_html(report: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     technical = report["technical"]
     stream = report["stream"]
     parts.append(f"<h2>Technical alerts</h2><p>{technical['alerts']} new technical alerts "
-                 f"({_fmt(technical['alerts_per_patient_day'])} per patient-day), kept apart from the figures above.</p>")
+                 f"({_fmt(technical['alerts_per_patient_day'])} per patient-day; by condition "
+                 f"{html.escape(str(technical['new_by_condition']))}), kept apart from the figures above.</p>")
     parts.append("<h2>The run</h2><pre>" + html.escape(orjson.dumps(stream, option=orjson.OPT_INDENT_2).decode())
                  + "</pre>")
     parts.append("<h2>Definitions</h2><dl>" + "".join(
