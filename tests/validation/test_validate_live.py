@@ -123,3 +123,20 @@ def test_usage_errors_are_one_line_with_status_2(argv: list[str], message: str, 
     assert main(["validate", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_physionet_recording_in_hl7_is_judged_against_its_sepsis_labels(
+        module_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    from vitalstream.training.physionet import SAMPLE_DIR
+
+    # The shipped sample's first 6 stays include septic ones (SepsisLabel = 1 rows).
+    status = main(["validate", "--source", str(SAMPLE_DIR), "--patients", "6", "--format", "hl7",
+                   "--out", str(tmp_path), "--bootstrap", module_broker.bootstrap, "--quiet"])
+    assert status == 0
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert report["source"]["kind"] == "physionet2019" and report["labelled"]
+    assert report["patients"] == 6 and report["events"] >= 1
+    # HL7 carries every vital sign the .psv rows have: nothing was lost on the way.
+    assert report["stream"]["replay"]["skipped_samples"] == 0
+    assert report["stream"]["worker"]["samples_processed"] == report["stream"]["replay"]["samples"]
+    assert report["stream"]["worker"]["messages_deadlettered"] == 0

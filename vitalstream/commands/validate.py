@@ -88,7 +88,7 @@ def summary_lines(report: dict) -> list[str]:
                      f"{f(block['false_alerts_per_patient_day'])}  PPV {f(block['ppv'])}")
     if report.get("issue7"):
         issue7 = report["issue7"]
-        lines.append(f"  issue 7: {f(issue7['alert_reduction_vs_naive_news2_ge5'])} fewer alerts than naive >=5, "
+        lines.append(f"  issue 7: alert reduction vs naive NEWS2>=5 {f(issue7['alert_reduction_vs_naive_news2_ge5'])}, "
                      f"events {f(issue7['events_alerted_1h_before'])} vs {f(issue7['naive_events_alerted_1h_before'])}"
                      f" -> {'met' if issue7['met'] else 'not met'}")
     for target in (report.get("targets") or {}).values():
