@@ -301,7 +301,7 @@ def render_html(report: dict[str, Any], plots: list[tuple[str, str]]) -> str:
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{text-align:left}"
         ".met{color:#2a7a2a}.unmet{color:#b00}</style></head><body>",
         "<h1>vitalstream validation report</h1>",
-        f"<p>{_fmt(report['source'].get('description') or report['source'].get('path'))}. "
+        f"<p>{_fmt(str(report['source'].get('description') or report['source'].get('path')).rstrip('.'))}. "
         f"{report['patients']} patients, {_fmt(report['patient_days'])} patient-days. Every figure below "
         "comes from the messages the live pipeline published on the alerts and ward.state topics "
         "(nothing recomputed offline).</p>",
