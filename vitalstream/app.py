@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
@@ -105,6 +106,12 @@ class BrokerProbe:
         down_s = time.monotonic() - self.down_since_s if self.down_since_s is not None else 0.0
         return {"status": "ok" if self.up else "degraded", "broker_up": self.up,
                 "broker_down_s": round(down_s, 1)}
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a keyed message goes to (the producers' default murmur2 partitioner)."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(key, every, every))
 
 
 def build_monitor(settings: Settings) -> Monitor:
@@ -310,6 +317,16 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         await publish_alerts(alerts)
         save({a.patient_id for a in alerts})
         metrics.STALE_PATIENTS.set(monitor.stale_patients())
+
+    # A patient who moved to another worker and back must not be scored from the memory of
+    # before: forget the patients of partitions this worker no longer owns; recover() reads
+    # them from the table (kept current by their other owner) when they come back.
+    @app.on_partitions_assigned.connect
+    async def forget_moved_patients(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        owned = {tp.partition for tp in assigned if tp.topic == settings.topic_vitals}
+        for patient_id in [p for p in monitor.patients
+                           if partition_of(p.encode(), settings.topic_partitions) not in owned]:
+            monitor.discharge(patient_id)
 
     @app.timer(BROKER_PROBE_INTERVAL_S)
     async def probe_broker() -> None:
