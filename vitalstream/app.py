@@ -40,6 +40,8 @@ log = logging.getLogger("vitalstream.worker")
 # clients retry silently for a long time, so without it an outage looks like a quiet ward.
 BROKER_PROBE_INTERVAL_S = 2.0
 BROKER_PROBE_TIMEOUT_S = 4.0
+# Device times further ahead of the wall clock than this do not move the stream clock.
+CLOCK_FUTURE_TOLERANCE_S = 3600.0
 
 
 def now_ms() -> int:
@@ -272,7 +274,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 done_s = time.time()
                 device_s = np.fromiter((s.device_time_ms for s in samples), np.float64, len(samples)) / 1000.0
                 ingest_s = np.fromiter((s.ingest_time_ms for s in samples), np.float64, len(samples)) / 1000.0
-                clock.observe(int(device_s.max() * 1000))
+                # A device clock years ahead must not make every bed look silent.
+                plausible_s = device_s[device_s <= done_s + CLOCK_FUTURE_TOLERANCE_S]
+                if plausible_s.size:
+                    clock.observe(int(plausible_s.max() * 1000))
                 metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
                 metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
                 metrics.SAMPLES_PROCESSED.inc(len(samples))
