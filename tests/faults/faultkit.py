@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from simulators.cohort import DEFAULT_START_MS, generate_cohort
 from vitalstream.alerts import AlertPolicy
@@ -180,30 +179,22 @@ async def read_topic(settings: Settings, topic: str, until: Callable[[list[Any]]
 
 
 async def lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
-    """Messages not yet committed by the consumer group, per topic (end offset - committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_kwargs())
-    await admin.start()
-    probe = consumer(settings)
+    """Messages not yet committed by the consumer group, per topic (end offset - committed).
+    Read through a consumer of the group that never joins it (so it moves no partition)."""
+    probe = consumer(settings, group_id=group_id, enable_auto_commit=False)
     await probe.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group_id)
+        await probe._client.force_metadata_update()
         wanted = [TopicPartition(topic, p) for topic in topics
-                  for p in sorted(probe.partitions_for_topic(topic) or await _partitions(probe, topic))]
+                  for p in sorted(probe.partitions_for_topic(topic) or ())]
         ends = await probe.end_offsets(wanted)
         out: dict[str, int] = {}
         for tp in wanted:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            done = await probe.committed(tp) or 0
             out[tp.topic] = out.get(tp.topic, 0) + ends[tp] - done
         return out
     finally:
         await probe.stop()
-        await admin.close()
-
-
-async def _partitions(probe: Any, topic: str) -> set[int]:
-    await probe._client.force_metadata_update()
-    return probe.partitions_for_topic(topic) or set()
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.5) -> bool:
