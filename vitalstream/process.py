@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from vitalstream.broker import free_port
@@ -23,12 +24,14 @@ class WorkerProcess:
     """
 
     def __init__(self, bootstrap: str, web_port: int = 0, env: dict[str, str] | None = None,
-                 log_path: str | os.PathLike[str] | None = None, data_dir: str | None = None) -> None:
+                 log_path: str | os.PathLike[str] | None = None, data_dir: str | None = None,
+                 args: Sequence[str] = ()) -> None:
         self.bootstrap = bootstrap
         self.web_port = web_port or free_port()
         self.extra_env = env or {}
         self.log_path = Path(log_path) if log_path else None
         self.data_dir = data_dir
+        self.args = list(args)  # extra `vitalstream worker` flags, e.g. ["--loglevel", "info"]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,7 +47,7 @@ class WorkerProcess:
             env["VITALSTREAM_DATA_DIR"] = self.data_dir
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vitalstream", "worker"], env=env, stdout=out,
+            [sys.executable, "-m", "vitalstream", "worker", *self.args], env=env, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.wait_ready(ready_timeout_s)
