@@ -24,6 +24,9 @@ MESSAGES_DEADLETTERED = Counter(
     "vitalstream_messages_deadlettered", "Raw messages sent to the dead-letter topic", ["format", "reason"]
 )
 SAMPLES_IN = Counter("vitalstream_samples_in", "Canonical samples produced by ingest")
+VITALS_REJECTED = Counter(
+    "vitalstream_vitals_records_rejected", "Unreadable records on the internal vitals topic (a bug, not bad input)"
+)
 SAMPLES_PROCESSED = Counter("vitalstream_samples_processed", "Canonical samples scored by the monitor")
 LATE_SAMPLES_DROPPED = Counter(
     "vitalstream_late_samples_dropped", "Samples older than the late tolerance, counted and dropped"

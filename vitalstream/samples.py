@@ -145,6 +145,23 @@ def sample_from_dict(record: Mapping[str, Any]) -> Sample:
     )
 
 
+# The internal `vitals` topic carries samples as rows in field order: already validated
+# at the edge, so the monitor rebuilds them without validating again.
+SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Sample))
+
+
+def sample_row(sample: Sample) -> tuple[Any, ...]:
+    return (sample.patient_id, sample.ward, sample.bed, sample.parameter, sample.value,
+            sample.unit, sample.device_time_ms, sample.source, sample.ingest_time_ms,
+            sample.source_code, sample.artefact)
+
+
+def sample_from_row(row: list[Any]) -> Sample:
+    if len(row) != len(SAMPLE_FIELDS):
+        raise SampleError(f"a sample row has {len(SAMPLE_FIELDS)} fields, got {len(row)}")
+    return Sample(*row)
+
+
 def encode_sample(sample: Sample) -> bytes:
     return orjson.dumps(dataclasses.asdict(sample))
 

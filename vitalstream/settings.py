@@ -64,6 +64,8 @@ class Settings(BaseSettings):
         description="NEWS2 uses the latest value of each parameter measured within this many "
         "seconds of device time (30 min: readings taken separately still make a score).",
     )
+    ingest_batch_size: int = Field(
+        20000, description="Max raw messages the ingest stage parses and publishes per batch.")
     batch_size: int = Field(1000, description="Max events taken from a stream in one batch.")
     batch_timeout_s: float = Field(0.005, description="Max wait to fill a batch, seconds.")
 

@@ -1,0 +1,336 @@
+"""End-to-end benchmark through the real broker: the pipeline against a bare consumer.
+
+    python bench/pipeline.py            # full run
+    python bench/pipeline.py --quick    # under 3 minutes, same JSON keys
+
+Starts the embedded broker, one worker process and a load generator, and measures in one
+run (this machine is noisy, so every figure has its baseline beside it):
+- the ceiling: a bare aiokafka consumer draining N one-sample messages;
+- saturation of the full pipeline (ingest, features, scores, alert policy) with one sample
+  per message and with gateway-sized messages (10 samples);
+- latency from device time to sample scored (worker histogram, and a real Prometheus
+  server's histogram_quantile over the same run) and to alert on the alerts topic, at fixed
+  offered loads;
+- resident memory of the worker with 1,000 and 10,000 monitored patients.
+The last line of standard output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from vitalstream.broker import EmbeddedBroker, free_port, wait_for_port
+from vitalstream.kafka import consumer, ensure_topics, producer
+from vitalstream.metrics import LATENCY_BUCKETS_S
+from vitalstream.process import WorkerProcess
+from vitalstream.settings import Settings
+
+PARAMS = ("heart_rate", "resp_rate", "spo2", "systolic_bp", "temperature")
+NORMAL = {"heart_rate": 75.0, "resp_rate": 16.0, "spo2": 97.0, "systolic_bp": 125.0, "temperature": 36.9}
+# A patient in this state scores NEWS2 >= 7 (high): the alerts measured for latency.
+DETERIORATING = {"heart_rate": 128.0, "resp_rate": 27.0, "spo2": 90.0, "systolic_bp": 95.0, "temperature": 38.9}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def sample(patient: int, parameter: str, value: float, t_ms: int) -> dict:
+    return {"patient_id": f"b{patient:06d}", "ward": f"W{patient % 20:02d}", "bed": str(patient),
+            "parameter": parameter, "value": value, "device_time_ms": t_ms, "source": "bench"}
+
+
+def messages(n_samples: int, per_message: int, n_patients: int, t0_ms: int,
+             deteriorating_every: int = 0) -> list[bytes]:
+    """n_samples readings of n_patients at 1 Hz device time, per_message to a message."""
+    out, batch = [], []
+    for i in range(n_samples):
+        patient = i % n_patients
+        second = i // n_patients
+        parameter = PARAMS[(i // n_patients) % len(PARAMS)] if per_message == 1 else PARAMS[i % len(PARAMS)]
+        base = DETERIORATING if deteriorating_every and patient % deteriorating_every == 0 else NORMAL
+        batch.append(sample(patient, parameter, base[parameter] + (second % 3) * 0.5, t0_ms + second * 1000))
+        if len(batch) == per_message:
+            out.append(orjson.dumps(batch if per_message > 1 else batch[0]))
+            batch = []
+    if batch:
+        out.append(orjson.dumps(batch))
+    return out
+
+
+async def produce(settings: Settings, topic: str, payloads: list[bytes]) -> float:
+    gateway = producer(settings, linger_ms=5, acks=1)
+    await gateway.start()
+    started = time.perf_counter()
+    try:
+        futures = [await gateway.send(topic, payload) for payload in payloads]
+        await gateway.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await gateway.stop()
+    return time.perf_counter() - started
+
+
+async def bare_consumer_rate(settings: Settings, topic: str, n_messages: int) -> float:
+    """Messages/s of a bare aiokafka consumer decoding each JSON message (the ceiling)."""
+    source = consumer(settings, topic, max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=20)
+    await source.start()
+    seen = 0
+    started = None
+    try:
+        while seen < n_messages:
+            batch = await source.getmany(timeout_ms=200, max_records=10_000)
+            for records in batch.values():
+                if started is None:
+                    started = time.perf_counter()
+                for record in records:
+                    orjson.loads(record.value)
+                seen += len(records)
+    finally:
+        await source.stop()
+    return n_messages / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def wait_processed(worker: WorkerProcess, target: float, timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = worker.metric("vitalstream_samples_processed_total")
+        if done >= target:
+            return time.perf_counter()
+        time.sleep(0.05)
+    raise TimeoutError(f"worker processed {worker.metric('vitalstream_samples_processed_total')} of {target}")
+
+
+def saturation(settings: Settings, worker: WorkerProcess, n_samples: int, per_message: int,
+               n_patients: int, already: float) -> float:
+    """Samples/s: preload the topic while the worker is stopped (SIGSTOP), then time the drain."""
+    payloads = messages(n_samples, per_message, n_patients, int(time.time() * 1000) - 3_600_000)
+    os.kill(worker.process.pid, 19)  # SIGSTOP: the backlog builds up untouched
+    try:
+        asyncio.run(produce(settings, settings.topic_raw, payloads))
+    finally:
+        os.kill(worker.process.pid, 18)  # SIGCONT
+    started = time.perf_counter()
+    finished = wait_processed(worker, already + n_samples, 600)
+    return n_samples / (finished - started)
+
+
+def histogram_counts(text: str, name: str) -> np.ndarray:
+    counts = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            counts.append(float(line.rsplit(" ", 1)[1]))
+    return np.array(counts)
+
+
+def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
+    bounds = [*LATENCY_BUCKETS_S, float("inf")]
+    total = cumulative[-1]
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    lower, lower_count = 0.0, 0.0
+    for bound, count in zip(bounds, cumulative, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - lower_count) / max(count - lower_count, 1e-12)
+        lower, lower_count = bound, count
+    return lower
+
+
+async def offered_load(settings: Settings, rate: float, seconds: float, n_patients: int,
+                       alert_latencies: list[float]) -> int:
+    """Send readings stamped with the current time at a fixed rate; collect alert latency."""
+    gateway = producer(settings, linger_ms=1, acks=1)
+    alerts = consumer(settings, settings.topic_alerts, from_beginning=False)
+    await gateway.start()
+    await alerts.start()
+    while not alerts.assignment():
+        await alerts.getmany(timeout_ms=50)
+    for tp in alerts.assignment():
+        await alerts.seek_to_end(tp)
+
+    async def listen() -> None:
+        async for message in alerts:
+            alert = orjson.loads(message.value)
+            alert_latencies.append(time.time() - alert["device_time_ms"] / 1000.0)
+
+    listener = asyncio.create_task(listen())
+    sent = 0
+    started = time.perf_counter()
+    tick = 0.01
+    try:
+        while True:
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds:
+                break
+            due = int(rate * elapsed) - sent
+            now_ms = int(time.time() * 1000)
+            for _ in range(max(due, 0)):
+                patient = sent % n_patients
+                parameter = PARAMS[(sent // n_patients) % len(PARAMS)]
+                base = DETERIORATING if patient % 50 == 0 else NORMAL
+                await gateway.send(settings.topic_raw, orjson.dumps(sample(patient, parameter, base[parameter], now_ms)))
+                sent += 1
+            await asyncio.sleep(tick)
+        await gateway.flush()
+        await asyncio.sleep(2.0)  # let the last alerts arrive
+    finally:
+        listener.cancel()
+        await gateway.stop()
+        await alerts.stop()
+    return sent
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class Prometheus:
+    """Debian's prometheus server scraping the worker every second, on loopback."""
+
+    def __init__(self, target: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.target = target
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Prometheus | None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            log("prometheus not installed (make system-deps): skipping the server comparison")
+            return None
+        config = self.workdir / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: vitalstream\n    static_configs: [{{targets: ['{self.target}']}}]\n")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        if not wait_for_port("127.0.0.1", self.port, 30):
+            self.stop()
+            return None
+        return self
+
+    def query(self, expression: str) -> float:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result = json.loads(response.read())["data"]["result"]
+        return float(result[0]["value"][1]) if result else float("nan")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads, under 3 minutes")
+    args = parser.parse_args()
+    quick = args.quick
+    n_saturation = 60_000 if quick else 300_000
+    load_seconds = 8.0 if quick else 30.0
+    loads = (1_000, 5_000, 20_000)
+    result: dict[str, object] = {"quick": quick}
+    with tempfile.TemporaryDirectory(prefix="vitalstream-bench-") as scratch, \
+            EmbeddedBroker(log_path=Path(scratch) / "broker.log") as broker:
+        settings = Settings(kafka_bootstrap=broker.bootstrap, topic_partitions=4)
+        asyncio.run(ensure_topics(settings, extra=("bench.bare",)))
+
+        log(f"bare consumer: {n_saturation:,} one-sample messages")
+        bare_payloads = messages(n_saturation, 1, 1000, int(time.time() * 1000))
+        asyncio.run(produce(settings, "bench.bare", bare_payloads))
+        bare = asyncio.run(bare_consumer_rate(settings, "bench.bare", len(bare_payloads)))
+        result["bare_consumer_samples_per_s"] = round(bare)
+        log(f"  {bare:,.0f} messages/s")
+
+        # A long session timeout: the worker is frozen (SIGSTOP) while each backlog is loaded.
+        worker = WorkerProcess(broker.bootstrap, log_path=Path(scratch) / "worker.log",
+                               data_dir=str(Path(scratch) / "state"),
+                               env={"VITALSTREAM_KAFKA_SESSION_TIMEOUT_S": "60"}).start()
+        prometheus = Prometheus(f"127.0.0.1:{worker.web_port}", Path(scratch)).start()
+        try:
+            # Warm up: the first batch loads the model and the numba kernels.
+            asyncio.run(produce(settings, settings.topic_raw, messages(2_000, 1, 1000, int(time.time() * 1000) - 7_200_000)))
+            wait_processed(worker, 2_000, 120)
+
+            for per_message in (1, 10):
+                done = worker.metric("vitalstream_samples_processed_total")
+                log(f"pipeline saturation, {per_message} sample(s) per message: {n_saturation:,} samples")
+                rate = saturation(settings, worker, n_saturation, per_message, 1000, done)
+                key = "pipeline_samples_per_s" if per_message == 1 else "pipeline_samples_per_s_10_per_message"
+                result[key] = round(rate)
+                log(f"  {rate:,.0f} samples/s")
+            result["ratio"] = round(result["pipeline_samples_per_s"] / bare, 3)
+
+            latency: dict[str, dict[str, float]] = {}
+            for rate in loads:
+                before = histogram_counts(worker.scrape(), "vitalstream_sample_latency_seconds")
+                alert_latencies: list[float] = []
+                log(f"offered load {rate:,} samples/s for {load_seconds:.0f} s")
+                started_s = time.time()
+                sent = asyncio.run(offered_load(settings, rate, load_seconds, 1000, alert_latencies))
+                after = histogram_counts(worker.scrape(), "vitalstream_sample_latency_seconds")
+                window = after - before
+                figures = {
+                    "offered_samples_per_s": rate, "sent": sent,
+                    "achieved_samples_per_s": round(sent / load_seconds),
+                    **{f"sample_p{q}_ms": round(1000 * quantile_from_counts(window, q / 100), 2) for q in (50, 95, 99)},
+                    "alerts": len(alert_latencies),
+                }
+                if alert_latencies:
+                    values = np.array(alert_latencies) * 1000
+                    figures.update({f"alert_p{q}_ms": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)})
+                    figures["alert_max_ms"] = round(float(values.max()), 1)
+                if prometheus is not None:
+                    span = max(2, int(time.time() - started_s))
+                    time.sleep(2.5)  # one more scrape after the phase
+                    figures["prometheus_sample_p99_ms"] = round(1000 * prometheus.query(
+                        f"histogram_quantile(0.99, sum by (le) (increase(vitalstream_sample_latency_seconds_bucket[{span + 2}s])))"), 2)
+                latency[str(rate)] = figures
+                log(f"  {figures}")
+            result["latency"] = latency
+            result["p99_ms_at_5000"] = latency["5000"]["sample_p99_ms"]
+            result["alert_p99_ms_at_5000"] = latency["5000"].get("alert_p99_ms")
+            if prometheus is not None:
+                result["prometheus_p99_ms_at_5000"] = latency["5000"]["prometheus_sample_p99_ms"]
+
+            for patients in (1_000, 10_000):
+                log(f"memory with {patients:,} monitored patients")
+                done = worker.metric("vitalstream_samples_processed_total")
+                payloads = messages(patients * 5, 5, patients, int(time.time() * 1000))
+                asyncio.run(produce(settings, settings.topic_raw, payloads))
+                wait_processed(worker, done + patients * 5, 300)
+                result[f"rss_mb_{patients}_patients"] = round(rss_mb(worker.process.pid), 1)
+                log(f"  {result[f'rss_mb_{patients}_patients']} MB")
+        finally:
+            if prometheus is not None:
+                prometheus.stop()
+            worker.stop()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
