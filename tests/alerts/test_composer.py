@@ -45,6 +45,8 @@ def test_summary_reads_like_a_nurse_handover() -> None:
     state = policy.new_state()
     policy.assess(state, patient.at(0, heart_rate=95.0))
     features = {name: 0.0 for name in feature_names()}
+    # readings cover the windows, so a change over them may be stated
+    features.update({name: 1.0 for name in features if "_coverage_" in name})
     features.update({"resp_rate_slope_per_h_2h": 4.1, "spo2_change_30m": -5.2})
     alerts = []
     for minute in range(120, 125):
@@ -155,3 +157,16 @@ def test_number_extraction_sees_decimals_times_and_not_names() -> None:
     # The check above is only as good as its tokeniser.
     assert numbers_in("NEWS2 8 (high) at 08:10. SpO2 91 %. Risk 0.42. Bed 4B.") == {
         "08:10", "8.0", "91.0", "0.42"}
+
+
+def test_trend_is_not_stretched_over_a_window_the_readings_do_not_cover() -> None:
+    # 30 minutes of readings climbing 16 -> 22: a least-squares slope of 12/h over the 2 h
+    # window would claim "up 24 in 2 h". A summary may state only what was measured.
+    from vitalstream.alerts.policy import find_trends
+
+    features = {"resp_rate_slope_per_h_2h": 12.2, "resp_rate_change_2h": 6.1,
+                "resp_rate_coverage_2h": 0.26, "resp_rate_slope_per_h_30m": 12.2,
+                "resp_rate_change_30m": 6.1, "resp_rate_coverage_30m": 1.0}
+    trend = find_trends(features, {"resp_rate": 3})["resp_rate"]
+    assert trend["window_shown"] == "30 min"
+    assert trend["change_shown"] == "6"

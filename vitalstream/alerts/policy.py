@@ -256,13 +256,19 @@ _TREND_FEATURE = re.compile(
     r"^(?P<param>[a-z0-9_]+?)_(?P<what>delta|change|slope_per_h)_(?P<n>\d+)(?P<unit>h|m|min)$")
 
 
+# Share of a window that readings must cover before a change over it is stated.
+MIN_TREND_COVERAGE = 0.75
+
+
 def find_trends(features: Mapping[str, float], min_change: Mapping[str, float],
                 max_window_s: float = 7200) -> dict[str, dict[str, Any]]:
     """Per parameter, the change a summary can state, from the feature engine's
-    ``<param>_slope_per_h_<N>h|m`` (least-squares slope times the window) or
-    ``<param>_change_<N>h|m`` / ``_delta_`` (change over the window). The longest window
-    up to ``max_window_s`` wins, a slope before a change (one odd reading moves a slope
-    less); changes smaller than ``min_change`` are not trends."""
+    ``<param>_change_<N>h|m`` / ``_delta_`` (measured: last value minus the first in the
+    window) or, where no change feature exists, ``<param>_slope_per_h_<N>h|m`` times the
+    window. A window counts only when readings cover most of it (``<param>_coverage_<N>``
+    >= ``MIN_TREND_COVERAGE`` where the engine reports coverage): "up 24 in 2 h" must not
+    be a slope of 30 minutes of data stretched over 2 hours. The longest such window up to
+    ``max_window_s`` wins; changes smaller than ``min_change`` are not trends."""
     best: dict[str, tuple[tuple[float, int], dict[str, Any]]] = {}
     for name in sorted(features):
         match = _TREND_FEATURE.match(name)
@@ -274,6 +280,9 @@ def find_trends(features: Mapping[str, float], min_change: Mapping[str, float],
         window_h = int(match["n"]) / (1 if match["unit"] == "h" else 60)
         if window_h <= 0 or window_h * 3600 > max_window_s:
             continue
+        coverage = features.get(f"{match['param']}_coverage_{match['n']}{match['unit']}")
+        if coverage is not None and math.isfinite(coverage) and coverage < MIN_TREND_COVERAGE:
+            continue
         slope = match["what"] == "slope_per_h"
         change = value * window_h if slope else value
         parameter = match["param"]
@@ -281,7 +290,7 @@ def find_trends(features: Mapping[str, float], min_change: Mapping[str, float],
         change_shown = show_number(abs(change), places)
         if float(change_shown) < min_change[parameter]:
             continue
-        rank = (window_h, 1 if slope else 0)
+        rank = (window_h, 0 if slope else 1)
         if parameter in best and best[parameter][0] >= rank:
             continue
         window_shown = f"{match['n']} {'h' if match['unit'] == 'h' else 'min'}"
