@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,10 @@ async def _drain(source: Any, collecting: asyncio.Task[None], settle_s: float, w
         await asyncio.sleep(0.2)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_pipeline(reports: Iterable[list[Sample]], settings: Settings, work_dir: Path,
                  fmt: str = "json", speed: float | None = None, progress: bool = False,
                  total: int | None = None, run_id: str | None = None) -> LiveRun:
@@ -193,7 +199,11 @@ def run_pipeline(reports: Iterable[list[Sample]], settings: Settings, work_dir: 
     from vitalstream.process import WorkerProcess
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    run_id = run_id or f"validate-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # A terminated run still stops the worker and broker it started (finally blocks below).
+        previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    run_id = run_id or f"validate-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     broker = None
     with tempfile.TemporaryDirectory(prefix="vitalstream-validate-") as scratch:
         try:
@@ -217,3 +227,5 @@ def run_pipeline(reports: Iterable[list[Sample]], settings: Settings, work_dir: 
         finally:
             if broker is not None:
                 broker.stop()
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
