@@ -84,16 +84,16 @@ def census(n_patients: int, start_ms: int = DEFAULT_START_MS, readings: int = 3)
     return messages
 
 
-def reference_event_ids(values: Iterable[bytes], chunk: int = 2000) -> Counter[str]:
-    """Alert event ids (id/status) of an uninterrupted run: the worker's own core on the
-    same bytes, in the worker's order (samples, then technical events, batch by batch).
+def reference_alerts(values: Iterable[bytes], chunk: int = 2000) -> list[dict[str, Any]]:
+    """Alerts of an uninterrupted run: the worker's own core on the same bytes, in the
+    worker's order (samples, then technical events, batch by batch).
 
     Without the risk model: the shipped policy has no risk thresholds, so risk never
     decides an alert, and scoring it would make the reference 30x slower."""
     policy = AlertPolicy()
     assert not policy.config.risk_thresholds, "risk alerts on: the reference needs the model"
     monitor = Monitor(policy, engine=FeatureEngine(), model=None)
-    events: Counter[str] = Counter()
+    out: list[dict[str, Any]] = []
     batch: list[bytes] = []
 
     def run(raws: list[bytes]) -> None:
@@ -104,7 +104,7 @@ def reference_event_ids(values: Iterable[bytes], chunk: int = 2000) -> Counter[s
                 samples.extend(sample_from_dict(s.to_dict()) for s in result.samples)
                 technical.extend(result.technical)
         alerts = monitor.process(samples).alerts + monitor.technical(technical)
-        events.update(a.event_id for a in alerts if comparable(a.to_dict()))
+        out.extend(a.to_dict() for a in alerts if comparable(a.to_dict()))
 
     for raw in values:
         batch.append(raw)
@@ -113,7 +113,24 @@ def reference_event_ids(values: Iterable[bytes], chunk: int = 2000) -> Counter[s
             batch = []
     if batch:
         run(batch)
-    return events
+    return out
+
+
+def reference_event_ids(values: Iterable[bytes], chunk: int = 2000) -> Counter[str]:
+    """Alert event ids (id/status) of an uninterrupted run (see ``reference_alerts``)."""
+    return Counter(a["event_id"] for a in reference_alerts(values, chunk))
+
+
+def differences(expected: Iterable[dict[str, Any]], records: Iterable[Any]) -> tuple[list, list]:
+    """(missing, extra): alerts of the reference not received, and received alerts not in
+    the reference, each as (patient, event id, device time, summary start) to read."""
+    def brief(a: dict[str, Any]) -> tuple:
+        return (a["patient_id"], a["event_id"], a["device_time_ms"], a["summary"][:80])
+
+    wanted = {a["event_id"]: a for a in expected}
+    got = {a["event_id"]: a for a in (orjson.loads(r.value) for r in records) if comparable(a)}
+    return ([brief(a) for e, a in wanted.items() if e not in got],
+            [brief(a) for e, a in got.items() if e not in wanted])
 
 
 def comparable(alert: dict[str, Any]) -> bool:

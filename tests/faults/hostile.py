@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterator
 
 import orjson
-
 from faults.faultkit import Message
+
 from vitalstream.ingest import MAX_MESSAGE_BYTES
 
 VALID_PREFIX = b"sim-"
