@@ -39,6 +39,9 @@ log = logging.getLogger("vitalstream.worker")
 # clients retry silently for a long time, so without it an outage looks like a quiet ward.
 BROKER_PROBE_INTERVAL_S = 2.0
 BROKER_PROBE_TIMEOUT_S = 4.0
+# Acknowledgements and settings are small records from stations: anything bigger is refused
+# before it is parsed (forwarded into vitals it would exceed the producer's request size).
+MAX_CONTROL_BYTES = 65_536
 # Device times further ahead of the wall clock than this do not move the stream clock.
 CLOCK_FUTURE_TOLERANCE_S = 3600.0
 
@@ -264,10 +267,16 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     async def forward_acks(stream: faust.StreamT) -> None:
         async for value in stream:
             try:
+                if len(value or b"") > MAX_CONTROL_BYTES:
+                    raise ValueError(f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
                 ack = orjson.loads(value)
-                patient_id = str(ack["patient_id"])
-                str(ack["alert_id"])
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                patient_id, alert_id = ack["patient_id"], ack["alert_id"]
+                # Checked here, where a bad record is dropped, not in the monitor it would stop.
+                if not (isinstance(patient_id, str) and isinstance(alert_id, str)
+                        and isinstance(ack.get("by", ""), str)
+                        and isinstance(ack.get("at_ms", 0), int) and not isinstance(ack.get("at_ms"), bool)):
+                    raise TypeError("patient_id, alert_id and by must be strings, at_ms an integer")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("ignored malformed acknowledgement: %s", type(exc).__name__)
                 continue
             vitals_topic.send_soon(key=patient_id.encode(), value=orjson.dumps({"ack": ack}))
@@ -276,11 +285,13 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     async def forward_settings(stream: faust.StreamT) -> None:
         async for value in stream:
             try:
+                if len(value or b"") > MAX_CONTROL_BYTES:
+                    raise ValueError(f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
                 control = orjson.loads(value)
-                patient_id = str(control["patient_id"])
-                if not isinstance(control["record"], dict):
-                    raise TypeError("record must be an object")
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                patient_id = control["patient_id"]
+                if not isinstance(patient_id, str) or not isinstance(control["record"], dict):
+                    raise TypeError("patient_id must be a string and record an object")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 metrics.SETTINGS_REJECTED.inc()
                 log.warning("ignored malformed settings message: %s", type(exc).__name__)
                 continue
