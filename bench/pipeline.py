@@ -49,13 +49,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def sample(patient: int, parameter: str, value: float, t_ms: int) -> dict:
-    return {"patient_id": f"b{patient:06d}", "ward": f"W{patient % 20:02d}", "bed": str(patient),
+def sample(patient: int, parameter: str, value: float, t_ms: int, prefix: str = "b") -> dict:
+    # Each phase has its own patients (prefix): a patient's device time never jumps
+    # between phases, which would be a gap in the data and raise technical alerts.
+    return {"patient_id": f"{prefix}{patient:06d}", "ward": f"W{patient % 20:02d}", "bed": str(patient),
             "parameter": parameter, "value": value, "device_time_ms": t_ms, "source": "bench"}
 
 
 def messages(n_samples: int, per_message: int, n_patients: int, t0_ms: int,
-             deteriorating_every: int = 0) -> list[bytes]:
+             deteriorating_every: int = 0, prefix: str = "b") -> list[bytes]:
     """n_samples readings of n_patients at 1 Hz device time, per_message to a message."""
     out, batch = [], []
     for i in range(n_samples):
@@ -63,7 +65,7 @@ def messages(n_samples: int, per_message: int, n_patients: int, t0_ms: int,
         second = i // n_patients
         parameter = PARAMS[(i // n_patients) % len(PARAMS)] if per_message == 1 else PARAMS[i % len(PARAMS)]
         base = DETERIORATING if deteriorating_every and patient % deteriorating_every == 0 else NORMAL
-        batch.append(sample(patient, parameter, base[parameter] + (second % 3) * 0.5, t0_ms + second * 1000))
+        batch.append(sample(patient, parameter, base[parameter] + (second % 3) * 0.5, t0_ms + second * 1000, prefix))
         if len(batch) == per_message:
             out.append(orjson.dumps(batch if per_message > 1 else batch[0]))
             batch = []
@@ -116,9 +118,10 @@ def wait_processed(worker: WorkerProcess, target: float, timeout_s: float) -> fl
 
 
 def saturation(settings: Settings, worker: WorkerProcess, n_samples: int, per_message: int,
-               n_patients: int, already: float) -> float:
+               n_patients: int, already: float, prefix: str) -> float:
     """Samples/s: preload the topic while the worker is stopped (SIGSTOP), then time the drain."""
-    payloads = messages(n_samples, per_message, n_patients, int(time.time() * 1000) - 3_600_000)
+    payloads = messages(n_samples, per_message, n_patients, int(time.time() * 1000) - 3_600_000,
+                        prefix=prefix)
     os.kill(worker.process.pid, 19)  # SIGSTOP: the backlog builds up untouched
     try:
         asyncio.run(produce(settings, settings.topic_raw, payloads))
@@ -154,7 +157,7 @@ def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
 
 
 async def offered_load(settings: Settings, rate: float, seconds: float, n_patients: int,
-                       alert_latencies: list[float]) -> int:
+                       alert_latencies: list[float], prefix: str) -> int:
     """Send readings stamped with the current time at a fixed rate; collect alert latency."""
     gateway = producer(settings, linger_ms=1, acks=1)
     alerts = consumer(settings, settings.topic_alerts, from_beginning=False)
@@ -168,7 +171,9 @@ async def offered_load(settings: Settings, rate: float, seconds: float, n_patien
     async def listen() -> None:
         async for message in alerts:
             alert = orjson.loads(message.value)
-            alert_latencies.append(time.time() - alert["device_time_ms"] / 1000.0)
+            # Technical alerts of earlier phases' patients (their data stopped) are not ours.
+            if alert.get("kind") == "clinical" and alert.get("patient_id", "").startswith(prefix):
+                alert_latencies.append(time.time() - alert["device_time_ms"] / 1000.0)
 
     listener = asyncio.create_task(listen())
     sent = 0
@@ -185,7 +190,8 @@ async def offered_load(settings: Settings, rate: float, seconds: float, n_patien
                 patient = sent % n_patients
                 parameter = PARAMS[(sent // n_patients) % len(PARAMS)]
                 base = DETERIORATING if patient % 50 == 0 else NORMAL
-                await gateway.send(settings.topic_raw, orjson.dumps(sample(patient, parameter, base[parameter], now_ms)))
+                await gateway.send(settings.topic_raw, orjson.dumps(
+                    sample(patient, parameter, base[parameter], now_ms, prefix)))
                 sent += 1
             await asyncio.sleep(tick)
         await gateway.flush()
@@ -232,8 +238,9 @@ class Prometheus:
             return None
         return self
 
-    def query(self, expression: str) -> float:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    def query(self, expression: str, at_s: float) -> float:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": expression, "time": f"{at_s:.3f}"})
         with urllib.request.urlopen(url, timeout=10) as response:
             result = json.loads(response.read())["data"]["result"]
         return float(result[0]["value"][1]) if result else float("nan")
@@ -272,13 +279,16 @@ def main() -> int:
         prometheus = Prometheus(f"127.0.0.1:{worker.web_port}", Path(scratch)).start()
         try:
             # Warm up: the first batch loads the model and the numba kernels.
-            asyncio.run(produce(settings, settings.topic_raw, messages(2_000, 1, 1000, int(time.time() * 1000) - 7_200_000)))
+            asyncio.run(produce(settings, settings.topic_raw,
+                                messages(2_000, 1, 1000, int(time.time() * 1000) - 7_200_000, prefix="w")))
             wait_processed(worker, 2_000, 120)
+            result["rss_mb_1000_patients"] = round(rss_mb(worker.process.pid), 1)
 
             for per_message in (1, 10):
                 done = worker.metric("vitalstream_samples_processed_total")
                 log(f"pipeline saturation, {per_message} sample(s) per message: {n_saturation:,} samples")
-                rate = saturation(settings, worker, n_saturation, per_message, 1000, done)
+                rate = saturation(settings, worker, n_saturation, per_message, 1000, done,
+                                  prefix=f"s{per_message}-")
                 key = "pipeline_samples_per_s" if per_message == 1 else "pipeline_samples_per_s_10_per_message"
                 result[key] = round(rate)
                 log(f"  {rate:,.0f} samples/s")
@@ -286,17 +296,20 @@ def main() -> int:
 
             latency: dict[str, dict[str, float]] = {}
             for rate in loads:
+                time.sleep(3.0)  # a gap, so the server's window holds this phase alone
                 before = histogram_counts(worker.scrape(), "vitalstream_sample_latency_seconds")
                 alert_latencies: list[float] = []
                 log(f"offered load {rate:,} samples/s for {load_seconds:.0f} s")
                 started_s = time.time()
-                sent = asyncio.run(offered_load(settings, rate, load_seconds, 1000, alert_latencies))
+                sent = asyncio.run(offered_load(settings, rate, load_seconds, 1000, alert_latencies,
+                                                prefix=f"l{rate}-"))
                 after = histogram_counts(worker.scrape(), "vitalstream_sample_latency_seconds")
                 window = after - before
                 figures = {
                     "offered_samples_per_s": rate, "sent": sent,
                     "achieved_samples_per_s": round(sent / load_seconds),
-                    **{f"sample_p{q}_ms": round(1000 * quantile_from_counts(window, q / 100), 2) for q in (50, 95, 99)},
+                    **{f"sample_p{q}_ms": round(float(1000 * quantile_from_counts(window, q / 100)), 2)
+                       for q in (50, 95, 99)},
                     "alerts": len(alert_latencies),
                 }
                 if alert_latencies:
@@ -304,10 +317,12 @@ def main() -> int:
                     figures.update({f"alert_p{q}_ms": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)})
                     figures["alert_max_ms"] = round(float(values.max()), 1)
                 if prometheus is not None:
-                    span = max(2, int(time.time() - started_s))
+                    ended_s = time.time()
                     time.sleep(2.5)  # one more scrape after the phase
+                    span = max(2, round(ended_s - started_s + 1))
                     figures["prometheus_sample_p99_ms"] = round(1000 * prometheus.query(
-                        f"histogram_quantile(0.99, sum by (le) (increase(vitalstream_sample_latency_seconds_bucket[{span + 2}s])))"), 2)
+                        "histogram_quantile(0.99, sum by (le) "
+                        f"(increase(vitalstream_sample_latency_seconds_bucket[{span}s])))", ended_s + 1), 2)
                 latency[str(rate)] = figures
                 log(f"  {figures}")
             result["latency"] = latency
@@ -316,14 +331,16 @@ def main() -> int:
             if prometheus is not None:
                 result["prometheus_p99_ms_at_5000"] = latency["5000"]["prometheus_sample_p99_ms"]
 
-            for patients in (1_000, 10_000):
-                log(f"memory with {patients:,} monitored patients")
-                done = worker.metric("vitalstream_samples_processed_total")
-                payloads = messages(patients * 5, 5, patients, int(time.time() * 1000))
-                asyncio.run(produce(settings, settings.topic_raw, payloads))
-                wait_processed(worker, done + patients * 5, 300)
-                result[f"rss_mb_{patients}_patients"] = round(rss_mb(worker.process.pid), 1)
-                log(f"  {result[f'rss_mb_{patients}_patients']} MB")
+            monitored = worker.metric("vitalstream_patients_monitored")
+            extra = max(0, 10_000 - int(monitored))
+            log(f"memory: {int(monitored):,} monitored patients, adding {extra:,} to reach 10,000")
+            done = worker.metric("vitalstream_samples_processed_total")
+            asyncio.run(produce(settings, settings.topic_raw,
+                                messages(extra * 5, 5, extra, int(time.time() * 1000), prefix="m")))
+            wait_processed(worker, done + extra * 5, 300)
+            result["patients_monitored_at_rss"] = int(worker.metric("vitalstream_patients_monitored"))
+            result["rss_mb_10000_patients"] = round(rss_mb(worker.process.pid), 1)
+            log(f"  {result['rss_mb_10000_patients']} MB")
         finally:
             if prometheus is not None:
                 prometheus.stop()

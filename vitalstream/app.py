@@ -189,10 +189,19 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(
             [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
 
-    def save(patient_ids: Any) -> None:
+    save_interval_ms = int(settings.state_save_interval_s * 1000)
+
+    def save(patient_ids: Any, force: Any = ()) -> None:
+        """Write patients' state to the changelog-backed table: at once when their alert
+        state or settings changed (``force``), else at most once per save interval of device
+        time. A changelog message per patient per batch would cost more than the scoring."""
         for patient_id in patient_ids:
-            if patient_id in monitor.patients:
+            record = monitor.patients.get(patient_id)
+            if record is None:
+                continue
+            if patient_id in force or record.newest_ms - record.saved_ms >= save_interval_ms:
                 patients_table[patient_id] = orjson.dumps(monitor.export(patient_id))
+                record.saved_ms = record.newest_ms
 
     def recover(patient_ids: Any) -> None:
         for patient_id in patient_ids:
@@ -211,6 +220,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     async def monitor_patients(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             samples, technical, alerts = [], [], []
+            controlled: set[str] = set()
             for event in events:
                 try:
                     record = orjson.loads(event.value)
@@ -226,6 +236,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 control = record.get("settings")
                 if control:
                     recover([control["patient_id"]])
+                    controlled.add(str(control["patient_id"]))
                     try:
                         monitor.configure(control["patient_id"], control["record"],
                                           control.get("ward", ""), control.get("bed", ""))
@@ -235,6 +246,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 ack = record.get("ack")
                 if ack:
                     recover([ack["patient_id"]])
+                    controlled.add(str(ack["patient_id"]))
                     alerts.extend(monitor.acknowledge(ack["patient_id"], ack["alert_id"],
                                                       str(ack.get("by", "")), int(ack.get("at_ms", now_ms()))))
             recover({s.patient_id for s in samples} | {str(t.get("patient_id")) for t in technical})
@@ -244,9 +256,8 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             await publish_alerts(alerts)
             for state in monitor.bed_states(result.assessments, int(settings.bed_state_interval_s * 1000)):
                 bed_state_topic.send_soon(key=state["ward"].encode(), value=orjson.dumps(state))
-            touched = set(result.touched) | {str(t.get("patient_id")) for t in technical}
-            touched |= {a.patient_id for a in alerts}
-            save(touched)
+            changed = controlled | {a.patient_id for a in alerts}
+            save(set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed, changed)
             if samples:
                 done_s = time.time()
                 device_s = np.fromiter((s.device_time_ms for s in samples), np.float64, len(samples)) / 1000.0
@@ -304,7 +315,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         recover(list(patients_table.keys()))
         alerts = monitor.check_stale(clock.now_ms())
         await publish_alerts(alerts)
-        save({a.patient_id for a in alerts})
+        save({a.patient_id for a in alerts}, {a.patient_id for a in alerts})
         metrics.STALE_PATIENTS.set(monitor.stale_patients())
 
     # A patient who moved to another worker and back must not be scored from the memory of

@@ -71,6 +71,7 @@ class PatientRecord:
     engine_b64: str | None = None
     engine_saved_ms: int = -(2**62)
     bed_state_shown: tuple[Any, ...] = ()
+    saved_ms: int = -(2**62)
     bed_state_ms: int = -(2**62)
 
     def to_dict(self) -> dict[str, Any]:
