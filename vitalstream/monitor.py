@@ -272,12 +272,14 @@ class Monitor:
 
     # -- bed state for the ward board ----------------------------------------------------
     def bed_states(self, assessments: Sequence[Assessment], every_ms: int = 60_000) -> list[dict[str, Any]]:
-        """The latest state of each bed for nursing stations: NEWS2 with its components,
-        values with their times, 2 h trends, risk and stale inputs. At most one per patient
-        per ``every_ms`` of device time, and at once when the NEWS2 total or band changes."""
-        latest: dict[str, Assessment] = {a.patient_id: a for a in assessments}
+        """Bed states for nursing stations: NEWS2 with its components, values with their
+        times, 2 h trends, risk and stale inputs. At most one per patient per ``every_ms``
+        of device time, and one for every change of the NEWS2 total, band or stale inputs."""
         states = []
-        for patient_id, assessment in latest.items():
+        # Every assessment, in time order: a NEWS2 that rose and fell inside one batch (a
+        # fast replay) still reaches the board and the validation report.
+        for assessment in assessments:
+            patient_id = assessment.patient_id
             record = self.patients.get(patient_id)
             if record is None:
                 continue
