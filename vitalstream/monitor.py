@@ -135,6 +135,9 @@ class Monitor:
         always current."""
         record = self.patients[patient_id]
         if self.engine is not None and record.newest_ms - record.engine_saved_ms >= self.snapshot_interval_ms:
+            # A patient known so far only from settings or a technical event has no buffers
+            # yet: give them their (empty) ones rather than fail the whole batch's save.
+            self.engine.slot_for(patient_id)
             record.engine_b64 = base64.b64encode(self.engine.snapshot(patient_id)).decode()
             record.engine_saved_ms = record.newest_ms
         return record.to_dict()
