@@ -176,6 +176,16 @@ async def offered_load(settings: Settings, rate: float, seconds: float, n_patien
                 alert_latencies.append(time.time() - alert["device_time_ms"] / 1000.0)
 
     listener = asyncio.create_task(listen())
+    # The policy confirms a condition over a minute or more before it alerts; so that live
+    # readings trigger alerts within the phase, the deteriorating patients get two minutes
+    # of back-dated history first. Their alerts then come from the phase's live readings.
+    history_ms = int(time.time() * 1000)
+    for back_s in range(120, 0, -10):
+        for patient in range(0, n_patients, 50):
+            for parameter in PARAMS:
+                await gateway.send(settings.topic_raw, orjson.dumps(sample(
+                    patient, parameter, DETERIORATING[parameter], history_ms - back_s * 1000, prefix)))
+    await gateway.flush()
     sent = 0
     started = time.perf_counter()
     tick = 0.01
