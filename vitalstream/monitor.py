@@ -30,6 +30,9 @@ from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, Sample
 from vitalstream.scoring.news2 import news2
 
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
+# Device times an alert can show (1970 to the end of year 9999). Ingest refuses implausible
+# times; one that slips through must not stop the batch it is in, for every patient in it.
+SHOWABLE_TIME_MS = (0, 253_402_300_799_999)
 NEWS2_INPUTS = ("resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate",
                 "consciousness", "temperature")
 
@@ -111,6 +114,7 @@ class Monitor:
         self.resolution_ms = max(1, int(resolution_s * 1000))
         self.snapshot_interval_ms = int(snapshot_interval_s * 1000)
         self.patients: dict[str, PatientRecord] = {}
+        self.dropped_bad_time = 0  # samples and technical events outside SHOWABLE_TIME_MS
         self._feature_index: dict[str, int] = (
             {name: i for i, name in enumerate(engine.feature_names)} if engine is not None else {})
 
@@ -175,6 +179,7 @@ class Monitor:
         assessments in time order.
         """
         result = MonitorResult(samples=len(samples))
+        samples = self._showable(samples)
         touched: dict[str, None] = {}
         pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]] = []
         for wave in self._waves(samples):
@@ -186,6 +191,14 @@ class Monitor:
             result.alerts.extend(self.policy.assess(record.alert_state, assessment))
         result.touched = list(touched)
         return result
+
+    def _showable(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        low, high = SHOWABLE_TIME_MS
+        if all(low <= s.device_time_ms <= high for s in samples):
+            return samples
+        kept = [s for s in samples if low <= s.device_time_ms <= high]
+        self.dropped_bad_time += len(samples) - len(kept)
+        return kept
 
     def _waves(self, samples: Sequence[Sample]) -> Iterable[list[Sample]]:
         by_patient: dict[str, dict[int, list[Sample]]] = {}
@@ -329,6 +342,10 @@ class Monitor:
     def technical(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
         alerts: list[Alert] = []
         for event in events:
+            time_ms = event.get("device_time_ms", 0)
+            if not isinstance(time_ms, int) or not SHOWABLE_TIME_MS[0] <= time_ms <= SHOWABLE_TIME_MS[1]:
+                self.dropped_bad_time += 1
+                continue
             record = self.patients.get(str(event.get("patient_id", "")))
             if record is None:
                 # A probe can fall off before the first reading arrives: still report it.
