@@ -61,14 +61,14 @@ def test_hostile_input_is_accounted_for_and_changes_no_valid_patients_alert(
         broker: EmbeddedBroker, settings: Settings, tmp_path: Path) -> None:
     ward = cohort_workload()
     kinds_and_messages = hostile_messages(ward.messages, HOSTILE_COUNT)
-    hostile = [m for _, m in kinds_and_messages]
-    stream = interleave(ward.messages, hostile)
+    hostile = [m for _, m, _ in kinds_and_messages]
+    stream = interleave(ward.messages, [(m, earliest) for _, m, earliest in kinds_and_messages])
     expected = reference_event_ids(m.value for m in ward.messages)
     received_ms = int(time.time() * 1000)
     rejected = Counter(r.rejection.reason for r in (parse_raw(m.value, received_ms) for m in stream)
                        if r.rejection is not None)
     assert len(stream) == len(ward.messages) + HOSTILE_COUNT >= 15_000
-    assert set(Counter(kind for kind, _ in kinds_and_messages)) >= {"huge", "nested", "far_time", "duplicate"}
+    assert set(Counter(kind for kind, _, _ in kinds_and_messages)) >= {"huge", "nested", "far_time", "duplicate"}
     hostile_ids = {m.key.decode() for m in hostile if m.key.startswith(HOSTILE_PREFIX)}
     patient_ids = ward.patient_ids | hostile_ids
     log = tmp_path / "worker.log"
