@@ -132,17 +132,20 @@ def noise(raw: bytes, rng: random.Random) -> bytes:
                        b"MSH|", b'{"resourceType":', b"null", b"[]", b"{}", b'"x"'])
 
 
-def hostile_messages(valid: list[Message], count: int, seed: int = 10) -> list[tuple[str, Message]]:
-    """``count`` hostile messages, kinds in turn, each made from a random valid message."""
+def hostile_messages(valid: list[Message], count: int, seed: int = 10) -> list[tuple[str, Message, int]]:
+    """``count`` hostile messages, kinds in turn, each made from a random valid message:
+    (kind, message, the first position among the valid messages it may be sent at). A
+    duplicate is a gateway sending a message again, so it comes after its original."""
     rng = random.Random(seed)
     out = []
     for index in range(count):
         kind = KINDS[index % len(KINDS)]
-        base = rng.choice(valid)
+        position = rng.randrange(len(valid))
+        base = valid[position]
         if kind == "huge" and index % HUGE_EVERY >= len(KINDS):
             kind = "truncated"
         if kind == "duplicate":
-            out.append((kind, base))
+            out.append((kind, base, position + 1))
             continue
         raw = hostile_copy(base)
         key = base.key.replace(VALID_PREFIX, HOSTILE_PREFIX)
@@ -164,19 +167,20 @@ def hostile_messages(valid: list[Message], count: int, seed: int = 10) -> list[t
             raw = unknown_code(raw, rng)
         else:
             raw = noise(raw, rng)
-        out.append((kind, Message(key, raw, 0)))
+        out.append((kind, Message(key, raw, 0), 0))
     return out
 
 
-def interleave(valid: list[Message], hostile: list[Message], seed: int = 11) -> list[Message]:
-    """Hostile messages spread at random between the valid ones, whose order is kept."""
+def interleave(valid: list[Message], hostile: list[tuple[Message, int]], seed: int = 11) -> list[Message]:
+    """Hostile messages spread at random between the valid ones (each at or after its
+    earliest position), the valid ones in their order."""
     rng = random.Random(seed)
-    slots = sorted(rng.randrange(len(valid) + 1) for _ in hostile)
-    out, h = [], 0
+    before: dict[int, list[Message]] = {}
+    for message, earliest in hostile:
+        before.setdefault(rng.randrange(earliest, len(valid) + 1), []).append(message)
+    out = []
     for index, message in enumerate(valid):
-        while h < len(hostile) and slots[h] <= index:
-            out.append(hostile[h])
-            h += 1
+        out.extend(before.get(index, ()))
         out.append(message)
-    out.extend(hostile[h:])
+    out.extend(before.get(len(valid), ()))
     return out
