@@ -196,22 +196,37 @@ async def read_topic(settings: Settings, topic: str, until: Callable[[list[Any]]
 
 
 async def lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
-    """Messages not yet committed by the consumer group, per topic (end offset - committed).
-    Read through a consumer of the group that never joins it (so it moves no partition)."""
-    probe = consumer(settings, group_id=group_id, enable_auto_commit=False)
-    await probe.start()
+    """Messages after the consumer group's committed offsets, per topic (0: all committed).
+
+    The end of each partition is found by reading it (the offset after its last record):
+    tansu's ListOffsets answer can stop short of the last record batch."""
+    reader = consumer(settings, enable_auto_commit=False)
+    await reader.start()
     try:
-        await probe._client.force_metadata_update()
+        await reader._client.force_metadata_update()
         wanted = [TopicPartition(topic, p) for topic in topics
-                  for p in sorted(probe.partitions_for_topic(topic) or ())]
-        ends = await probe.end_offsets(wanted)
+                  for p in sorted(reader.partitions_for_topic(topic) or ())]
+        reader.assign(wanted)
+        await reader.seek_to_beginning(*wanted)
+        ends = dict.fromkeys(wanted, 0)
+        quiet = 0
+        while quiet < 2:
+            batch = await reader.getmany(timeout_ms=300, max_records=10_000)
+            quiet = 0 if batch else quiet + 1
+            for tp, records in batch.items():
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        await reader.stop()
+    group = consumer(settings, group_id=group_id, enable_auto_commit=False)
+    await group.start()
+    try:
         out: dict[str, int] = {}
         for tp in wanted:
-            done = await probe.committed(tp) or 0
-            out[tp.topic] = out.get(tp.topic, 0) + ends[tp] - done
+            done = await group.committed(tp) or 0
+            out[tp.topic] = out.get(tp.topic, 0) + max(0, ends[tp] - done)
         return out
     finally:
-        await probe.stop()
+        await group.stop()
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.5) -> bool:

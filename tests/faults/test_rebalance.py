@@ -78,7 +78,7 @@ def test_second_worker_joining_and_leaving_mid_stream_changes_no_alert_and_commi
                       for group in (settings.app_id, f"{settings.app_id}-ingest"))
             behind.update(asyncio.run(lag(settings, settings.app_id, [settings.topic_vitals])))
             behind[settings.topic_raw] = raw
-            return all(n <= 0 for n in behind.values())
+            return not any(behind.values())
 
         settled = wait_for(committed_to_end, 30, every_s=1.0)
         processed = metric_or_zero(first, "vitalstream_samples_processed_total") + took_over
