@@ -7,7 +7,7 @@ import orjson
 from ward_feed import deteriorating
 
 from vitalstream.delivery.config import Station
-from vitalstream.delivery.feeds import QUEUE_LIMIT, StationHub, sse_frame, ws_frame
+from vitalstream.delivery.feeds import KEEP_ALIVE, QUEUE_LIMIT, StationHub, sse_frame, ws_frame
 from vitalstream.delivery.store import ALERTS, BED_STATES
 
 WARD_4B = Station("4B desk", frozenset({"4B"}))
@@ -38,8 +38,8 @@ async def test_connection_gets_only_its_wards_events() -> None:
     offsets: dict = {}
     publish(hub, *deteriorating("p-4b", "4B", "12"), offsets)
     publish(hub, *deteriorating("p-4c", "4C", "3"), offsets)
-    got_4b = [event.body for event, _ in drain(desk_4b)]
-    got_4c = [event.body for event, _ in drain(desk_4c)]
+    got_4b = [frame for _, frame, _ in drain(desk_4b)]
+    got_4c = [frame for _, frame, _ in drain(desk_4c)]
     assert got_4b and got_4c
     assert all(b"p-4c" not in body and b'"ward":"4C"' not in body for body in got_4b)
     assert all(b"p-4b" not in body for body in got_4c)
@@ -58,7 +58,7 @@ async def test_reconnect_with_last_event_id_resumes_without_loss_or_duplicates()
     offsets: dict = {}
     board, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")
     publish(hub, alerts[:1], states[:30], offsets)
-    seen = [board.advance(event) for event, _ in drain(board)]
+    seen = [event_id for event_id, _, _ in drain(board)]
     hub.unsubscribe(board)  # the wall screen's network drops ...
     publish(hub, alerts[1:], states[30:], offsets)  # ... while the patient gets worse
     again, missed = hub.subscribe(WARD_4B, WARD_4B.wards, seen[-1], "sse")
@@ -88,3 +88,47 @@ def test_transport_frames_carry_the_cursor_as_event_id() -> None:
     body = orjson.dumps({"type": "alert", "ward": "4B"})
     assert sse_frame("a0.5", body) == b'id: a0.5\ndata: {"type":"alert","ward":"4B"}\n\n'
     assert orjson.loads(ws_frame("a0.5", body)) == {"id": "a0.5", "type": "alert", "ward": "4B"}
+    assert ws_frame("a0.5", body).decode() == '{"id":"a0.5","type":"alert","ward":"4B"}'
+
+
+async def test_one_frame_per_event_shared_by_every_connection_of_the_ward() -> None:
+    hub = StationHub()
+    screens = [hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")[0] for _ in range(50)]
+    sockets = [hub.subscribe(WARD_4B, WARD_4B.wards, None, "ws")[0] for _ in range(3)]
+    publish(hub, *deteriorating("p-4b", "4B", "12"), {})
+    sse = [drain(s) for s in screens]
+    ws = [drain(s) for s in sockets]
+    assert len({len(got) for got in sse + ws}) == 1 and sse[0]
+    for k, (event_id, frame, _) in enumerate(sse[0]):
+        assert all(got[k][1] is frame for got in sse)  # the same bytes object, encoded once
+        assert all(got[k][1] is ws[0][k][1] for got in ws)
+        assert frame.startswith(b"id: " + event_id.encode() + b"\ndata: {")
+        assert orjson.loads(ws[0][k][1])["id"] == event_id
+    # The event id is the ward's cursor at the event: resuming from it gives exactly what follows.
+    assert sse[0][-1][0] == encode_ids(hub)
+    middle = len(sse[0]) // 2
+    _, rest = hub.subscribe(WARD_4B, WARD_4B.wards, sse[0][middle][0], "sse")
+    assert [body for _, body in rest] == [f[f.index(b"data: ") + 6:-2] for _, f, _ in sse[0][middle + 1:]]
+
+
+async def test_station_of_two_wards_gets_ids_covering_both() -> None:
+    both = Station("Charge nurse", frozenset({"4B", "4C"}))
+    hub = StationHub()
+    charge, _ = hub.subscribe(both, both.wards, None, "sse")
+    desk_4b, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")
+    offsets: dict = {}
+    publish(hub, *deteriorating("p-4b", "4B", "12"), offsets)
+    publish(hub, *deteriorating("p-4c", "4C", "3"), offsets)
+    got = drain(charge)
+    assert len(got) > len(drain(desk_4b)) > 0
+    again, missed = hub.subscribe(both, both.wards, got[len(got) // 2][0], "sse")
+    assert [body for _, body in missed] == [f[f.index(b"data: ") + 6:-2] for _, f, _ in got[len(got) // 2 + 1:]]
+
+
+async def test_keep_alive_only_to_idle_sse_connections() -> None:
+    hub = StationHub()
+    board, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "sse")
+    socket, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "ws")
+    assert hub.keep_alive([board, socket], idle_s=60.0) == 0
+    assert hub.keep_alive([board, socket], idle_s=0.0) == 1
+    assert drain(board) == [KEEP_ALIVE] and drain(socket) == []

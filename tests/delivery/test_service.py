@@ -5,6 +5,7 @@ acknowledgements reach alerts.ack; the export publishes FHIR Flags and ORU^R40."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -211,3 +212,31 @@ def test_cli_without_stations_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "vitalstream", "station", "--tokens-file",
                            str(tmp_path / "absent.json")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no such tokens file" in done.stderr
+
+
+async def test_every_connection_of_a_ward_gets_the_same_frames_and_ids_resume_exactly(
+        station: StationProcess, module_broker: EmbeddedBroker) -> None:
+    alerts, states = deteriorating("p-4b-fanout", "4B", "14", t0_ms=T0_MS)
+    wanted = lambda m: sum(x["type"] in ("alert", "bed") for x in m) >= 5  # noqa: E731
+    async with aiohttp.ClientSession() as client:
+        screens = [await client.get(f"{station.url}/api/stream", headers=auth(TOKEN_4B)) for _ in range(3)]
+        try:
+            async with client.ws_connect(f"{station.url}/api/ws", headers=auth(TOKEN_4B)) as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+                await publish(module_broker.bootstrap, alerts[:1], states[:4])
+                seen = [[e for e in await read_events(s, wanted) if e[1]["type"] != "snapshot"] for s in screens]
+                over_ws = [await ws.receive_json(timeout=5) for _ in range(5)]
+        finally:
+            for screen in screens:
+                screen.close()
+    assert len(seen[0]) == 5 and seen[0] == seen[1] == seen[2]
+    assert [m.pop("id") for m in over_ws] == [i for i, _ in seen[0]]
+    assert over_ws == [m for _, m in seen[0]]
+    # A WebSocket reconnecting with the id of the second event gets exactly the three after it.
+    async with aiohttp.ClientSession() as client, \
+            client.ws_connect(f"{station.url}/api/ws?last_event_id={seen[0][1][0]}", headers=auth(TOKEN_4B)) as ws:
+        resumed = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                resumed.append(await ws.receive_json(timeout=1.5))
+    assert [(m.pop("id"), m) for m in resumed] == seen[0][2:]

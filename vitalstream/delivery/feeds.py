@@ -2,11 +2,20 @@
 
 The hub applies each Kafka message to the store once and hands the resulting event to the
 subscribers of that ward only: a subscriber is registered under its own wards, so another
-ward's event never reaches its queue. Each subscriber keeps its own cursor (the Kafka
-position of the last event it was given), which becomes the event id it sends.
+ward's event never reaches its queue.
+
+Each event is framed once per (wards followed, transport), not once per connection: the
+event id is the cursor of the wards a connection follows (the Kafka position of the last
+message applied for each (topic, partition) those wards use), which is the same for every
+connection of those wards at the moment the event is handed out, so the SSE or WebSocket
+frame, id included, is one ``bytes`` object shared by all of them. With 500 wall screens
+on one ward an alert is encoded once and put on 500 queues; the fan-out never awaits a
+connection (``put_nowait`` only), and each connection's writer sends what is waiting on its
+queue in one write.
 
 A connection that cannot keep up (its queue full) is closed rather than allowed to hold
-memory without bound; the browser reconnects with its last event id and resumes.
+memory without bound or to slow the others; the browser reconnects with its last event id
+and resumes.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -34,23 +43,50 @@ from vitalstream.delivery.store import (
 
 QUEUE_LIMIT = 10_000
 
+# What a connection's queue holds: (event id, the transport's frame, Kafka time of the
+# event in seconds); the frame is shared by every connection of the same wards and transport.
+Delivery = tuple[str, bytes, float]
+
+# An SSE comment that keeps proxies from closing an idle stream (see ``StationHub.keep_alive``).
+KEEP_ALIVE: Delivery = ("", b": keep-alive\n\n", 0.0)
+
+
+def sse_frame(event_id: str, body: bytes) -> bytes:
+    return b"id: " + event_id.encode() + b"\ndata: " + body + b"\n\n"
+
+
+def ws_frame(event_id: str, body: bytes) -> bytes:
+    """The text of a WebSocket message (UTF-8). The body is a JSON object: the id is
+    spliced in as its first member instead of re-encoding it."""
+    return b'{"id":"' + event_id.encode() + b'",' + body[1:]
+
+
+FRAMERS: dict[str, Callable[[str, bytes], bytes]] = {"sse": sse_frame, "ws": ws_frame}
+
 
 class Subscriber:
     """One open connection of a station, following some of its wards."""
 
+    __slots__ = ("station", "wards", "transport", "key", "cursor", "queue", "overflowed", "last_s")
+
     def __init__(self, station: Station, wards: frozenset[str], transport: str) -> None:
+        if transport not in FRAMERS:
+            raise ValueError(f"unknown transport {transport!r}")
         self.station = station
         self.wards = wards
         self.transport = transport
-        self.cursor: Cursor = {}
-        self.queue: asyncio.Queue[tuple[Event, float] | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.key = (wards, transport)  # connections with the same key share frames
+        self.cursor: Cursor = {}  # only for the first messages (the events missed)
+        self.queue: asyncio.Queue[Delivery | None] = asyncio.Queue(QUEUE_LIMIT)
         self.overflowed = False
+        self.last_s = time.monotonic()  # when something was last put on the queue
 
-    def deliver(self, event: Event, kafka_time_s: float) -> None:
+    def deliver(self, delivery: Delivery, now_s: float) -> None:
         if self.overflowed:
             return
+        self.last_s = now_s
         try:
-            self.queue.put_nowait((event, kafka_time_s))
+            self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
             self.overflowed = True
             metrics.SLOW_CLOSED.inc()
@@ -64,18 +100,10 @@ class Subscriber:
             self.queue.put_nowait(None)
 
     def advance(self, event: Event) -> str:
-        """Move the cursor past ``event``; the new cursor is the event's id for this connection."""
+        """Move the cursor past ``event`` (the first messages of a resumed connection); the
+        new cursor is the event's id for this connection."""
         self.cursor[event.position.key] = event.position.offset
         return encode_cursor(self.cursor)
-
-
-def sse_frame(event_id: str, body: bytes) -> bytes:
-    return b"id: " + event_id.encode() + b"\ndata: " + body + b"\n\n"
-
-
-def ws_frame(event_id: str, body: bytes) -> str:
-    # The body is a JSON object: splice the id in as its first member instead of re-encoding.
-    return '{"id":"' + event_id + '",' + body[1:].decode()
 
 
 class StationHub:
@@ -110,9 +138,41 @@ class StationHub:
             raise ValueError(f"unknown topic tag {topic!r}")
         metrics.EVENTS.labels(kind, "applied" if event else "unchanged").inc()
         if event is not None:
-            for subscriber in self.listeners.get(event.ward, ()):
-                subscriber.deliver(event, kafka_time_s)
+            self._fan_out(event, kafka_time_s)
         return event
+
+    def _fan_out(self, event: Event, kafka_time_s: float) -> None:
+        listeners = self.listeners.get(event.ward)
+        if not listeners:
+            return
+        now_s = time.monotonic()
+        shared: dict[tuple[frozenset[str], str], Delivery] = {}
+        ids: dict[frozenset[str], str] = {}
+        for subscriber in listeners:
+            delivery = shared.get(subscriber.key)
+            if delivery is None:
+                # Every connection of these wards has been given every event up to now
+                # (registration and its first messages are one step of the event loop),
+                # so the wards' cursor is its id for this event.
+                event_id = ids.get(subscriber.wards)
+                if event_id is None:
+                    event_id = ids[subscriber.wards] = encode_cursor(self.store.cursor(subscriber.wards))
+                frame = FRAMERS[subscriber.transport](event_id, event.body)
+                delivery = shared[subscriber.key] = (event_id, frame, kafka_time_s)
+            subscriber.deliver(delivery, now_s)
+
+    def keep_alive(self, subscribers: Iterable[Subscriber], idle_s: float) -> int:
+        """Put an SSE keep-alive on the queue of each SSE connection given nothing for
+        ``idle_s``; how many. (One timer for all connections, not one per connection and
+        event: the writers just wait on their queues.)"""
+        now_s = time.monotonic()
+        sent = 0
+        for subscriber in subscribers:
+            if (subscriber.transport == "sse" and now_s - subscriber.last_s >= idle_s
+                    and subscriber.queue.empty()):
+                subscriber.deliver(KEEP_ALIVE, now_s)
+                sent += 1
+        return sent
 
     def subscribe(self, station: Station, wards: Iterable[str], last_event_id: str | None,
                   transport: str) -> tuple[Subscriber, list[tuple[str, bytes]]]:

@@ -36,7 +36,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from vitalstream.delivery import metrics
 from vitalstream.delivery.config import Station, StationAccess, StationConfig
 from vitalstream.delivery.export import alert_to_fhir_flag
-from vitalstream.delivery.feeds import StationHub, Subscriber, observe_fanout, sse_frame, ws_frame
+from vitalstream.delivery.feeds import (
+    KEEP_ALIVE,
+    StationHub,
+    Subscriber,
+    observe_fanout,
+    sse_frame,
+    ws_frame,
+)
 from vitalstream.delivery.store import ALERTS, BED_STATES
 from vitalstream.settings import Settings
 
@@ -45,10 +52,13 @@ log = logging.getLogger("vitalstream.station")
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 COOKIE = "vitalstream_station"
 HEARTBEAT_S = 15.0
+KEEP_ALIVE_TICK_S = 5.0
 WS_AUTH_TIMEOUT_S = 5.0
 MAX_BY_CHARS = 60
 
 HUB_KEY = web.AppKey("hub", StationHub)
+_SSE_FRAMES = metrics.FRAMES.labels("sse")
+_WS_FRAMES = metrics.FRAMES.labels("ws")
 SERVICE_KEY = web.AppKey("service", object)
 
 _PAGE_HEADERS = {
@@ -88,6 +98,7 @@ class StationService:
         self.stopping = asyncio.Event()
         self.producer: Any = None
         self._consumer_task: asyncio.Task[None] | None = None
+        self._keep_alive_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.port = config.port
         self._subscribers: set[Subscriber] = set()
@@ -164,6 +175,13 @@ class StationService:
                     await source.commit()
         finally:
             await source.stop()
+
+    async def _keep_alive(self) -> None:
+        """An SSE comment to each stream idle for ``HEARTBEAT_S`` (proxies close silent
+        connections); WebSockets have aiohttp's ping."""
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_TICK_S)
+            self.hub.keep_alive(self._subscribers, HEARTBEAT_S)
 
     async def acknowledge(self, station: Station, alert_id: str, by: str) -> dict[str, Any]:
         """Publish a station's acknowledgement of an open alert of one of its wards."""
@@ -269,26 +287,26 @@ class StationService:
         try:
             chunk = b"retry: 1000\n\n" + b"".join(sse_frame(i, body) for i, body in first)
             await response.write(chunk)
+            queue = subscriber.queue
             while True:
-                try:
-                    item = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                items = [item]
-                while not subscriber.queue.empty():  # write what is waiting in one go
-                    items.append(subscriber.queue.get_nowait())
-                frames, kafka_times_s = [], []
-                for entry in items:
-                    if entry is None:
-                        return response
-                    event, kafka_time_s = entry
-                    frames.append(sse_frame(subscriber.advance(event), event.body))
-                    kafka_times_s.append(kafka_time_s)
-                await response.write(b"".join(frames))
-                metrics.FRAMES.labels("sse").inc(len(frames))
-                for kafka_time_s in kafka_times_s:
-                    observe_fanout(kafka_time_s)
+                # No timeout here (asyncio.wait_for would make a task per event and
+                # connection): the keep-alive comes through the queue from one timer.
+                entries = [await queue.get()]
+                while not queue.empty():  # write what is waiting in one go
+                    entries.append(queue.get_nowait())
+                if None in entries:
+                    return response
+                if len(entries) == 1:
+                    await response.write(entries[0][1])
+                else:
+                    await response.write(b"".join(entry[1] for entry in entries))  # type: ignore[index]
+                events = 0
+                for entry in entries:
+                    if entry is not KEEP_ALIVE:
+                        events += 1
+                        observe_fanout(entry[2])  # type: ignore[index]
+                if events:
+                    _SSE_FRAMES.inc(events)
         except (ConnectionResetError, asyncio.CancelledError):
             return response
         finally:
@@ -346,16 +364,17 @@ class StationService:
                          first: list[tuple[str, bytes]]) -> None:
         try:
             for event_id, body in first:
-                await ws.send_str(ws_frame(event_id, body))
+                await ws.send_frame(ws_frame(event_id, body), WSMsgType.TEXT)
+            queue = subscriber.queue
             while True:
-                entry = await subscriber.queue.get()
+                entry = await queue.get()
                 if entry is None:
                     await ws.close(code=4408, message=b"too slow: resume from your last id")
                     return
-                event, kafka_time_s = entry
-                await ws.send_str(ws_frame(subscriber.advance(event), event.body))
-                metrics.FRAMES.labels("ws").inc()
-                observe_fanout(kafka_time_s)
+                # The frame is the same bytes object for every connection of these wards.
+                await ws.send_frame(entry[1], WSMsgType.TEXT)
+                _WS_FRAMES.inc()
+                observe_fanout(entry[2])
         except (ConnectionResetError, RuntimeError):
             return
 
@@ -444,6 +463,7 @@ class StationService:
         self.producer = producer(self.settings, linger_ms=0)
         await self.producer.start()
         self._consumer_task = asyncio.create_task(self._consume())
+        self._keep_alive_task = asyncio.create_task(self._keep_alive())
         if self.export:
             self._export_task = asyncio.create_task(self._export())
         self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
@@ -469,7 +489,7 @@ class StationService:
     async def stop(self) -> None:
         for subscriber in list(self._subscribers):
             subscriber.deliver_end()
-        for task in (self._consumer_task, self._export_task):
+        for task in (self._consumer_task, self._export_task, self._keep_alive_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
