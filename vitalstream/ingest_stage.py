@@ -102,10 +102,11 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
             technical[partition(str(event.get("patient_id", "")))].append(event)
     for number in sorted(set(rows) | set(technical)):
         partition_rows = rows.get(number, [])
-        for start in range(0, max(len(partition_rows), 1), ROWS_PER_RECORD):
+        partition_technical = technical.get(number, [])
+        for start in range(0, max(len(partition_rows), len(partition_technical), 1), ROWS_PER_RECORD):
             record: dict[str, Any] = {"rows": partition_rows[start:start + ROWS_PER_RECORD]}
-            if start == 0 and number in technical:
-                record["technical"] = technical[number]
+            if partition_technical[start:start + ROWS_PER_RECORD]:
+                record["technical"] = partition_technical[start:start + ROWS_PER_RECORD]
             batch.vitals.append((number, orjson.dumps(record)))
     return batch
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 
 import orjson
 
@@ -99,13 +100,27 @@ def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None) -> IngestRes
     return result
 
 
+# Base64 grows bytes by a third: past this many original bytes a dead letter would not fit
+# the broker's default 1 MB record limit, and could never be published.
+DEAD_LETTER_ORIGINAL_MAX = 512 * 1024
+
+
 def dead_letter(raw: bytes, rejection: Rejection, fmt: str, source: str, received_ms: int) -> bytes:
-    """The dead-letter record: reason, detail, where it came from and the original bytes."""
-    return orjson.dumps({
+    """The dead-letter record: reason, detail, where it came from and the original bytes.
+
+    An original larger than ``DEAD_LETTER_ORIGINAL_MAX`` (only ``too_large`` messages) is
+    cut to that many bytes, with its full length and sha256; the whole message stays on
+    the raw topic at ``source`` (topic/partition@offset) for as long as that topic keeps it.
+    """
+    record = {
         "reason": rejection.reason,
         "detail": rejection.detail,
         "format": fmt,
         "source": source,
         "received_ms": received_ms,
-        "original_b64": base64.b64encode(raw).decode("ascii"),
-    })
+        "original_b64": base64.b64encode(raw[:DEAD_LETTER_ORIGINAL_MAX]).decode("ascii"),
+    }
+    if len(raw) > DEAD_LETTER_ORIGINAL_MAX:
+        record.update(original_truncated=True, original_bytes=len(raw),
+                      original_sha256=hashlib.sha256(raw).hexdigest())
+    return orjson.dumps(record)
