@@ -54,3 +54,31 @@ def test_dead_letter_of_a_huge_message_fits_the_broker_and_names_the_original() 
     assert record["original_truncated"] is True and record["original_bytes"] == len(huge)
     assert record["source"] == "vitals.raw/2@77"
     assert DEAD_LETTER_ORIGINAL_MAX < len(huge)
+
+
+def test_a_message_the_parsers_did_not_foresee_is_dead_lettered_not_fatal(monkeypatch) -> None:
+    # One poisonous message must not stop ingestion for every ward: the batch is retried
+    # message by message and the culprit dead-lettered as internal_error.
+    import vitalstream.ingest_stage as stage
+
+    real = stage.parse_raw
+
+    def fragile(raw: bytes, received_ms: int, fmt=None):
+        if raw == b"poison":
+            raise RuntimeError("unforeseen")
+        return real(raw, received_ms, fmt)
+
+    monkeypatch.setattr(stage, "parse_raw", fragile)
+    messages = [RawMessage(reading("p1", 1000)), RawMessage(b"poison"), RawMessage(reading("p2", 2000))]
+    batch = stage.safe_ingest_batch(messages, received_ms=0, partitions=2)
+    assert batch.samples == 2
+    assert [orjson.loads(v)["reason"] for _, v in batch.dead_letters] == ["internal_error"]
+
+
+def test_device_time_beyond_any_calendar_is_rejected_at_the_edge() -> None:
+    import json
+
+    far = json.dumps({"patient_id": "p", "parameter": "heart_rate", "value": 80,
+                      "device_time_ms": 10**30}).encode()
+    batch = ingest_batch([RawMessage(far)], received_ms=0, partitions=1)
+    assert sum(batch.rejected.values()) == 1 and batch.samples == 0

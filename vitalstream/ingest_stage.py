@@ -29,7 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
-from vitalstream.ingest import dead_letter, parse_raw
+from vitalstream.ingest import Rejection, dead_letter, parse_raw
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
@@ -111,6 +111,34 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
     return batch
 
 
+def safe_ingest_batch(messages: list[RawMessage], received_ms: int, partitions: int) -> IngestBatch:
+    """``ingest_batch`` that cannot stop ingestion: should a batch fail in a way the parsers
+    did not foresee, its messages are parsed one by one and any that still fails is
+    dead-lettered as ``internal_error``, so one poisonous message never stalls a ward."""
+    try:
+        return ingest_batch(messages, received_ms, partitions)
+    except Exception:
+        log.exception("ingest: a batch failed; parsing its messages one by one")
+    merged = IngestBatch()
+    for message in messages:
+        try:
+            one = ingest_batch([message], received_ms, partitions)
+        except Exception as exc:
+            one = IngestBatch()
+            one.messages_in["unknown"] += 1
+            one.rejected[("unknown", "internal_error")] += 1
+            one.dead_letters.append((message.key, dead_letter(
+                message.value, Rejection("internal_error", type(exc).__name__), "unknown",
+                message.source, received_ms)))
+        merged.vitals += one.vitals
+        merged.dead_letters += one.dead_letters
+        merged.messages_in.update(one.messages_in)
+        merged.accepted.update(one.accepted)
+        merged.rejected.update(one.rejected)
+        merged.samples += one.samples
+    return merged
+
+
 def count(batch: IngestBatch) -> None:
     for fmt, n in batch.messages_in.items():
         metrics.MESSAGES_IN.labels(fmt).inc(n)
@@ -180,7 +208,7 @@ class IngestService(mode.Service):
             if not messages:
                 continue
             partitions = len(await self.producer.partitions_for(self.settings.topic_vitals))
-            batch = ingest_batch(messages, int(time.time() * 1000), partitions)
+            batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions)
             await self.publish(batch)
             count(batch)
 

@@ -51,6 +51,11 @@ NUMERIC_PARAMETERS: tuple[str, ...] = PARAMETERS[:6]
 ACVPU: tuple[str, ...] = ("A", "C", "V", "P", "U")
 
 
+# Device times are epoch milliseconds from 1970 up to the year 10000 (exclusive): what a
+# datetime can print and an int64 can carry.
+MAX_TIME_MS = 253_402_300_800_000
+
+
 class SampleError(ValueError):
     """A record that cannot be a canonical sample; the message is the reason."""
 
@@ -116,6 +121,8 @@ def sample_from_dict(record: Mapping[str, Any]) -> Sample:
     device_time_ms = record["device_time_ms"]
     if isinstance(device_time_ms, bool) or not isinstance(device_time_ms, int | float):
         raise SampleError("device_time_ms must be a number of milliseconds")
+    if not 0 <= device_time_ms < MAX_TIME_MS:
+        raise SampleError("device_time_ms must be between 1970 and the year 9999")
     texts = {}
     for key in ("patient_id", "ward", "bed", "source", "unit", "source_code"):
         text = record.get(key, "")
@@ -130,6 +137,8 @@ def sample_from_dict(record: Mapping[str, Any]) -> Sample:
             f"{parameter} in {unit!r}: canonical JSON must use {CANONICAL_UNITS[parameter]!r}"
         )
     ingest = record.get("ingest_time_ms", 0)
+    if not isinstance(ingest, int | float) or isinstance(ingest, bool) or not 0 <= ingest < MAX_TIME_MS:
+        ingest = 0
     return Sample(
         patient_id=texts["patient_id"],
         ward=texts["ward"],
@@ -139,7 +148,7 @@ def sample_from_dict(record: Mapping[str, Any]) -> Sample:
         unit=unit,
         device_time_ms=int(device_time_ms),
         source=texts["source"],
-        ingest_time_ms=int(ingest) if isinstance(ingest, int | float) else 0,
+        ingest_time_ms=int(ingest),
         source_code=texts["source_code"],
         artefact=bool(record.get("artefact", False)),
     )
