@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.broker]
 STEADY_PER_S = 15.0  # messages a second: about 900 beds reporting once a minute
 BURST_FACTOR = 10
 BURST_S = 60.0
-STEADY_S = 8.0
+STEADY_S = 5.0
 RECOVERY_LIMIT_S = 60.0
 
 

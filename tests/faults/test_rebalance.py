@@ -53,7 +53,7 @@ def test_second_worker_joining_and_leaving_mid_stream_changes_no_alert_and_commi
     ward = cohort_workload()
     reference = reference_alerts(m.value for m in ward.messages)
     expected = Counter(a["event_id"] for a in reference)
-    stream_s = 45.0
+    stream_s = 32.0
     with WorkerProcess(broker.bootstrap, log_path=tmp_path / "worker-a.log") as first:
         gateway = Background(send(settings, ward.messages, rate_per_s=len(ward.messages) / stream_s))
         second = WorkerProcess(broker.bootstrap, log_path=tmp_path / "worker-b.log")
