@@ -18,8 +18,10 @@ import time
 from typing import Any
 
 import faust
+import mode
 import numpy as np
 import orjson
+from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -167,9 +169,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     clock = StreamClock()
     probe = BrokerProbe(settings)
     vitals_topic = app.topic(settings.topic_vitals, key_serializer="raw", value_serializer="raw")
-    alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
-    bed_state_topic = app.topic(settings.topic_bed_state, key_serializer="raw", value_serializer="raw")
     patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
                                        value_serializer="raw")
     # use_partitioner: the changelog partition follows the key exactly as vitals does,
@@ -177,15 +177,45 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     patients_table = app.Table("patients", key_type=str, value_type=bytes,
                                partitions=settings.topic_partitions, use_partitioner=True)
 
+    # Alerts and bed states go out through a plain aiokafka producer: Faust's producer
+    # buffer sends one message per await, and a fast replay publishes a bed state per
+    # patient-minute (it reached 400,000 waiting messages on the ward scenario).
+    outputs: dict[str, AIOKafkaProducer] = {}
+
+    @app.service
+    class Outputs(mode.Service):
+        async def on_start(self) -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2,
+                                        acks="all", max_batch_size=1 << 20,
+                                        **settings.kafka_client_kwargs())
+            await producer.start()
+            outputs["producer"] = producer
+
+        async def on_stop(self) -> None:
+            producer = outputs.pop("producer", None)
+            if producer is not None:
+                await producer.stop()  # flushes what is pending
+
+    async def publish(topic: str, key: bytes, value: bytes) -> Any:
+        producer = outputs.get("producer")
+        if producer is None:  # before the service started: Faust's own producer
+            app.topic(topic, key_serializer="raw", value_serializer="raw").send_soon(key=key, value=value)
+            return None
+        return await producer.send(topic, value, key=key)
+
     async def publish_alerts(alerts: list[Alert]) -> None:
         for (event, kind, priority), count in monitor.policy.drain_events().items():
             metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
         if not alerts:
             return
         published_s = time.time()
+        futures = []
         for alert in alerts:
-            alerts_topic.send_soon(key=alert.ward.encode(), value=orjson.dumps(alert.to_dict()))
+            futures.append(await publish(settings.topic_alerts, alert.ward.encode(),
+                                         orjson.dumps(alert.to_dict())))
             metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
+        # An alert is on the broker before the readings that raised it can be committed.
+        await asyncio.gather(*(f for f in futures if f is not None))
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(
             [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
 
@@ -255,7 +285,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             alerts.extend(monitor.technical(technical))
             await publish_alerts(alerts)
             for state in monitor.bed_states(result.assessments, int(settings.bed_state_interval_s * 1000)):
-                bed_state_topic.send_soon(key=state["ward"].encode(), value=orjson.dumps(state))
+                await publish(settings.topic_bed_state, state["ward"].encode(), orjson.dumps(state))
             changed = controlled | {a.patient_id for a in alerts}
             save(set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed, changed)
             if samples:
