@@ -1,5 +1,6 @@
-"""Starting and stopping a worker process: used by the demo, validation, benchmarks and
-tests, so that each of them runs the real `vitalstream worker`, not an in-process copy."""
+"""vitalstream services in child processes: used by the demo, validation, benchmarks and
+tests, so that each of them runs the real `vitalstream worker` or `vitalstream station`,
+not an in-process copy."""
 
 from __future__ import annotations
 
@@ -12,52 +13,53 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 from vitalstream.broker import free_port
 
 
-class WorkerProcess:
-    """`vitalstream worker` in a child process with its own web port.
+class ServiceProcess:
+    """A `vitalstream` subcommand with an HTTP port serving /ready and /metrics.
 
-        with WorkerProcess(bootstrap) as worker:
-            worker.metric("vitalstream_samples_processed_total")
-    """
+    Subclasses name the subcommand and the environment that points it at its port."""
 
-    def __init__(self, bootstrap: str, web_port: int = 0, env: dict[str, str] | None = None,
-                 log_path: str | os.PathLike[str] | None = None, data_dir: str | None = None,
-                 args: Sequence[str] = ()) -> None:
+    name = "service"
+    ready_timeout_s = 60.0
+
+    def __init__(self, bootstrap: str, port: int = 0, env: dict[str, str] | None = None,
+                 log_path: str | os.PathLike[str] | None = None, args: Sequence[str] = ()) -> None:
         self.bootstrap = bootstrap
-        self.web_port = web_port or free_port()
+        self.port = port or free_port()
         self.extra_env = env or {}
         self.log_path = Path(log_path) if log_path else None
-        self.data_dir = data_dir
-        self.args = list(args)  # extra `vitalstream worker` flags, e.g. ["--loglevel", "info"]
+        self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_timeout_s: float = 90.0) -> WorkerProcess:
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "vitalstream", self.name, *self.args]
+
+    def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.extra_env)
         env["VITALSTREAM_KAFKA_BOOTSTRAP"] = self.bootstrap
-        env["VITALSTREAM_WORKER_WEB_PORT"] = str(self.web_port)
-        if self.data_dir:
-            env["VITALSTREAM_DATA_DIR"] = self.data_dir
+        return env
+
+    def start(self, ready_timeout_s: float | None = None) -> Self:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "vitalstream", "worker", *self.args], env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.wait_ready(ready_timeout_s)
+        self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready(ready_timeout_s or self.ready_timeout_s)
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with status {self.process.returncode}"
+                raise RuntimeError(f"{self.name} exited with status {self.process.returncode}"
                                    + (f"; log: {self.log_path}" if self.log_path else ""))
             try:
                 with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
@@ -65,8 +67,8 @@ class WorkerProcess:
                         return
             except (urllib.error.URLError, OSError):
                 pass
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready within {timeout_s}s")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
 
     def scrape(self) -> str:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
@@ -93,8 +95,37 @@ class WorkerProcess:
                 self.kill()
         self.process = None
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WorkerProcess(ServiceProcess):
+    """`vitalstream worker` in a child process with its own web port.
+
+        with WorkerProcess(bootstrap) as worker:
+            worker.metric("vitalstream_samples_processed_total")
+    """
+
+    name = "worker"
+    ready_timeout_s = 90.0
+
+    def __init__(self, bootstrap: str, web_port: int = 0, env: dict[str, str] | None = None,
+                 log_path: str | os.PathLike[str] | None = None, data_dir: str | None = None,
+                 args: Sequence[str] = ()) -> None:
+        # args: extra `vitalstream worker` flags, e.g. ["--loglevel", "info"]
+        super().__init__(bootstrap, web_port, env, log_path, args)
+        self.data_dir = data_dir
+
+    @property
+    def web_port(self) -> int:
+        return self.port
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["VITALSTREAM_WORKER_WEB_PORT"] = str(self.port)
+        if self.data_dir:
+            env["VITALSTREAM_DATA_DIR"] = self.data_dir
+        return env
