@@ -229,9 +229,13 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
             record = monitor.patients.get(patient_id)
             if record is None:
                 continue
-            if patient_id in force or record.newest_ms - record.saved_ms >= save_interval_ms:
+            # A value charted at a round (temperature, BP, ACVPU, oxygen) comes once in hours:
+            # saved at once, so a crash cannot leave the score without it until the next round.
+            if (patient_id in force or record.unsaved_round
+                    or record.newest_ms - record.saved_ms >= save_interval_ms):
                 patients_table[patient_id] = orjson.dumps(monitor.export(patient_id))
                 record.saved_ms = record.newest_ms
+                record.unsaved_round = False
 
     def recover(patient_ids: Any) -> None:
         for patient_id in patient_ids:

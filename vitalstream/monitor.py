@@ -75,6 +75,7 @@ class PatientRecord:
     engine_saved_ms: int = -(2**62)
     bed_state_shown: tuple[Any, ...] = ()
     saved_ms: int = -(2**62)
+    unsaved_round: bool = False  # a round-charted value arrived since the last save
     bed_state_ms: int = -(2**62)
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,6 +227,8 @@ class Monitor:
             current = record.latest.get(sample.parameter)
             if current is None or sample.device_time_ms >= current[1]:
                 record.latest[sample.parameter] = (sample.value, sample.device_time_ms)
+                if sample.parameter in ROUND_PARAMETERS:
+                    record.unsaved_round = True
             record.newest_ms = max(record.newest_ms, sample.device_time_ms)
             if self.engine is not None and sample.parameter in NUMERIC_PARAMETERS:
                 numeric.append((self.engine.slot_for(sample.patient_id), PARAM_INDEX[sample.parameter],
