@@ -284,7 +284,7 @@ def main() -> int:
 
         # A long session timeout: the worker is frozen (SIGSTOP) while each backlog is loaded.
         worker = WorkerProcess(broker.bootstrap, log_path=Path(scratch) / "worker.log",
-                               data_dir=str(Path(scratch) / "state"),
+                               state_dir=str(Path(scratch) / "state"),
                                env={"VITALSTREAM_KAFKA_SESSION_TIMEOUT_S": "60"}).start()
         prometheus = Prometheus(f"127.0.0.1:{worker.web_port}", Path(scratch)).start()
         try:

@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         web_in_thread=False,
-        datadir=settings.data_dir,
+        datadir=settings.state_dir,
         producer_linger_ms=1,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
         broker_session_timeout=settings.kafka_session_timeout_s,

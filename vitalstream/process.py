@@ -113,11 +113,11 @@ class WorkerProcess(ServiceProcess):
     ready_timeout_s = 90.0
 
     def __init__(self, bootstrap: str, web_port: int = 0, env: dict[str, str] | None = None,
-                 log_path: str | os.PathLike[str] | None = None, data_dir: str | None = None,
+                 log_path: str | os.PathLike[str] | None = None, state_dir: str | None = None,
                  args: Sequence[str] = ()) -> None:
         # args: extra `vitalstream worker` flags, e.g. ["--loglevel", "info"]
         super().__init__(bootstrap, web_port, env, log_path, args)
-        self.data_dir = data_dir
+        self.state_dir = state_dir
 
     @property
     def web_port(self) -> int:
@@ -126,6 +126,6 @@ class WorkerProcess(ServiceProcess):
     def environment(self) -> dict[str, str]:
         env = super().environment()
         env["VITALSTREAM_WORKER_WEB_PORT"] = str(self.port)
-        if self.data_dir:
-            env["VITALSTREAM_DATA_DIR"] = self.data_dir
+        if self.state_dir:
+            env["VITALSTREAM_STATE_DIR"] = self.state_dir
         return env

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")
     worker_web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
-    data_dir: str = Field(".vitalstream", description="Worker state directory (Faust tables' local store).")
+    state_dir: str = Field(".vitalstream", description="Worker state directory (Faust tables' local store). Not the PhysioNet data folder (VITALSTREAM_DATA_DIR).")
 
     news2_window_s: int = Field(
         1800,

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"started embedded broker on {broker.bootstrap}", file=sys.stderr)
             asyncio.run(ensure_topics(settings))
             worker = WorkerProcess(settings.kafka_bootstrap, log_path=Path(scratch) / "worker.log",
-                                   data_dir=str(Path(scratch) / "state"))
+                                   state_dir=str(Path(scratch) / "state"))
             print("starting worker...", file=sys.stderr)
             worker.start()
             try:

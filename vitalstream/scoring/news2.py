@@ -20,8 +20,8 @@ scored as on air (the lower bound), and the result is partial.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from typing import Any
 
 # Order of the chart; these keys are the canonical parameter names.

@@ -214,7 +214,7 @@ def run_pipeline(reports: Iterable[list[Sample]], settings: Settings, work_dir: 
             settings, env = isolated_settings(settings, run_id)
             asyncio.run(ensure_topics(settings))
             worker = WorkerProcess(settings.kafka_bootstrap, env=env, log_path=work_dir / "worker.log",
-                                   data_dir=str(Path(scratch) / "state"))
+                                   state_dir=str(Path(scratch) / "state"))
             print("starting worker...", file=sys.stderr)
             worker.start()
             try:
