@@ -250,6 +250,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(settings, **kwargs)
 
+    counted: dict[str, int] = {}
+    counted_artefacts: dict[str, int] = {}
+    counted_bad_time: dict[str, int] = {}
+
     @app.agent(vitals_topic)
     async def monitor_patients(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
@@ -304,6 +308,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
                 metrics.SAMPLES_PROCESSED.inc(len(samples))
             metrics.PATIENTS_MONITORED.set(len(monitor.patients))
+            if monitor.engine is not None:
+                metrics.count_totals(metrics.LATE_SAMPLES_DROPPED, {"": monitor.engine.late_dropped}, counted)
+                metrics.count_totals(metrics.ARTEFACTS, monitor.engine.artefact_counts, counted_artefacts)
+            metrics.count_totals(metrics.BAD_TIME_DROPPED, {"": monitor.dropped_bad_time}, counted_bad_time)
 
     # Acknowledgements and settings arrive keyed by ward or station; they are re-keyed by
     # patient into the vitals topic, so the patient's worker sees them in order with the

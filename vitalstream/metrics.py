@@ -31,6 +31,12 @@ SAMPLES_PROCESSED = Counter("vitalstream_samples_processed", "Canonical samples 
 LATE_SAMPLES_DROPPED = Counter(
     "vitalstream_late_samples_dropped", "Samples older than the late tolerance, counted and dropped"
 )
+ARTEFACTS = Counter(
+    "vitalstream_artefacts", "Samples the feature engine kept out of the statistics, by rule", ["rule"]
+)
+BAD_TIME_DROPPED = Counter(
+    "vitalstream_bad_device_time_dropped", "Samples and technical events with a device time no alert can show"
+)
 ALERTS_OUT = Counter(
     "vitalstream_alerts_out", "Alert messages published to the alerts topic", ["priority", "kind", "status"]
 )
@@ -63,6 +69,16 @@ BROKER_UP = Gauge("vitalstream_broker_up", "1 when the worker's last broker oper
 CONSUMER_LAG = Gauge(
     "vitalstream_consumer_lag_messages", "Messages behind the end of the input topics", ["topic"]
 )
+
+
+def count_totals(counter: Counter, totals: dict[str, int], seen: dict[str, int]) -> None:
+    """Advance a counter to running totals kept elsewhere (the feature engine counts in
+    its own arrays): adds what grew since ``seen``, which it then updates."""
+    for key, total in totals.items():
+        grown = total - seen.get(key, 0)
+        if grown > 0:
+            (counter.labels(key) if key else counter).inc(grown)
+        seen[key] = total
 
 
 def observe_many(histogram: Histogram, values_s: np.ndarray) -> None:
