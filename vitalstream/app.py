@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from typing import Any
 
 import faust
@@ -166,7 +167,9 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         value_serializer="raw",
     )
     monitor = monitor or build_monitor(settings)
-    clock = StreamClock()
+    # One clock per partition of vitals: in a fast replay partitions run ahead of each
+    # other, and a patient must not look silent because another partition is further on.
+    clocks: dict[int, StreamClock] = defaultdict(StreamClock)
     probe = BrokerProbe(settings)
     vitals_topic = app.topic(settings.topic_vitals, key_serializer="raw", value_serializer="raw")
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
@@ -259,11 +262,18 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             samples, technical, alerts = [], [], []
             controlled: set[str] = set()
+            horizon_ms = now_ms() + int(CLOCK_FUTURE_TOLERANCE_S * 1000)
             for event in events:
                 try:
                     record = orjson.loads(event.value)
+                    first = len(samples)
                     samples.extend(sample_from_row(row) for row in record.get("rows", ()))
                     samples.extend(sample_from_dict(s) for s in record.get("samples", ()))
+                    # A device clock years ahead must not make every bed look silent.
+                    newest_ms = max((s.device_time_ms for s in samples[first:]
+                                     if s.device_time_ms <= horizon_ms), default=0)
+                    if newest_ms:
+                        clocks[event.message.partition].observe(newest_ms)
                 except (orjson.JSONDecodeError, SampleError, TypeError, AttributeError) as exc:
                     # vitals is internal: a record here that is not ours is a bug or an
                     # intruder; count it and go on rather than stop every patient's monitor.
@@ -300,10 +310,6 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 done_s = time.time()
                 device_s = np.fromiter((s.device_time_ms for s in samples), np.float64, len(samples)) / 1000.0
                 ingest_s = np.fromiter((s.ingest_time_ms for s in samples), np.float64, len(samples)) / 1000.0
-                # A device clock years ahead must not make every bed look silent.
-                plausible_s = device_s[device_s <= done_s + CLOCK_FUTURE_TOLERANCE_S]
-                if plausible_s.size:
-                    clock.observe(int(plausible_s.max() * 1000))
                 metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
                 metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
                 metrics.SAMPLES_PROCESSED.inc(len(samples))
@@ -352,10 +358,13 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
 
     @app.timer(10.0)
     async def stale_check() -> None:
-        if clock.device_ms == 0:
+        if not clocks:
             return
         recover(list(patients_table.keys()))
-        alerts = monitor.check_stale(clock.now_ms())
+        now_by_partition = {partition: clock.now_ms() for partition, clock in clocks.items()}
+        fallback_ms = max(now_by_partition.values())
+        alerts = monitor.check_stale(lambda patient_id: now_by_partition.get(
+            partition_of(patient_id.encode(), settings.topic_partitions), fallback_ms))
         await publish_alerts(alerts)
         save({a.patient_id for a in alerts}, {a.patient_id for a in alerts})
         metrics.STALE_PATIENTS.set(monitor.stale_patients())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -360,10 +360,13 @@ class Monitor:
             alerts.extend(self.policy.technical(record.alert_state, event))
         return alerts
 
-    def check_stale(self, now_ms: int) -> list[Alert]:
+    def check_stale(self, now_ms: int | Callable[[str], int]) -> list[Alert]:
+        """Technical "no data" alerts as of device time ``now_ms``, one number or per
+        patient (the worker keeps a clock per partition)."""
         alerts: list[Alert] = []
-        for record in self.patients.values():
-            alerts.extend(self.policy.check_stale(record.alert_state, now_ms))
+        for patient_id, record in self.patients.items():
+            now = now_ms(patient_id) if callable(now_ms) else now_ms
+            alerts.extend(self.policy.check_stale(record.alert_state, now))
         return alerts
 
     def stale_patients(self) -> int:
