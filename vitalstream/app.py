@@ -4,8 +4,9 @@
                    \\--> vitals.deadletter (original bytes + reason)
     alerts.ack --forwarded, keyed by patient--> vitals (so it is ordered with the samples)
 
-Per-patient state lives in the monitor and is written to a changelog-backed table after
-each batch, so a restarted worker recovers it. Batches, not single events, cross into the
+Per-patient state lives in the monitor and is written to a changelog-backed table (at
+once when alerts or settings change, else once per save interval), so a restarted worker
+recovers it. Batches, not single events, cross into the
 core: ``take_events`` hands the monitor up to ``batch_size`` events at a time, and the
 ingest stage reads up to ``ingest_batch_size`` raw messages per ``getmany``.
 """
@@ -25,13 +26,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import Alert, AlertPolicy
 from vitalstream.alerts.settings import SettingsError
-from vitalstream.ingest_stage import IngestService
+from vitalstream.ingest_stage import IngestService, partition_for
 from vitalstream.monitor import Monitor
 from vitalstream.samples import SampleError, sample_from_dict, sample_from_row
 from vitalstream.settings import Settings
@@ -113,12 +113,6 @@ class BrokerProbe:
         down_s = time.monotonic() - self.down_since_s if self.down_since_s is not None else 0.0
         return {"status": "ok" if self.up else "degraded", "broker_up": self.up,
                 "broker_down_s": round(down_s, 1)}
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition a keyed message goes to (the producers' default murmur2 partitioner)."""
-    every = list(range(partitions))
-    return int(DefaultPartitioner()(key, every, every))
 
 
 def build_monitor(settings: Settings) -> Monitor:
@@ -364,7 +358,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         now_by_partition = {partition: clock.now_ms() for partition, clock in clocks.items()}
         fallback_ms = max(now_by_partition.values())
         alerts = monitor.check_stale(lambda patient_id: now_by_partition.get(
-            partition_of(patient_id.encode(), settings.topic_partitions), fallback_ms))
+            partition_for(patient_id, settings.topic_partitions), fallback_ms))
         await publish_alerts(alerts)
         save({a.patient_id for a in alerts}, {a.patient_id for a in alerts})
         metrics.STALE_PATIENTS.set(monitor.stale_patients())
@@ -376,7 +370,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     async def forget_moved_patients(sender: Any, assigned: Any, **kwargs: Any) -> None:
         owned = {tp.partition for tp in assigned if tp.topic == settings.topic_vitals}
         for patient_id in [p for p in monitor.patients
-                           if partition_of(p.encode(), settings.topic_partitions) not in owned]:
+                           if partition_for(p, settings.topic_partitions) not in owned]:
             monitor.discharge(patient_id)
 
     @app.timer(BROKER_PROBE_INTERVAL_S)

@@ -26,8 +26,8 @@ from faults.faultkit import (
     wait_for,
 )
 
-from vitalstream.app import partition_of
 from vitalstream.broker import EmbeddedBroker
+from vitalstream.ingest_stage import partition_for
 from vitalstream.process import WorkerProcess
 from vitalstream.settings import Settings
 
@@ -93,6 +93,6 @@ def test_second_worker_joining_and_leaving_mid_stream_changes_no_alert_and_commi
         # The worker forgets patients of partitions it lost by this mapping: it must be the
         # one the producers use.
         vitals = asyncio.run(read_topic(settings, settings.topic_vitals, lambda got: False, 3))
-        placed = [(r.partition, partition_of(patient.encode(), settings.topic_partitions))
+        placed = [(r.partition, partition_for(patient, settings.topic_partitions))
                   for r in vitals for patient in patients_in(r)]
         assert placed and all(actual == mapped for actual, mapped in placed)
