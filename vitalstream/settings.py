@@ -67,9 +67,11 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(
         20000, description="Max raw messages the ingest stage parses and publishes per batch.")
     state_save_interval_s: float = Field(
-        30.0, description="A patient's state is written to the changelog at once when its alerts or "
-        "settings change, else at most this often (device time). A crash loses at most this much "
-        "of the latest values and feature history, never an alert's state.")
+        0.0, description="A patient's state is written to the changelog at once when its alerts or "
+        "settings change, else at most this often (device time). 0 (the default): after every batch "
+        "that touched the patient, so a worker taking over a patient (crash, rebalance) resumes "
+        "exactly where the last committed batch left it. A larger value trades that for throughput: "
+        "the readings of up to this much device time can then be missing after a takeover.")
     batch_size: int = Field(1000, description="Max events taken from a stream in one batch.")
     batch_timeout_s: float = Field(0.005, description="Max wait to fill a batch, seconds.")
 
