@@ -156,9 +156,32 @@ def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
     return lower
 
 
+async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
+    """The policy confirms a condition over a minute or more before it alerts; so that live
+    readings trigger alerts within a phase, the deteriorating patients get two minutes of
+    back-dated history first (sent, and scored, before the phase's measurement starts)."""
+    gateway = producer(settings, linger_ms=5, acks=1)
+    await gateway.start()
+    history_ms = int(time.time() * 1000)
+    count = 0
+    try:
+        for back_s in range(120, 0, -10):
+            for patient in range(0, n_patients, 50):
+                for parameter in PARAMS:
+                    await gateway.send(settings.topic_raw, orjson.dumps(sample(
+                        patient, parameter, DETERIORATING[parameter], history_ms - back_s * 1000, prefix)))
+                    count += 1
+        await gateway.flush()
+    finally:
+        await gateway.stop()
+    return count
+
+
 async def offered_load(settings: Settings, rate: float, seconds: float, n_patients: int,
                        alert_latencies: list[float], prefix: str) -> int:
-    """Send readings stamped with the current time at a fixed rate; collect alert latency."""
+    """Send readings stamped with the current time at a fixed rate; collect the latency of
+    the clinical alerts that the phase's own readings trigger."""
+    phase_start_ms = int(time.time() * 1000)
     gateway = producer(settings, linger_ms=1, acks=1)
     alerts = consumer(settings, settings.topic_alerts, from_beginning=False)
     await gateway.start()
@@ -172,20 +195,11 @@ async def offered_load(settings: Settings, rate: float, seconds: float, n_patien
         async for message in alerts:
             alert = orjson.loads(message.value)
             # Technical alerts of earlier phases' patients (their data stopped) are not ours.
-            if alert.get("kind") == "clinical" and alert.get("patient_id", "").startswith(prefix):
+            if (alert.get("kind") == "clinical" and alert.get("patient_id", "").startswith(prefix)
+                    and alert["device_time_ms"] >= phase_start_ms):
                 alert_latencies.append(time.time() - alert["device_time_ms"] / 1000.0)
 
     listener = asyncio.create_task(listen())
-    # The policy confirms a condition over a minute or more before it alerts; so that live
-    # readings trigger alerts within the phase, the deteriorating patients get two minutes
-    # of back-dated history first. Their alerts then come from the phase's live readings.
-    history_ms = int(time.time() * 1000)
-    for back_s in range(120, 0, -10):
-        for patient in range(0, n_patients, 50):
-            for parameter in PARAMS:
-                await gateway.send(settings.topic_raw, orjson.dumps(sample(
-                    patient, parameter, DETERIORATING[parameter], history_ms - back_s * 1000, prefix)))
-    await gateway.flush()
     sent = 0
     started = time.perf_counter()
     tick = 0.01
@@ -306,6 +320,9 @@ def main() -> int:
 
             latency: dict[str, dict[str, float]] = {}
             for rate in loads:
+                done = worker.metric("vitalstream_samples_processed_total")
+                history = asyncio.run(send_history(settings, 1000, f"l{rate}-"))
+                wait_processed(worker, done + history, 120)
                 time.sleep(3.0)  # a gap, so the server's window holds this phase alone
                 before = histogram_counts(worker.scrape(), "vitalstream_sample_latency_seconds")
                 alert_latencies: list[float] = []
