@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,17 @@ def require_executable(name: str, *alternatives: str) -> str:
             return path
     missing(f"{name} is not installed (make system-deps installs it)")
     raise AssertionError("unreachable")
+
+
+async def send_all(settings: Any, messages: list[bytes], topic: str | None = None) -> None:
+    """Publish raw messages (to vitals.raw unless ``topic``) and wait until they are sent."""
+    from vitalstream.kafka import producer
+
+    out = producer(settings)
+    await out.start()
+    try:
+        for message in messages:
+            await out.send(topic or settings.topic_raw, message)
+        await out.flush()
+    finally:
+        await out.stop()

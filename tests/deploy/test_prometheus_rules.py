@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from testkit import require_executable
+from testkit import require_executable, send_all
 
 from vitalstream.broker import EmbeddedBroker, free_port
-from vitalstream.kafka import ensure_topics, producer
+from vitalstream.kafka import ensure_topics
 from vitalstream.process import WorkerProcess
 from vitalstream.settings import Settings
 
@@ -148,17 +148,6 @@ def deteriorating_ward(end_ms: int) -> list[bytes]:
                                        on_oxygen=False))
     messages.append(b'{"patient_id": "p-x", trunc')
     return messages
-
-
-async def send_all(settings: Settings, messages: list[bytes]) -> None:
-    out = producer(settings)
-    await out.start()
-    try:
-        for message in messages:
-            await out.send(settings.topic_raw, message)
-        await out.flush()
-    finally:
-        await out.stop()
 
 
 def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from testkit import send_all
 
 from vitalstream.broker import EmbeddedBroker
 from vitalstream.kafka import consumer, ensure_topics, producer
@@ -42,17 +43,6 @@ def ward_messages(end_ms: int) -> list[bytes]:
                                        systolic_bp=120 - 20 * frac, temperature=37.0 + 1.6 * frac,
                                        consciousness="A", on_oxygen=False))
     return messages
-
-
-async def send_all(settings: Settings, messages: list[bytes]) -> None:
-    out = producer(settings)
-    await out.start()
-    try:
-        for message in messages:
-            await out.send(settings.topic_raw, message)
-        await out.flush()
-    finally:
-        await out.stop()
 
 
 async def send_to(settings: Settings, topic: str, value: bytes) -> None:
