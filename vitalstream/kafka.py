@@ -15,10 +15,19 @@ from vitalstream.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def changelog_topic(settings: Settings) -> str:
+    """The monitor's per-patient state, keyed by patient, partitioned as ``vitals``."""
+    return f"{settings.app_id}-patients-changelog"
+
+
 def topic_names(settings: Settings) -> list[str]:
     return [settings.topic_raw, settings.topic_vitals, settings.topic_deadletter,
             settings.topic_alerts, settings.topic_acks, settings.topic_patient_settings,
-            settings.topic_bed_state]
+            settings.topic_bed_state, changelog_topic(settings)]
+
+
+# Only the latest row of a patient is needed: the broker may compact the rest away.
+TOPIC_CONFIGS = {"changelog": {"cleanup.policy": "compact"}}
 
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
@@ -30,7 +39,8 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            wanted = [NewTopic(name, settings.topic_partitions, 1)
+            wanted = [NewTopic(name, settings.topic_partitions, 1, topic_configs=(
+                          TOPIC_CONFIGS["changelog"] if name == changelog_topic(settings) else None))
                       for name in (*topic_names(settings), *extra) if name not in existing]
             if wanted:
                 try:

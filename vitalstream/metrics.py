@@ -27,6 +27,11 @@ SAMPLES_IN = Counter("vitalstream_samples_in", "Canonical samples produced by in
 VITALS_REJECTED = Counter(
     "vitalstream_vitals_records_rejected", "Unreadable records on the internal vitals topic (a bug, not bad input)"
 )
+MONITOR_ERRORS = Counter(
+    "vitalstream_monitor_errors_total",
+    "Samples the monitor failed to score (a fault in vitalstream: see the worker log); "
+    "the other patients of their batch were scored",
+)
 SAMPLES_PROCESSED = Counter("vitalstream_samples_processed", "Canonical samples scored by the monitor")
 LATE_SAMPLES_DROPPED = Counter(
     "vitalstream_late_samples_dropped", "Samples older than the late tolerance, counted and dropped"

@@ -148,7 +148,8 @@ def test_hostile_input_is_accounted_for_and_changes_no_valid_patients_alert(
 
     # Graceful shutdown: exit 0 and nothing read left uncommitted.
     assert exit_status == 0, f"worker exit status {exit_status} on SIGTERM"
-    vitals_lag = asyncio.run(lag(settings, settings.app_id, [settings.topic_vitals, settings.topic_acks]))
+    vitals_lag = asyncio.run(lag(settings, f"{settings.app_id}-monitor", [settings.topic_vitals]))
+    vitals_lag.update(asyncio.run(lag(settings, settings.app_id, [settings.topic_acks])))
     raw_lag = min(asyncio.run(lag(settings, group, [settings.topic_raw]))[settings.topic_raw]
                   for group in (settings.app_id, f"{settings.app_id}-ingest"))
     assert raw_lag == 0 and not any(vitals_lag.values()), (raw_lag, vitals_lag)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 MAX_SUMMARY_CHARS = 300
@@ -66,6 +66,9 @@ def clock_time(time_ms: int, zone: str = "UTC") -> str:
     return dt.datetime.fromtimestamp(time_ms / 1000.0, _zone(zone)).strftime("%H:%M")
 
 
+_WIDE = Context(prec=400)
+
+
 def show_number(value: float, places: int = 0) -> str:
     """A measured number as printed: rounded half away from zero like the NEWS2 chart
     rule (so the printed value is the one scored), no ``-0``.
@@ -75,7 +78,9 @@ def show_number(value: float, places: int = 0) -> str:
     """
     # Decimal from repr() avoids binary artefacts: 38.05 * 10 is 380.4999... in floats.
     quantum = Decimal(1).scaleb(-places)
-    rounded = Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
+    # Precision for any float (up to 1e308 and its places): an absurd reading that reached
+    # an alert is printed as measured, never a crash of the patient's whole batch.
+    rounded = Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
     if rounded == 0:
         rounded = Decimal(0).quantize(quantum)
     return str(rounded)

@@ -137,7 +137,10 @@ class StationService:
                         self.hub.apply(tag, tp.partition, record.offset, record.value,
                                        record.timestamp / 1000.0 if record.timestamp else 0.0)
                 if behind:
-                    behind = {tp for tp in behind if await source.position(tp) < end[tp]}
+                    # The fetch's high watermark too: tansu's ListOffsets answer can stop
+                    # short of the last record batch.
+                    behind = {tp for tp in behind
+                              if await source.position(tp) < max(end[tp], source.highwater(tp) or 0)}
                     if not behind:
                         log.warning("station service caught up: %d wards", len(self.hub.store.wards))
                         self.ready.set()

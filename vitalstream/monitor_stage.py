@@ -1,0 +1,469 @@
+"""The monitor stage: ``vitals`` -> the per-patient monitor -> alerts, bed states and state.
+
+A plain aiokafka consumer group (``<app_id>-monitor``), like the ingest stage, and not a
+Faust agent with a Faust table, because the order of three writes is what makes a crash
+or a rebalance lose nothing, and Faust did not keep it: its table sends changelog rows
+from a buffer of its own, and in about one rebalance in three here a patient's row
+reached the broker after Faust had committed the offsets of the readings in it (the new
+owner then scored that patient from older state). Here each batch is
+
+1. scored by the monitor;
+2. its alerts published and acknowledged by the broker;
+3. its bed states and the state of every patient it touched written to the changelog
+   topic ``<app_id>-patients-changelog`` (keyed by patient, on the patient's partition)
+   and acknowledged;
+4. only then are its offsets committed.
+
+Each changelog row carries the offset of the last ``vitals`` record applied to the
+patient, so a batch read again after a crash (state written, offsets not yet committed)
+is not applied twice: alerts keep their ids and the features see each reading once.
+
+Rebalances go through a listener: a partition's patients are dropped when it goes to
+another worker, and read back from the changelog (to its end) before the first record of
+a partition this worker gains is scored. A partition that comes back after another
+worker wrote to it is read again; one that never left keeps its state in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import mode
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+
+from vitalstream import metrics
+from vitalstream.alerts import Alert
+from vitalstream.alerts.settings import SettingsError
+from vitalstream.kafka import changelog_topic
+from vitalstream.monitor import Monitor, MonitorResult
+from vitalstream.samples import SampleError, sample_from_dict, sample_from_row
+from vitalstream.settings import Settings
+
+log = logging.getLogger("vitalstream.monitor")
+
+# Device times further ahead of the wall clock than this do not move the stream clock.
+CLOCK_FUTURE_TOLERANCE_S = 3600.0
+RECOVERY_POLL_MS = 500
+CHANGELOG_ANSWER_TIMEOUT_S = 30.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StreamClock:
+    """Device-time "now" for stale-data checks: the newest device time seen, advanced by
+    the wall time since it was seen. Live, this is the wall clock; in a fast replay it
+    follows the recording, and when data stop it keeps running, so silence shows."""
+
+    def __init__(self) -> None:
+        self.device_ms = 0
+        self.seen_at_s = time.monotonic()
+
+    def observe(self, device_ms: int) -> None:
+        if device_ms > self.device_ms:
+            self.device_ms = device_ms
+            self.seen_at_s = time.monotonic()
+
+    def now_ms(self) -> int:
+        return self.device_ms + int((time.monotonic() - self.seen_at_s) * 1000)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, stage: MonitorStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.stage.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.stage.on_assigned({tp.partition for tp in assigned})
+
+
+class MonitorStage(mode.Service):
+    """The monitor loop as a service of the worker: started and stopped with the Faust app."""
+
+    def __init__(self, settings: Settings, monitor: Monitor, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.monitor = monitor
+        self.changelog = changelog_topic(settings)
+        # One clock per partition of vitals: in a fast replay partitions run ahead of each
+        # other, and a patient must not look silent because another partition is further on.
+        self.clocks: dict[int, StreamClock] = defaultdict(StreamClock)
+        self.lock = asyncio.Lock()  # one batch, timer or rebalance step at a time
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.reader: AIOKafkaConsumer | None = None
+        self.owned: set[int] = set()
+        self.recovered = asyncio.Event()
+        self.rebalancing = False
+        self.applied: dict[str, int] = {}  # patient -> offset of the last vitals record applied
+        self.written: dict[int, int] = {}  # changelog partition -> offset of our last row
+        self.partition_of: dict[str, int] = {}  # patient -> their vitals (and changelog) partition
+        self.positions: dict[TopicPartition, int] = {}  # vitals partition -> next offset to read
+        self.save_interval_ms = int(settings.state_save_interval_s * 1000)
+        self._counted: dict[str, dict[str, int]] = defaultdict(dict)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def on_start(self) -> None:
+        kafka = self.settings.kafka_client_kwargs()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=2, acks="all",
+            max_batch_size=1 << 20, max_request_size=8 << 20, **kafka)
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20, **kafka)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.app_id}-monitor", enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=20, max_partition_fetch_bytes=8 << 20,
+            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
+            rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.settings.kafka_session_timeout_s / 4) * 1000),
+            **kafka)
+        await self.producer.start()
+        await self.reader.start()
+        await self.consumer.start()
+        self.consumer.subscribe([self.settings.topic_vitals], listener=_Rebalance(self))
+
+    async def on_stop(self) -> None:
+        # Every batch commits itself; the lock waits for the one in progress.
+        async with self.lock:
+            for client in (self.consumer, self.reader, self.producer):
+                if client is not None:
+                    try:
+                        await client.stop()
+                    except KafkaError as exc:  # a broker gone at shutdown: nothing more to do
+                        log.warning("monitor: stopping a client failed (%s)", type(exc).__name__)
+
+    def ready(self) -> bool:
+        return (self.recovered.is_set() and not self.rebalancing and self.consumer is not None
+                and bool(self.consumer.assignment()))
+
+    # -- rebalance -----------------------------------------------------------------------
+    async def on_revoked(self) -> None:
+        self.rebalancing = True
+        async with self.lock:  # the batch in progress finishes and commits first
+            pass
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        async with self.lock:
+            while True:
+                try:
+                    ends = await self._changelog_ends(partitions)
+                    # Kept in memory only if no other worker wrote this partition's state since.
+                    kept = {p for p in partitions & self.owned
+                            if ends.get(p, 0) == self.written.get(p, -1) + 1}
+                    self._forget(kept)
+                    self.owned = set(kept)
+                    await self._recover(partitions - kept, ends)
+                    break
+                except KafkaError as exc:
+                    # Scoring without the patients' state would raise wrong alerts: retry.
+                    log.warning("monitor: reading the state changelog failed (%s); retrying",
+                                type(exc).__name__)
+                    await asyncio.sleep(1.0)
+                except Exception as exc:
+                    # Not a broker hiccup: stop the worker (its orchestrator restarts it)
+                    # rather than score patients without their state.
+                    log.exception("monitor: restoring state failed")
+                    await self.crash(exc)
+                    raise
+            self.owned = set(partitions)
+            metrics.PATIENTS_MONITORED.set(len(self.monitor.patients))
+            self.rebalancing = False
+            self.recovered.set()
+
+    def _forget(self, keep: set[int]) -> None:
+        """Drop the patients, clocks and positions of every partition but ``keep``."""
+        for patient_id in [p for p in self.monitor.patients if self.partition_of.get(p) not in keep]:
+            self.monitor.discharge(patient_id)
+            self.applied.pop(patient_id, None)
+            self.partition_of.pop(patient_id, None)
+        for table in (self.clocks, self.written):
+            for partition in [p for p in table if p not in keep]:
+                del table[partition]
+        for tp in [tp for tp in self.positions if tp.partition not in keep]:
+            del self.positions[tp]
+
+    async def _changelog_ends(self, partitions: set[int]) -> dict[int, int]:
+        """The end offset of each changelog partition, from a fetch's high watermark: the
+        embedded broker (tansu 0.6) answers a ListOffsets request with the end of the first
+        message of the last batch, not of the batch, so ``end_offsets`` would stop short."""
+        assert self.reader is not None
+        tps = [TopicPartition(self.changelog, p) for p in partitions]
+        if not tps:
+            return {}
+        self.reader.assign(tps)
+        for tp in tps:  # from our own last row: a short fetch if no one else wrote since
+            self.reader.seek(tp, self.written.get(tp.partition, -1) + 1)
+        deadline = time.monotonic() + CHANGELOG_ANSWER_TIMEOUT_S
+        while any(self.reader.highwater(tp) is None for tp in tps):
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError("no fetch answer from the changelog partitions")
+            await self.reader.getmany(*tps, timeout_ms=RECOVERY_POLL_MS)
+        return {tp.partition: int(self.reader.highwater(tp) or 0) for tp in tps}
+
+    async def _read_to(self, ends: dict[TopicPartition, int]) -> bool:
+        assert self.reader is not None
+        for tp, end in ends.items():
+            if await self.reader.position(tp) < end:
+                return False
+        return True
+
+    async def _recover(self, partitions: set[int], ends: dict[int, int]) -> None:
+        """Read the changelog of ``partitions`` to ``ends`` and restore their patients."""
+        assert self.reader is not None
+        wanted = {TopicPartition(self.changelog, p): ends.get(p, 0) for p in partitions}
+        wanted = {tp: end for tp, end in wanted.items() if end > 0}
+        if not wanted:
+            return
+        started = time.monotonic()
+        self.reader.assign(list(wanted))
+        await self.reader.seek_to_beginning(*wanted)
+        latest: dict[bytes, tuple[int, bytes | None]] = {}
+        while not await self._read_to(wanted):
+            for records in (await self.reader.getmany(*wanted, timeout_ms=RECOVERY_POLL_MS)).values():
+                for record in records:
+                    if record.key is not None and record.offset < wanted[TopicPartition(record.topic, record.partition)]:
+                        latest[record.key] = (record.partition, record.value)
+        restored = 0
+        for partition, value in latest.values():
+            if not value:
+                continue
+            try:
+                row = orjson.loads(value)
+                self.monitor.restore(row["state"])
+                patient_id = str(row["state"]["patient_id"])
+                self.applied[patient_id] = int(row["offset"])
+                self.partition_of[patient_id] = partition
+                restored += 1
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                metrics.VITALS_REJECTED.inc()
+                log.error("unreadable state row in %s: %s", self.changelog, type(exc).__name__)
+        for tp, end in wanted.items():
+            self.written[tp.partition] = end - 1
+        log.info("monitor: restored %d patients from %d changelog partitions in %.1f s",
+                 restored, len(wanted), time.monotonic() - started)
+
+    # -- the loop ------------------------------------------------------------------------
+    @mode.Service.task
+    async def _monitor(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
+            except KafkaError as exc:
+                log.warning("monitor: fetch failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if not batches:
+                continue
+            async with self.lock:
+                owned = self.consumer.assignment()
+                records = [r for tp, rs in batches.items() if tp in owned for r in rs]
+                if records:
+                    await self.process(records)
+                    offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
+                    await self.commit(offsets)
+                    self.positions.update(offsets)
+            self._report_lag()
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # The partitions moved during the batch: their new owner reads these records
+            # again, and the offsets in the state rows keep them from being applied twice.
+            log.warning("monitor: commit refused (%s)", type(exc).__name__)
+
+    def _report_lag(self) -> None:
+        """Messages between this worker's position and the end of its vitals partitions."""
+        assert self.consumer is not None
+        behind = 0
+        for tp in self.consumer.assignment():
+            high, position = self.consumer.highwater(tp), self.positions.get(tp)
+            if high is not None and position is not None:
+                behind += max(0, high - position)
+        metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(behind)
+
+    async def process(self, records: list[Any]) -> None:
+        """Score one batch of ``vitals`` records and publish what it raised (steps 1-3)."""
+        monitor = self.monitor
+        samples, technical, alerts = [], [], []
+        controlled: set[str] = set()
+        horizon_ms = now_ms() + int(CLOCK_FUTURE_TOLERANCE_S * 1000)
+        for record in records:
+            try:
+                self._take(record, samples, technical, alerts, controlled, horizon_ms)
+            except (orjson.JSONDecodeError, SampleError, TypeError, AttributeError, KeyError, ValueError) as exc:
+                # vitals is internal: a record here that is not ours is a bug or an
+                # intruder; count it and go on rather than stop every patient's monitor.
+                metrics.VITALS_REJECTED.inc()
+                log.error("unreadable record on %s: %s", self.settings.topic_vitals, type(exc).__name__)
+        result = self._score(samples)
+        alerts.extend(result.alerts)
+        alerts.extend(monitor.technical(technical))
+        await self.publish_alerts(alerts)
+        states = monitor.bed_states(result.assessments, int(self.settings.bed_state_interval_s * 1000))
+        changed = controlled | {a.patient_id for a in alerts}
+        touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
+        await self.send_all([(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None)
+                             for s in states] + self.state_rows(touched, changed))
+        self._observe(samples)
+
+    def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
+              controlled: set[str], horizon_ms: int) -> None:
+        """Unpack one vitals record: samples and technical events to score, control records
+        (acknowledgements, settings) applied at once. Parts of it already in a patient's
+        saved state (the record is read again after a crash or rebalance) are skipped."""
+        body = orjson.loads(record.value)
+        offset, applied = record.offset, self.applied
+
+        def new(patient_id: Any) -> bool:
+            return applied.get(str(patient_id), -1) < offset
+
+        rows = [sample_from_row(row) for row in body.get("rows", ())]
+        rows += [sample_from_dict(s) for s in body.get("samples", ())]
+        if applied:
+            rows = [s for s in rows if applied.get(s.patient_id, -1) < offset]
+        events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
+        control, ack = body.get("settings"), body.get("ack")
+        samples.extend(rows)
+        technical.extend(events)
+        # A device clock years ahead must not make every bed look silent.
+        newest_ms = max((s.device_time_ms for s in rows if s.device_time_ms <= horizon_ms), default=0)
+        if newest_ms:
+            self.clocks[record.partition].observe(newest_ms)
+        if control and new(control["patient_id"]):
+            controlled.add(str(control["patient_id"]))
+            try:
+                self.monitor.configure(control["patient_id"], control["record"],
+                                       control.get("ward", ""), control.get("bed", ""))
+            except (SettingsError, KeyError, TypeError, ValueError) as exc:
+                metrics.SETTINGS_REJECTED.inc()
+                log.warning("per-patient settings refused: %s", exc)
+        if ack and new(ack["patient_id"]):
+            controlled.add(str(ack["patient_id"]))
+            alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
+                                                   int(ack.get("at_ms", now_ms()))))
+        patients = {s.patient_id for s in rows} | {str(t.get("patient_id")) for t in events}
+        patients |= {str(c["patient_id"]) for c in (control, ack) if c}
+        for patient_id in patients:  # after the checks above: this record is now applied
+            applied[patient_id] = offset
+            self.partition_of[patient_id] = record.partition
+
+    def _score(self, samples: list[Any]) -> MonitorResult:
+        """``monitor.process``, which cannot stop the ward: should a batch fail in a way the
+        core did not foresee, its patients are scored one by one and only the patient
+        whose readings fail is left out (counted, logged without identifiers). Patients
+        scored before the failure may see their readings twice (the engine drops repeats)."""
+        try:
+            return self.monitor.process(samples)
+        except Exception:
+            log.exception("monitor: a batch failed; scoring its patients one by one")
+        merged = MonitorResult(samples=len(samples))
+        by_patient: dict[str, list[Any]] = defaultdict(list)
+        for sample in samples:
+            by_patient[sample.patient_id].append(sample)
+        for patient_samples in by_patient.values():
+            try:
+                one = self.monitor.process(patient_samples)
+            except Exception as exc:
+                metrics.MONITOR_ERRORS.inc(len(patient_samples))
+                log.error("monitor: a patient's readings could not be scored: %s", type(exc).__name__)
+                continue
+            merged.alerts += one.alerts
+            merged.assessments += one.assessments
+            merged.touched += one.touched
+        return merged
+
+    def _observe(self, samples: list[Any]) -> None:
+        if samples:
+            done_s = time.time()
+            device_s = np.fromiter((s.device_time_ms for s in samples), np.float64, len(samples)) / 1000.0
+            ingest_s = np.fromiter((s.ingest_time_ms for s in samples), np.float64, len(samples)) / 1000.0
+            metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
+            metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
+            metrics.SAMPLES_PROCESSED.inc(len(samples))
+        monitor = self.monitor
+        metrics.PATIENTS_MONITORED.set(len(monitor.patients))
+        if monitor.engine is not None:
+            metrics.count_totals(metrics.LATE_SAMPLES_DROPPED, {"": monitor.engine.late_dropped},
+                                 self._counted["late"])
+            metrics.count_totals(metrics.ARTEFACTS, monitor.engine.artefact_counts, self._counted["artefacts"])
+        metrics.count_totals(metrics.BAD_TIME_DROPPED, {"": monitor.dropped_bad_time}, self._counted["time"])
+
+    def state_rows(self, patient_ids: Iterable[str], force: set[str]) -> list[tuple[str, bytes, bytes, int]]:
+        """Changelog rows of patients' state: at once when their alert state or settings
+        changed (``force``), else at most once per save interval of device time."""
+        rows = []
+        for patient_id in patient_ids:
+            record = self.monitor.patients.get(patient_id)
+            if record is None:
+                continue
+            # A value charted at a round (temperature, BP, ACVPU, oxygen) comes once in hours:
+            # saved at once, so a crash cannot leave the score without it until the next round.
+            if (patient_id in force or record.unsaved_round
+                    or record.newest_ms - record.saved_ms >= self.save_interval_ms):
+                row = {"offset": self.applied.get(patient_id, -1), "state": self.monitor.export(patient_id)}
+                rows.append((self.changelog, patient_id.encode(), orjson.dumps(row),
+                             self.partition_of.get(patient_id)))
+                record.saved_ms = record.newest_ms
+                record.unsaved_round = False
+        return rows
+
+    async def send_all(self, messages: list[tuple[str, bytes, bytes, int | None]]) -> None:
+        """Send and wait for the broker's acknowledgement of every message, retrying while
+        the broker is away (nothing is committed before this returns)."""
+        assert self.producer is not None
+        while messages:
+            try:
+                futures = [await self.producer.send(topic, value, key=key, partition=partition)
+                           for topic, key, value, partition in messages]
+                for (topic, _, _, _), meta in zip(messages, await asyncio.gather(*futures), strict=True):
+                    if topic == self.changelog:
+                        self.written[meta.partition] = max(self.written.get(meta.partition, -1), meta.offset)
+                return
+            except KafkaError as exc:
+                log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def publish_alerts(self, alerts: list[Alert]) -> None:
+        for (event, kind, priority), count in self.monitor.policy.drain_events().items():
+            metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
+        if not alerts:
+            return
+        published_s = time.time()
+        # An alert is on the broker before the state that records it, and before the
+        # readings that raised it are committed.
+        await self.send_all([(self.settings.topic_alerts, a.ward.encode(), orjson.dumps(a.to_dict()), None)
+                             for a in alerts])
+        for alert in alerts:
+            metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
+        metrics.observe_many(metrics.ALERT_LATENCY, np.array(
+            [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
+
+    async def check_stale(self) -> None:
+        """Technical "no data" alerts, each patient by its partition's clock."""
+        async with self.lock:
+            if not self.clocks:
+                return
+            now_by_partition = {partition: clock.now_ms() for partition, clock in self.clocks.items()}
+            fallback_ms = max(now_by_partition.values())
+            alerts = self.monitor.check_stale(lambda patient_id: now_by_partition.get(
+                self.partition_of.get(patient_id, -1), fallback_ms))
+            await self.publish_alerts(alerts)
+            raised = {a.patient_id for a in alerts}
+            await self.send_all(self.state_rows(raised, raised))
+            metrics.STALE_PATIENTS.set(self.monitor.stale_patients())
