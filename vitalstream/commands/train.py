@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative-keep", type=float, default=0.3,
                         help="fraction of negative fitting hours kept (default 0.3)")
     parser.add_argument("--no-card", action="store_true", help="do not rewrite MODEL_CARD.md")
+    parser.add_argument("--no-transfer-check", action="store_true",
+                        help="skip the pseudo-external check (train on one ICU type, measure "
+                             "on the other; four more fits)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.training.mortality2012 import mortality_check
     from vitalstream.training.physionet import DataMissing, default_data_dir, load_set_a
     from vitalstream.training.report import write_metrics
+    from vitalstream.training.transfer import unit_transfer
 
     if not 0.0 < args.negative_keep <= 1.0:
         raise UsageError("train: --negative-keep must be in (0, 1]")
@@ -90,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         for name, delta in model.factor_effects(X_test).items()
     }
     metrics["mortality_2012"] = mortality_check(model, args.data_dir or default_data_dir())
+    if not args.no_transfer_check:
+        log("pseudo-external check: trained on one ICU type, measured on the other")
+        metrics["unit_transfer"] = unit_transfer(cohort, features, config, feature_names(windows),
+                                                 log)
     write_metrics(metrics, out.with_name(out.stem + "_holdout_metrics.json"))
     lines = summary_lines(metrics)
     print("\n".join(lines))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from vitalstream.training.physionet import Cohort
+from vitalstream.training.physionet import COL, Cohort
 from vitalstream.training.utility import DT_OPTIMAL, normalised_utility
 
 AGE_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -102,8 +102,8 @@ def subgroups(cohort: Cohort) -> dict[str, np.ndarray]:
     """Stay numbers of each reported subgroup (age bands at the first row, sex)."""
     first_rows = cohort.values[cohort.offsets[:-1][np.diff(cohort.offsets) > 0]]
     nonempty = np.flatnonzero(np.diff(cohort.offsets) > 0)
-    age = first_rows[:, 7]
-    sex = first_rows[:, 8]
+    age = first_rows[:, COL["Age"]]
+    sex = first_rows[:, COL["Gender"]]
     groups = {name: nonempty[(age >= lo) & (age < hi)] for name, lo, hi in AGE_BANDS}
     groups["female"] = nonempty[sex == 0]
     groups["male"] = nonempty[sex == 1]

@@ -52,9 +52,10 @@ class TrainConfig:
     fit_fraction: float = 0.6
     calibration_fraction: float = 0.2
     negative_keep: float = 0.3  # fraction of negative fitting rows kept (all positives kept)
-    max_iter: int = 200
+    max_iter: int = 400  # most trees grown; the count kept is chosen on calibration patients
+    tree_count_step: int = 25  # tree counts tried: 25, 50, ... max_iter
     learning_rate: float = 0.1
-    max_leaf_nodes: int = 15
+    max_leaf_nodes: int = 7
     min_samples_leaf: int = 500
     l2_regularization: float = 1.0
     impute_typical: bool = True  # missing inputs take the typical (median negative) value
@@ -131,6 +132,104 @@ def threshold_for_burden(
     return float(risk.max())
 
 
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """Trees, imputation reference, calibration and operating point from one fit."""
+
+    estimator: HistGradientBoostingClassifier
+    reference: np.ndarray
+    calibration_x: np.ndarray
+    calibration_y: np.ndarray
+    threshold: float
+    calibration_utility: float
+    calibration_auroc: float
+    fit_rows: int
+    tree_count_auroc: dict[int, float]  # calibration AUROC of each tree count tried
+
+    def risk(self, X: np.ndarray, impute_typical: bool = True) -> np.ndarray:
+        """Calibrated risk of assembled input rows, as `RiskModel.predict_proba` computes it."""
+        if impute_typical:
+            X = np.where(np.isnan(X), self.reference, X)
+        raw = self.estimator.predict_proba(X)[:, 1]
+        return np.interp(raw, self.calibration_x, self.calibration_y)
+
+
+def fit_calibrated(
+    cohort: Cohort,
+    X: np.ndarray,
+    fit_stays: np.ndarray,
+    calibration_stays: np.ndarray,
+    config: TrainConfig,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+) -> Fitted:
+    """Fit the trees on ``fit_stays``; on ``calibration_stays`` choose the tree count (best
+    AUROC), calibrate (isotonic) and choose the utility-optimal threshold."""
+    labels = cohort.column("SepsisLabel").astype(int)
+    all_fit_rows = rows_of(cohort, fit_stays)
+    rng = np.random.default_rng(config.seed + 1)
+    keep = (labels[all_fit_rows] == 1) | (rng.random(len(all_fit_rows)) < config.negative_keep)
+    fit_rows = all_fit_rows[keep]
+    reference = typical_values(X[all_fit_rows], labels[all_fit_rows])
+    inputs = _imputer(reference) if config.impute_typical else (lambda A: A)
+    log(f"fitting on {len(fit_rows):,} rows of {len(fit_stays):,} stays "
+        f"({int(labels[fit_rows].sum()):,} positive hours)")
+    params = {
+        "learning_rate": config.learning_rate,
+        "max_leaf_nodes": config.max_leaf_nodes,
+        "min_samples_leaf": config.min_samples_leaf,
+        "l2_regularization": config.l2_regularization,
+        "early_stopping": False,  # its internal split is by row, which leaks patients
+        "random_state": config.seed,
+    }
+    fit_X, fit_y = inputs(X[fit_rows]), labels[fit_rows]
+    cal_rows = rows_of(cohort, calibration_stays)
+    cal_X, cal_y = inputs(X[cal_rows]), labels[cal_rows]
+    if len(np.unique(cal_y)) < 2:
+        raise ValueError("the calibration patients need both septic and non-septic hours")
+    # The tree count is chosen on whole patients the trees never saw (the calibration
+    # group), not by sklearn's early stopping, whose split is by row and leaks patients.
+    # Grown in stages with warm_start: the trees are the same as one fit of that size.
+    estimator = HistGradientBoostingClassifier(warm_start=True, **params)
+    tree_count_auroc: dict[int, float] = {}
+    stages = range(config.tree_count_step, config.max_iter + 1, config.tree_count_step)
+    for n_trees in _progress(stages, progress, "boosting"):
+        estimator.set_params(max_iter=n_trees)
+        estimator.fit(fit_X, fit_y)
+        tree_count_auroc[n_trees] = float(roc_auc_score(cal_y, estimator.predict_proba(cal_X)[:, 1]))
+    best = max(tree_count_auroc, key=lambda n: (tree_count_auroc[n], -n))
+    log(f"tree count {best} (calibration AUROC {tree_count_auroc[best]:.4f}; "
+        f"{config.max_iter}: {tree_count_auroc[max(tree_count_auroc)]:.4f})")
+    if best != estimator.n_iter_:
+        estimator = HistGradientBoostingClassifier(max_iter=best, **params).fit(fit_X, fit_y)
+    estimator.set_params(warm_start=False)
+
+    raw = estimator.predict_proba(cal_X)[:, 1]
+    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    isotonic.fit(raw, cal_y)
+    risk = np.interp(raw, isotonic.X_thresholds_, isotonic.y_thresholds_)
+    calibration_auroc = float(roc_auc_score(cal_y, risk))
+    threshold, utility = choose_threshold(risk, cal_y, cohort.subset(calibration_stays).offsets)
+    return Fitted(
+        estimator=estimator,
+        reference=reference,
+        calibration_x=np.asarray(isotonic.X_thresholds_, dtype=float),
+        calibration_y=np.asarray(isotonic.y_thresholds_, dtype=float),
+        threshold=threshold,
+        calibration_utility=utility,
+        calibration_auroc=calibration_auroc,
+        fit_rows=int(len(fit_rows)),
+        tree_count_auroc=tree_count_auroc,
+    )
+
+
+def model_inputs(cohort: Cohort, engine_features: np.ndarray, engine_names: list[str]) -> np.ndarray:
+    """Every cohort row assembled as the model's input row (as `RiskModel.input_row` does)."""
+    return assemble_inputs(engine_features, used_engine_columns(engine_names),
+                           cohort.column("Age"), cohort.column("Gender"),
+                           cohort.column("ICULOS") - 1.0)
+
+
 def train(
     cohort: Cohort,
     engine_features: np.ndarray,
@@ -142,71 +241,46 @@ def train(
 ) -> tuple[dict[str, Any], Split]:
     """Fit, calibrate and choose operating points; returns the artefact payload and the split."""
     labels = cohort.column("SepsisLabel").astype(int)
-    columns = used_engine_columns(engine_names)
-    X = assemble_inputs(engine_features, columns, cohort.column("Age"), cohort.column("Gender"),
-                        cohort.column("ICULOS") - 1.0)
+    X = model_inputs(cohort, engine_features, engine_names)
     split = split_patients(cohort, config)
+    fitted = fit_calibrated(cohort, X, split.fit, split.calibration, config, log, progress)
+    estimator = fitted.estimator
+    cal_rows = rows_of(cohort, split.calibration)
+    log(f"calibration stays: AUROC {fitted.calibration_auroc:.3f}")
+    log(f"utility-optimal threshold {fitted.threshold:.4f} "
+        f"(calibration utility {fitted.calibration_utility:.3f})")
+
+    # How much of the ranking rests on time since monitoring started alone: the same trees
+    # (same count) refitted with that input held constant, measured on the calibration patients.
+    without_hours = X.copy()
+    without_hours[:, -1] = 0.0
     fit_rows = rows_of(cohort, split.fit)
     rng = np.random.default_rng(config.seed + 1)
     keep = (labels[fit_rows] == 1) | (rng.random(len(fit_rows)) < config.negative_keep)
-    fit_rows = fit_rows[keep]
-    reference = typical_values(X[rows_of(cohort, split.fit)], labels[rows_of(cohort, split.fit)])
-    inputs = _imputer(reference) if config.impute_typical else (lambda A: A)
-    log(f"fitting on {len(fit_rows):,} rows of {len(split.fit):,} stays "
-        f"({int(labels[fit_rows].sum()):,} positive hours)")
-    estimator = HistGradientBoostingClassifier(
-        max_iter=config.max_iter,
-        learning_rate=config.learning_rate,
-        max_leaf_nodes=config.max_leaf_nodes,
-        min_samples_leaf=config.min_samples_leaf,
-        l2_regularization=config.l2_regularization,
-        early_stopping=False,  # its internal split is by row, which leaks patients
-        random_state=config.seed,
-    )
-    fit_X, fit_y = inputs(X[fit_rows]), labels[fit_rows]
-    # Grown in stages with warm_start only to show progress: the trees are the same as one fit.
-    stages = range(50, config.max_iter + 50, 50)
-    for max_iter in _progress(stages, progress, "boosting"):
-        estimator.set_params(max_iter=min(max_iter, config.max_iter), warm_start=True)
-        estimator.fit(fit_X, fit_y)
-    estimator.set_params(warm_start=False)
-
-    # How much of the ranking rests on time since monitoring started alone: the same trees
-    # refitted with that input held constant, measured on the calibration patients.
-    without_hours = fit_X.copy()
-    without_hours[:, -1] = 0.0
+    inputs = _imputer(fitted.reference) if config.impute_typical else (lambda A: A)
     ablation = HistGradientBoostingClassifier(**{**estimator.get_params(), "warm_start": False})
-    ablation.fit(without_hours, fit_y)
-    cal_X = inputs(X[rows_of(cohort, split.calibration)])
-    cal_X[:, -1] = 0.0
-    ablation_auroc = float(roc_auc_score(labels[rows_of(cohort, split.calibration)],
-                                         ablation.predict_proba(cal_X)[:, 1]))
+    ablation.fit(inputs(without_hours[fit_rows[keep]]), labels[fit_rows[keep]])
+    ablation_auroc = float(roc_auc_score(
+        labels[cal_rows], ablation.predict_proba(inputs(without_hours[cal_rows]))[:, 1]))
     log(f"ablation without hours monitored: calibration AUROC {ablation_auroc:.3f}")
 
     calibration_cohort = cohort.subset(split.calibration)
-    cal_rows = rows_of(cohort, split.calibration)
-    raw = estimator.predict_proba(inputs(X[cal_rows]))[:, 1]
-    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    isotonic.fit(raw, labels[cal_rows])
-    risk = np.interp(raw, isotonic.X_thresholds_, isotonic.y_thresholds_)
-    log(f"calibration stays: AUROC {roc_auc_score(labels[cal_rows], risk):.3f}")
-    threshold, utility = choose_threshold(risk, labels[cal_rows], calibration_cohort.offsets)
-    log(f"utility-optimal threshold {threshold:.4f} (calibration utility {utility:.3f})")
+    risk = fitted.risk(X[cal_rows], config.impute_typical)
     low_burden = threshold_for_burden(risk, calibration_cohort.offsets, 0.25)
     payload = {
         "format": FORMAT,
         "version": MODEL_VERSION,
         "engine_feature_names": list(engine_names),
-        "engine_columns": columns,
+        "engine_columns": used_engine_columns(engine_names),
         "windows_s": [int(w) for w in windows_s],
         "estimator": estimator,
         "impute_typical": bool(config.impute_typical),
-        "reference": reference,
-        "calibration_x": np.asarray(isotonic.X_thresholds_, dtype=float),
-        "calibration_y": np.asarray(isotonic.y_thresholds_, dtype=float),
-        "threshold": threshold,
+        "reference": fitted.reference,
+        "calibration_x": fitted.calibration_x,
+        "calibration_y": fitted.calibration_y,
+        "threshold": fitted.threshold,
         "operating_points": {
-            "utility_optimal": threshold,
+            "utility_optimal": fitted.threshold,
             "low_burden_0.25_alerts_per_patient_day": low_burden,
         },
         "metadata": {
@@ -214,9 +288,12 @@ def train(
             "fit_stays": int(len(split.fit)),
             "calibration_stays": int(len(split.calibration)),
             "test_stays": int(len(split.test)),
-            "fit_rows": int(len(fit_rows)),
-            "calibration_utility": utility,
-            "calibration_auroc": float(roc_auc_score(labels[cal_rows], risk)),
+            "fit_rows": fitted.fit_rows,
+            "n_trees": int(estimator.n_iter_),
+            "calibration_auroc_by_tree_count": {str(k): v for k, v in
+                                                fitted.tree_count_auroc.items()},
+            "calibration_utility": fitted.calibration_utility,
+            "calibration_auroc": fitted.calibration_auroc,
             "calibration_auroc_without_hours_monitored": ablation_auroc,
         },
     }
@@ -235,4 +312,4 @@ def _progress(items: range, enabled: bool, desc: str) -> Any:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit=" x50 trees", leave=False)
+    return tqdm(items, desc=desc, unit=" stages", leave=False)
