@@ -299,7 +299,7 @@ def main() -> int:
         # A long session timeout: the worker is frozen (SIGSTOP) while each backlog is loaded.
         worker = WorkerProcess(broker.bootstrap, log_path=Path(scratch) / "worker.log",
                                state_dir=str(Path(scratch) / "state"),
-                               env={"VITALSTREAM_KAFKA_SESSION_TIMEOUT_S": "60"}).start()
+                               env={"VITALSTREAM_KAFKA_SESSION_TIMEOUT_S": "30"}).start()
         prometheus = Prometheus(f"127.0.0.1:{worker.web_port}", Path(scratch)).start()
         try:
             # Warm up: the first batch loads the model and the numba kernels.

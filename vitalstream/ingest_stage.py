@@ -169,7 +169,7 @@ class IngestService(mode.Service):
     async def on_start(self) -> None:
         kafka = self.settings.kafka_client_kwargs()
         self.consumer = AIOKafkaConsumer(
-            self.settings.topic_raw, bootstrap_servers=self.settings.kafka_bootstrap,
+            bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"{self.settings.app_id}-ingest", enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=20,
             max_partition_fetch_bytes=4 << 20,
@@ -182,6 +182,9 @@ class IngestService(mode.Service):
             max_batch_size=1 << 20, max_request_size=8 << 20, **kafka)
         await self.producer.start()
         await self.consumer.start()
+        # Subscribed after start: the group join then runs in the background, at the same
+        # time as the monitor stage's (the embedded broker takes seconds for each join).
+        self.consumer.subscribe([self.settings.topic_raw])
 
     async def on_stop(self) -> None:
         # The loop commits after every batch it published, so nothing is left to commit.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from vitalstream.alerts import Alert, AlertPolicy, Assessment, PatientAlertState
 from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, Sample
-from vitalstream.scoring.news2 import news2
+from vitalstream.scoring.news2 import news2_cached
 
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
 # Device times an alert can show (1970 to the end of year 9999). Ingest refuses implausible
@@ -76,6 +77,8 @@ class PatientRecord:
     bed_state_shown: tuple[Any, ...] = ()
     saved_ms: int = -(2**62)
     unsaved_round: bool = False  # a round-charted value arrived since the last save
+    risk_ms: int = -(2**62)  # device time of the last risk computed
+    risk_carry: tuple[Any, ...] | None = None  # (risk, model version, explain) of that one
     bed_state_ms: int = -(2**62)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +109,8 @@ class Monitor:
 
     def __init__(self, policy: AlertPolicy, engine: Any | None = None, model: Any | None = None,
                  news2_window_s: float = 1800.0, round_window_s: float = 16200.0,
-                 resolution_s: float = 1.0, snapshot_interval_s: float = 60.0) -> None:
+                 resolution_s: float = 1.0, snapshot_interval_s: float = 60.0,
+                 risk_interval_s: float = 60.0) -> None:
         self.policy = policy
         self.engine = engine
         self.model = model
@@ -114,8 +118,12 @@ class Monitor:
         self.round_window_ms = int(round_window_s * 1000)
         self.resolution_ms = max(1, int(resolution_s * 1000))
         self.snapshot_interval_ms = int(snapshot_interval_s * 1000)
+        self.risk_interval_ms = int(risk_interval_s * 1000)
         self.patients: dict[str, PatientRecord] = {}
         self.dropped_bad_time = 0  # samples and technical events outside SHOWABLE_TIME_MS
+        # Each NEWS2 input (and diastolic BP, shown beside them) with the window it counts in.
+        self._windows = tuple((p, self.round_window_ms if p in ROUND_PARAMETERS else self.news2_window_ms)
+                              for p in (*NEWS2_INPUTS, "diastolic_bp"))
         self._feature_index: dict[str, int] = (
             {name: i for i, name in enumerate(engine.feature_names)} if engine is not None else {})
 
@@ -245,48 +253,69 @@ class Monitor:
         slots, rows = self.engine.update(batch[:, 0].astype(np.int64), batch[:, 1].astype(np.int64),
                                          batch[:, 2], batch[:, 3])
         by_slot = {int(slot): row for slot, row in zip(slots, rows, strict=True)}
-        return {pid: by_slot[self.engine.slot_for(pid)] for pid in touched
-                if self.engine.slot_for(pid) in by_slot}
+        slot_for = self.engine.slot_for
+        found = ((pid, by_slot.get(slot_for(pid))) for pid in touched)
+        return {pid: row for pid, row in found if row is not None}
 
     def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]]) -> None:
-        """Fill in the model's risk of every assessment that has features, in one call."""
-        scored = [(a, r, f) for a, r, f in pending if f is not None]
-        if self.model is None or not scored:
+        """Fill in the model's risk of the assessments that have features, in one call.
+
+        A patient's risk is computed at most once per ``risk_interval_ms`` of device time
+        (its inputs are 2 h and 6 h windows); the assessments in between carry it, with
+        the time it was computed. Chosen by device time in wave order, so the choice does
+        not depend on how readings were batched."""
+        if self.model is None:
             return
-        rows = self.model.input_row(
-            np.vstack([f for _, _, f in scored]),
-            np.array([np.nan if r.age_years is None else r.age_years for _, r, _ in scored]),
-            np.array([np.nan if r.sex_male is None else float(r.sex_male) for _, r, _ in scored]),
-            np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r, _ in scored]),
-        )
-        probabilities = self.model.predict_proba(rows)
-        for (assessment, _, _), row, probability in zip(scored, rows, probabilities, strict=True):
-            assessment.risk = float(probability)
-            assessment.model_version = self.model.version
-            # Factors cost several model calls: only for risks that may be shown in an alert.
-            if probability >= self.model.threshold * 0.8:
-                assessment.risk_factors = self.model.explain(row)
+        chosen: list[tuple[Assessment, PatientRecord, np.ndarray]] = []
+        carried: list[tuple[Assessment, Any]] = []  # (assessment, its source)
+        for assessment, record, features in pending:
+            if features is None:
+                continue
+            if record.risk_carry is None or assessment.time_ms - record.risk_ms >= self.risk_interval_ms:
+                chosen.append((assessment, record, features))
+                record.risk_ms, record.risk_carry = assessment.time_ms, (assessment,)
+            else:
+                carried.append((assessment, record.risk_carry))
+        if chosen:
+            rows = self.model.input_row(
+                np.vstack([f for _, _, f in chosen]),
+                np.array([np.nan if r.age_years is None else r.age_years for _, r, _ in chosen]),
+                np.array([np.nan if r.sex_male is None else float(r.sex_male) for _, r, _ in chosen]),
+                np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r, _ in chosen]),
+            )
+            probabilities = self.model.predict_proba(rows)
+            for (assessment, record, _), row, probability in zip(chosen, rows, probabilities, strict=True):
+                assessment.risk, assessment.risk_ms = float(probability), assessment.time_ms
+                assessment.model_version = self.model.version
+                # Factors cost several model calls: found only if an alert shows them.
+                assessment.explain = functools.partial(self.model.explain, row)
+                if record.risk_carry and record.risk_carry[0] is assessment:
+                    record.risk_carry = (assessment.risk, assessment.risk_ms, assessment.model_version,
+                                         assessment.explain)
+        for assessment, source in carried:
+            if len(source) == 1:  # computed in this batch: read it off that assessment
+                first = source[0]
+                source = (first.risk, first.risk_ms, first.model_version, first.explain)
+            assessment.risk, assessment.risk_ms, assessment.model_version, assessment.explain = source
 
     def assess(self, record: PatientRecord, feature_row: np.ndarray | None) -> Assessment:
         now_ms = record.newest_ms
         observations: dict[str, tuple[Any, int]] = {}
         stale: list[str] = []
-        for parameter in (*NEWS2_INPUTS, "diastolic_bp"):
-            latest = record.latest.get(parameter)
-            if latest is None:
+        latest = record.latest
+        for parameter, window_ms in self._windows:
+            item = latest.get(parameter)
+            if item is None:
                 continue
-            window_ms = self.round_window_ms if parameter in ROUND_PARAMETERS else self.news2_window_ms
-            if now_ms - latest[1] <= window_ms:
-                observations[parameter] = latest
+            if now_ms - item[1] <= window_ms:
+                observations[parameter] = item
             else:
                 stale.append(parameter)
-        values = {name: value for name, (value, _) in observations.items()}
-        values["spo2_scale"] = record.spo2_scale
         features = FeatureRow(self._feature_index, feature_row) if feature_row is not None else {}
         return Assessment(
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
-            news2=news2(values), observations=observations, features=features,
-            stale=stale, spo2_scale=record.spo2_scale,
+            news2=news2_cached(observations, record.spo2_scale), observations=observations,
+            features=features, stale=stale, spo2_scale=record.spo2_scale,
         )
 
     # -- bed state for the ward board ----------------------------------------------------

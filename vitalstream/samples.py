@@ -108,8 +108,9 @@ def normalise_value(parameter: str, value: Any) -> float | str | bool:
     return number
 
 
-def sample_from_dict(record: Mapping[str, Any]) -> Sample:
-    """Validate a decoded JSON object as a canonical sample; raises SampleError."""
+def sample_from_dict(record: Mapping[str, Any], ingest_time_ms: int | None = None) -> Sample:
+    """Validate a decoded JSON object as a canonical sample; raises SampleError.
+    ``ingest_time_ms``, when given, is the receipt time (else the record's own, if valid)."""
     if not isinstance(record, Mapping):
         raise SampleError(f"sample must be a JSON object, got {type(record).__name__}")
     missing = [k for k in ("patient_id", "parameter", "value", "device_time_ms") if k not in record]
@@ -136,7 +137,7 @@ def sample_from_dict(record: Mapping[str, Any]) -> Sample:
         raise SampleError(
             f"{parameter} in {unit!r}: canonical JSON must use {CANONICAL_UNITS[parameter]!r}"
         )
-    ingest = record.get("ingest_time_ms", 0)
+    ingest = record.get("ingest_time_ms", 0) if ingest_time_ms is None else ingest_time_ms
     if not isinstance(ingest, int | float) or isinstance(ingest, bool) or not 0 <= ingest < MAX_TIME_MS:
         ingest = 0
     return Sample(

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     worker_web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
     state_dir: str = Field(".vitalstream", description="Worker state directory (Faust tables' local store). Not the PhysioNet data folder (VITALSTREAM_DATA_DIR).")
 
+    risk_interval_s: float = Field(
+        60.0, description="The risk model scores a patient at most once per this much device time "
+        "(its inputs are 2 h and 6 h windows); assessments in between carry the last risk with its time. "
+        "NEWS2 is scored at every reading.")
     news2_window_s: int = Field(
         1800,
         description="NEWS2 uses the latest value of each parameter measured within this many "

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from vitalstream.scoring.news2 import News2
@@ -36,10 +37,19 @@ class Assessment:
     observations: dict[str, tuple[Any, int]]
     features: dict[str, float]
     risk: float | None = None
+    risk_ms: int | None = None  # device time the risk was computed at (it may be carried)
     model_version: str | None = None
     risk_factors: list[tuple[str, float]] = dataclasses.field(default_factory=list)
     stale: list[str] = dataclasses.field(default_factory=list)
     spo2_scale: int = 1
+    # Finding the factors costs several model calls: the monitor leaves how to find them
+    # here, and they are found only for an assessment that becomes an alert.
+    explain: Callable[[], list[tuple[str, float]]] | None = None
+
+    def factors(self) -> list[tuple[str, float]]:
+        if not self.risk_factors and self.explain is not None:
+            self.risk_factors, self.explain = self.explain(), None
+        return self.risk_factors
 
 
 @dataclasses.dataclass(slots=True)

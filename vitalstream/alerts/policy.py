@@ -536,9 +536,10 @@ class AlertPolicy:
                      "falling" if change <= -self.config.risk_trend_min else "steady")
         return {
             "value": assessment.risk, "shown": f"{assessment.risk:.2f}",
+            "ms": assessment.risk_ms if assessment.risk_ms is not None else assessment.time_ms,
             "model_version": assessment.model_version, "trend": trend,
             "previous": {"value": previous[1], "ms": previous[0]} if previous else None,
-            "factors": [[str(name), float(weight)] for name, weight in assessment.risk_factors],
+            "factors": [[str(name), float(weight)] for name, weight in assessment.factors()],
             "thresholds": dict(self.config.risk_thresholds),
         }
 

@@ -54,9 +54,12 @@ class PatientSettings:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        record = dataclasses.asdict(self)
-        record["accepted_ranges"] = {k: [lo, hi] for k, (lo, hi) in self.accepted_ranges.items()}
-        return record
+        # Written with every saved patient state: plain fields, not dataclasses.asdict.
+        return {"spo2_scale": self.spo2_scale, "news2_medium": self.news2_medium,
+                "news2_high": self.news2_high,
+                "accepted_ranges": {k: [lo, hi] for k, (lo, hi) in self.accepted_ranges.items()},
+                "device_type": self.device_type, "set_by": self.set_by, "set_at_ms": self.set_at_ms,
+                "reason": self.reason}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> PatientSettings:

@@ -16,7 +16,6 @@ Bundle (`fhir`), canonical JSON (here). Code tables: `codes`; units and plausibi
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 
 import orjson
@@ -63,12 +62,12 @@ def parse_json(raw: bytes, received_ms: int) -> IngestResult:
     samples = []
     for index, record in enumerate(records):
         try:
-            sample = sample_from_dict(record)
+            sample = sample_from_dict(record, ingest_time_ms=received_ms)
         except SampleError as exc:
             # One bad record rejects the whole message: a gateway batch is one unit, and
             # half-applied batches would make the dead letter misleading to replay.
             return IngestResult(rejection=Rejection("invalid_sample", f"record {index}: {exc}"))
-        samples.append(dataclasses.replace(sample, ingest_time_ms=received_ms))
+        samples.append(sample)
     return IngestResult(samples=samples)
 
 

@@ -190,3 +190,24 @@ def news2(observations: Mapping[str, Any]) -> News2:
     total = sum(score for score in components.values() if score is not None)
     partial = any(score is None for score in components.values())
     return News2(total, components, band_for(total, components), partial)
+
+
+# Scores of observation sets already seen. Monitors report heart rate, respiration rate,
+# SpO2 and pressures in whole units and temperature in tenths, so a ward's assessments
+# repeat a small set of inputs. Results are shared: treat ``components`` as read-only.
+_CACHE: dict[tuple[Any, ...], News2] = {}
+_CACHE_MAX = 200_000
+
+
+def news2_cached(observations: Mapping[str, tuple[Any, int]], spo2_scale: int = 1) -> News2:
+    """``news2`` of ``{parameter: (value, time_ms)}`` (the monitor's latest values), cached
+    on the values and the SpO2 scale; the same result as ``news2`` of the values."""
+    key = (spo2_scale, *[observations[name][0] if name in observations else None for name in COMPONENTS])
+    found = _CACHE.get(key)
+    if found is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        values = {name: value for name, (value, _) in observations.items()}
+        values["spo2_scale"] = spo2_scale
+        found = _CACHE[key] = news2(values)
+    return found
