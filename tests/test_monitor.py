@@ -42,3 +42,58 @@ def test_exported_state_restores_a_patient_that_alerts_the_same_afterwards() -> 
         restored.restore(orjson.loads(orjson.dumps(original.export(patient_id))))
     assert alert_keys(original.process(samples[half:]).alerts) == \
         alert_keys(restored.process(samples[half:]).alerts)
+
+
+def risks_by_time(monitor: Monitor, samples: list, step: int) -> dict[tuple[str, int], tuple]:
+    """Risks of the assessments, the samples given ``step`` at a time, never splitting the
+    readings of one device time (a gateway message keeps them together)."""
+    out, piece = {}, []
+    for index, sample in enumerate(samples):
+        piece.append(sample)
+        following = samples[index + 1] if index + 1 < len(samples) else None
+        if following is None or (len(piece) >= step and following.device_time_ms != sample.device_time_ms):
+            for assessment in monitor.process(piece).assessments:
+                out[(assessment.patient_id, assessment.time_ms)] = (assessment.risk, assessment.risk_ms)
+            piece = []
+    return out
+
+
+def test_risk_is_computed_once_a_minute_per_patient_and_carried_with_its_time_whatever_the_batching() -> None:
+    from vitalstream.scoring.model import RiskModel
+
+    model = RiskModel.load(None)
+    samples = list(SCENARIOS["smoke"].cohort().samples())[:20_000]
+    at_once = risks_by_time(Monitor(AlertPolicy(), engine=FeatureEngine(), model=model), samples, len(samples))
+    in_pieces = risks_by_time(Monitor(AlertPolicy(), engine=FeatureEngine(), model=model), samples, 97)
+    assert at_once == in_pieces
+    scored = {(patient, ms) for (patient, _), (risk, ms) in at_once.items() if risk is not None}
+    assert scored, "the smoke ward's patients have features: some risk is expected"
+    for patient in {p for p, _ in scored}:
+        times = sorted(ms for p, ms in scored if p == patient)
+        assert all(b - a >= 60_000 for a, b in zip(times, times[1:], strict=False)), times[:5]
+    # Every assessment in between shows the risk of the latest computation at or before it.
+    for (patient, time_ms), (risk, risk_ms) in at_once.items():
+        if risk is not None:
+            assert risk_ms <= time_ms and (patient, risk_ms) in scored
+            assert at_once[(patient, risk_ms)][0] == risk
+
+
+def test_cached_news2_is_the_chart_score_of_the_same_values() -> None:
+    import random
+
+    from vitalstream.scoring.news2 import news2, news2_cached
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        observed = {name: (value, 0) for name, value in {
+            "resp_rate": rng.choice([None, rng.randint(4, 40), round(rng.uniform(4, 40), 1)]),
+            "spo2": rng.choice([None, rng.randint(80, 100)]),
+            "on_oxygen": rng.choice([None, True, False]),
+            "systolic_bp": rng.choice([None, rng.randint(60, 240)]),
+            "heart_rate": rng.choice([None, rng.randint(30, 180)]),
+            "consciousness": rng.choice([None, "A", "C", "V", "P", "U"]),
+            "temperature": rng.choice([None, round(rng.uniform(34, 41), 1), round(rng.uniform(34, 41), 2)]),
+        }.items() if value is not None}
+        scale = rng.choice([1, 2])
+        expected = news2({**{k: v for k, (v, _) in observed.items()}, "spo2_scale": scale})
+        assert news2_cached(observed, scale) == expected

@@ -29,8 +29,8 @@ VITALS_REJECTED = Counter(
 )
 MONITOR_ERRORS = Counter(
     "vitalstream_monitor_errors_total",
-    "Samples the monitor failed to score (a fault in vitalstream: see the worker log); "
-    "the other patients of their batch were scored",
+    "Patients' batches the monitor failed to score (a fault in vitalstream: see the worker log); "
+    "the other patients of each batch were scored",
 )
 SAMPLES_PROCESSED = Counter("vitalstream_samples_processed", "Canonical samples scored by the monitor")
 LATE_SAMPLES_DROPPED = Counter(

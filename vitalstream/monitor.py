@@ -98,6 +98,9 @@ class MonitorResult:
     assessments: list[Assessment] = dataclasses.field(default_factory=list)
     touched: list[str] = dataclasses.field(default_factory=list)
     samples: int = 0
+    # Patients whose assessments the policy failed on (a fault in vitalstream), with the
+    # error's name: their other assessments of the batch are skipped, nobody else's.
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Monitor:
@@ -196,8 +199,15 @@ class Monitor:
             touched.update(dict.fromkeys(s.patient_id for s in wave))
         self._score_risk(pending)
         for assessment, record, _ in pending:
+            if assessment.patient_id in result.failed:
+                continue
+            try:
+                alerts = self.policy.assess(record.alert_state, assessment)
+            except Exception as exc:  # a fault in the policy must not silence the other patients
+                result.failed[assessment.patient_id] = type(exc).__name__
+                continue
             result.assessments.append(assessment)
-            result.alerts.extend(self.policy.assess(record.alert_state, assessment))
+            result.alerts.extend(alerts)
         result.touched = list(touched)
         return result
 

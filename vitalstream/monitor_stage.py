@@ -364,29 +364,35 @@ class MonitorStage(mode.Service):
             self.partition_of[patient_id] = record.partition
 
     def _score(self, samples: list[Any]) -> MonitorResult:
-        """``monitor.process``, which cannot stop the ward: should a batch fail in a way the
-        core did not foresee, its patients are scored one by one and only the patient
-        whose readings fail is left out (counted, logged without identifiers). Patients
-        scored before the failure may see their readings twice (the engine drops repeats)."""
+        """``monitor.process``, which cannot stop the ward. A patient whose assessment the
+        alert policy fails on loses that batch's assessments, nobody else does (the core
+        guards each patient). Should the batch fail before that, in the features or the
+        model, its patients are scored again one by one and only the failing one is left
+        out; the others then are assessed at the batch's end only (their readings were
+        already taken in), which is not exact but does not stop every patient's monitor.
+        Either way the failure is counted and logged, without identifiers."""
         try:
-            return self.monitor.process(samples)
+            result = self.monitor.process(samples)
         except Exception:
             log.exception("monitor: a batch failed; scoring its patients one by one")
-        merged = MonitorResult(samples=len(samples))
-        by_patient: dict[str, list[Any]] = defaultdict(list)
-        for sample in samples:
-            by_patient[sample.patient_id].append(sample)
-        for patient_samples in by_patient.values():
-            try:
-                one = self.monitor.process(patient_samples)
-            except Exception as exc:
-                metrics.MONITOR_ERRORS.inc(len(patient_samples))
-                log.error("monitor: a patient's readings could not be scored: %s", type(exc).__name__)
-                continue
-            merged.alerts += one.alerts
-            merged.assessments += one.assessments
-            merged.touched += one.touched
-        return merged
+            result = MonitorResult(samples=len(samples))
+            by_patient: dict[str, list[Any]] = defaultdict(list)
+            for sample in samples:
+                by_patient[sample.patient_id].append(sample)
+            for patient_id, patient_samples in by_patient.items():
+                try:
+                    one = self.monitor.process(patient_samples)
+                except Exception as exc:
+                    result.failed[patient_id] = type(exc).__name__
+                    continue
+                result.alerts += one.alerts
+                result.assessments += one.assessments
+                result.touched += one.touched
+                result.failed.update(one.failed)
+        for error in result.failed.values():
+            metrics.MONITOR_ERRORS.inc()
+            log.error("monitor: a patient's readings could not be scored: %s", error)
+        return result
 
     def _observe(self, samples: list[Any]) -> None:
         if samples:
