@@ -28,7 +28,7 @@ from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import AlertPolicy
 from vitalstream.ingest_stage import IngestService
 from vitalstream.monitor import Monitor
-from vitalstream.monitor_stage import MonitorStage
+from vitalstream.monitor_stage import MonitorStage, release_freed_memory
 from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.worker")
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                         and isinstance(ack.get("at_ms", 0), int) and not isinstance(ack.get("at_ms"), bool)):
                     raise TypeError("patient_id, alert_id and by must be strings, at_ms an integer")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                metrics.ACKS_REJECTED.inc()
                 log.warning("ignored malformed acknowledgement: %s", type(exc).__name__)
                 continue
             await forward(patient_id, orjson.dumps({"ack": ack}))
@@ -199,6 +200,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         stage = stages.get("monitor")
         if stage is not None:
             await stage.check_stale()
+
+    @app.timer(60.0)
+    async def release_memory() -> None:
+        release_freed_memory()
 
     @app.timer(BROKER_PROBE_INTERVAL_S)
     async def probe_broker() -> None:

@@ -50,6 +50,10 @@ ALERT_EVENTS = Counter(
     "Alert policy decisions: raised, escalated, reraised, suppressed, acknowledged, resolved",
     ["event", "kind", "priority"],
 )
+ACKS_REJECTED = Counter(
+    "vitalstream_acknowledgements_rejected",
+    "Acknowledgements refused where they enter (malformed, wrong types, over 64 KiB)",
+)
 SETTINGS_REJECTED = Counter(
     "vitalstream_patient_settings_rejected", "Per-patient settings records the policy refused"
 )

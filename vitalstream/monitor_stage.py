@@ -27,6 +27,7 @@ worker wrote to it is read again; one that never left keeps its state in memory.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import time
 from collections import defaultdict
@@ -53,6 +54,15 @@ log = logging.getLogger("vitalstream.monitor")
 CLOCK_FUTURE_TOLERANCE_S = 3600.0
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the C allocator back to the system (glibc keeps it in its heap:
+    about 50 MB of 940 MB at 10,000 patients here). A no-op where there is no glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def now_ms() -> int:

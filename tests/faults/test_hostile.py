@@ -94,6 +94,12 @@ def test_hostile_input_is_accounted_for_and_changes_no_valid_patients_alert(
         letters = asyncio.run(read_topic(settings, settings.topic_deadletter,
                                          lambda got: len(got) >= total_dead, 30))
         assert worker.process is not None and worker.process.poll() is None, "the worker crashed"
+        # Every malformed acknowledgement is counted where it is refused; the last one is
+        # well formed and names no open alert (audited by the policy, not refused).
+        malformed_acks = sum(1 for c in controls if not c.startswith(b"settings:")) - 1
+        assert wait_for(lambda: metric_or_zero(worker, "vitalstream_acknowledgements_rejected_total")
+                        >= malformed_acks, 30)
+        assert worker.metric("vitalstream_acknowledgements_rejected_total") == malformed_acks
         messages_in = worker.metric("vitalstream_messages_in_total")
         accepted = worker.metric("vitalstream_messages_accepted_total")
         deadlettered = worker.metric("vitalstream_messages_deadlettered_total")
