@@ -28,7 +28,7 @@ from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import AlertPolicy
 from vitalstream.ingest_stage import IngestService
 from vitalstream.monitor import Monitor
-from vitalstream.monitor_stage import MonitorStage, release_freed_memory
+from vitalstream.monitor_stage import MonitorStage
 from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.worker")
@@ -200,10 +200,6 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         stage = stages.get("monitor")
         if stage is not None:
             await stage.check_stale()
-
-    @app.timer(60.0)
-    async def release_memory() -> None:
-        release_freed_memory()
 
     @app.timer(BROKER_PROBE_INTERVAL_S)
     async def probe_broker() -> None:

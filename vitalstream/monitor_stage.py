@@ -54,6 +54,7 @@ log = logging.getLogger("vitalstream.monitor")
 CLOCK_FUTURE_TOLERANCE_S = 3600.0
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
+TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
 
 
 def release_freed_memory() -> None:
@@ -122,6 +123,7 @@ class MonitorStage(mode.Service):
         self.positions: dict[TopicPartition, int] = {}  # vitals partition -> next offset to read
         self.save_interval_ms = int(settings.state_save_interval_s * 1000)
         self._counted: dict[str, dict[str, int]] = defaultdict(dict)
+        self._trimmed_s = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -287,6 +289,9 @@ class MonitorStage(mode.Service):
                     await self.commit(offsets)
                     self.positions.update(offsets)
             self._report_lag()
+            if time.monotonic() - self._trimmed_s >= TRIM_INTERVAL_S:
+                release_freed_memory()
+                self._trimmed_s = time.monotonic()
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None

@@ -561,6 +561,8 @@ class AlertPolicy:
         reasons = self._reasons(state, assessment, score)
         self._remember(state, assessment, score)
         out = self._resolve_technical(state, assessment)
+        if not reasons and state.clinical is None and state.level is None and not state.pending:
+            return out  # a quiet patient staying quiet: what follows would change nothing
         level = max((r["priority"] for r in reasons), key=PRIORITY_RANK.__getitem__, default=None)
         rank = PRIORITY_RANK[level] if level else 0
         previous_rank = PRIORITY_RANK[state.level] if state.level else 0
