@@ -165,6 +165,7 @@ class IngestService(mode.Service):
         self.settings = settings
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.positions: dict[Any, int] = {}  # partition -> next offset to read
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka_client_kwargs()
@@ -214,6 +215,18 @@ class IngestService(mode.Service):
             batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions)
             await self.publish(batch)
             count(batch)
+            self.report_lag({tp: rs[-1].offset + 1 for tp, rs in records.items() if rs})
+
+    def report_lag(self, positions: dict[Any, int]) -> None:
+        """Messages between this worker's position and the end of its vitals.raw partitions."""
+        assert self.consumer is not None
+        self.positions.update(positions)
+        behind = 0
+        for tp in self.consumer.assignment():
+            high, position = self.consumer.highwater(tp), self.positions.get(tp)
+            if high is not None and position is not None:
+                behind += max(0, high - position)
+        metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(behind)
 
     async def publish(self, batch: IngestBatch) -> None:
         """Send the batch and wait for the broker's acknowledgements, then commit."""

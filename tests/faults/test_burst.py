@@ -69,6 +69,10 @@ def test_ten_times_the_steady_rate_for_60_s_is_absorbed_and_no_sample_is_dropped
         time.sleep(1.0)
         done.set()
         watcher.join(5)
+        # The worker's own lag gauges agree: nothing left behind on either input topic.
+        lag_text = worker.scrape()
+        lags = {topic: worker.metric(f'vitalstream_consumer_lag_messages{{topic="{topic}"}}')
+                for topic in ("vitals.raw", "vitals")}
         samples_in = worker.metric("vitalstream_samples_in_total")
         processed = worker.metric("vitalstream_samples_processed_total")
         messages_in = worker.metric("vitalstream_messages_in_total")
@@ -93,6 +97,10 @@ def test_ten_times_the_steady_rate_for_60_s_is_absorbed_and_no_sample_is_dropped
     assert burst_s <= BURST_S * 1.5, "the test could not produce the burst rate"
     assert caught_up, f"lag did not recover within {RECOVERY_LIMIT_S} s: {processed} of {ward.samples}"
     assert messages_in == len(ward.messages) and dead == 0
+    assert all(f'vitalstream_consumer_lag_messages{{topic="{t}"}}' in lag_text for t in lags), \
+        "the worker does not export its consumer lag"
+    assert lags == {"vitals.raw": 0, "vitals": 0}, (lags, [line for line in lag_text.splitlines()
+                                                         if line.startswith("vitalstream_consumer_lag")])
     assert samples_in == ward.samples, "ingest dropped samples"
     # At-least-once: a sample may be scored twice after a rebalance, never zero times.
     assert processed >= ward.samples
