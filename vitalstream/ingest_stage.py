@@ -150,6 +150,8 @@ def count(batch: IngestBatch) -> None:
 
 
 def format_header(headers: Any) -> str | None:
+    if not headers:
+        return None
     for name, value in headers or ():
         if name == FORMAT_HEADER and value:
             fmt = value.decode("ascii", "replace")

@@ -28,14 +28,14 @@ import numpy as np
 
 from vitalstream.alerts import Alert, AlertPolicy, Assessment, PatientAlertState
 from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, Sample
-from vitalstream.scoring.news2 import news2_cached
+from vitalstream.scoring.news2 import COMPONENTS, news2_cached
 
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
 # Device times an alert can show (1970 to the end of year 9999). Ingest refuses implausible
 # times; one that slips through must not stop the batch it is in, for every patient in it.
 SHOWABLE_TIME_MS = (0, 253_402_300_799_999)
-NEWS2_INPUTS = ("resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate",
-                "consciousness", "temperature")
+NEWS2_INPUTS = COMPONENTS  # resp_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature
+_N_COMPONENTS = len(COMPONENTS)
 
 
 class FeatureRow(Mapping[str, float]):
@@ -313,19 +313,22 @@ class Monitor:
         observations: dict[str, tuple[Any, int]] = {}
         stale: list[str] = []
         latest = record.latest
+        key: list[Any] = [record.spo2_scale]  # NEWS2's cache key: scale, then chart order
         for parameter, window_ms in self._windows:
             item = latest.get(parameter)
-            if item is None:
-                continue
-            if now_ms - item[1] <= window_ms:
+            if item is not None and now_ms - item[1] <= window_ms:
                 observations[parameter] = item
+                key.append(item[0])
             else:
-                stale.append(parameter)
-        features = FeatureRow(self._feature_index, feature_row) if feature_row is not None else {}
+                if item is not None:
+                    stale.append(parameter)
+                key.append(None)
         return Assessment(
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
-            news2=news2_cached(observations, record.spo2_scale), observations=observations,
-            features=features, stale=stale, spo2_scale=record.spo2_scale,
+            news2=news2_cached(observations, record.spo2_scale, tuple(key[:_N_COMPONENTS + 1])),
+            observations=observations,
+            features=FeatureRow(self._feature_index, feature_row) if feature_row is not None else {},
+            stale=stale, spo2_scale=record.spo2_scale,
         )
 
     # -- bed state for the ward board ----------------------------------------------------

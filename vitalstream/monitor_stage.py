@@ -119,6 +119,8 @@ class MonitorStage(mode.Service):
         self.rebalancing = False
         self.applied: dict[str, int] = {}  # patient -> offset of the last vitals record applied
         self.written: dict[int, int] = {}  # changelog partition -> offset of our last row
+        self.applied_through: dict[int, int] = {}  # partition -> last record offset applied
+        self.replay_until: dict[int, int] = {}  # partition -> highest applied offset restored
         self.partition_of: dict[str, int] = {}  # patient -> their vitals (and changelog) partition
         self.positions: dict[TopicPartition, int] = {}  # vitals partition -> next offset to read
         self.save_interval_ms = int(settings.state_save_interval_s * 1000)
@@ -177,6 +179,11 @@ class MonitorStage(mode.Service):
                             if ends.get(p, 0) == self.written.get(p, -1) + 1}
                     self._forget(kept)
                     self.owned = set(kept)
+                    # A kept partition restarts at its committed offset, which is behind
+                    # what was applied if the last commit was refused in the rebalance.
+                    for partition in kept:
+                        self.replay_until[partition] = max(self.replay_until.get(partition, -1),
+                                                           self.applied_through.get(partition, -1))
                     await self._recover(partitions - kept, ends)
                     break
                 except KafkaError as exc:
@@ -201,7 +208,7 @@ class MonitorStage(mode.Service):
             self.monitor.discharge(patient_id)
             self.applied.pop(patient_id, None)
             self.partition_of.pop(patient_id, None)
-        for table in (self.clocks, self.written):
+        for table in (self.clocks, self.written, self.replay_until, self.applied_through):
             for partition in [p for p in table if p not in keep]:
                 del table[partition]
         for tp in [tp for tp in self.positions if tp.partition not in keep]:
@@ -258,6 +265,7 @@ class MonitorStage(mode.Service):
                 patient_id = str(row["state"]["patient_id"])
                 self.applied[patient_id] = int(row["offset"])
                 self.partition_of[patient_id] = partition
+                self.replay_until[partition] = max(self.replay_until.get(partition, -1), int(row["offset"]))
                 restored += 1
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 metrics.VITALS_REJECTED.inc()
@@ -350,7 +358,9 @@ class MonitorStage(mode.Service):
 
         rows = [sample_from_row(row) for row in body.get("rows", ())]
         rows += [sample_from_dict(s) for s in body.get("samples", ())]
-        if applied:
+        # Only a record at or before a restored patient's applied offset can hold readings
+        # already in the state: after recovery, the partition's first records.
+        if offset <= self.replay_until.get(record.partition, -1):
             rows = [s for s in rows if applied.get(s.patient_id, -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
         control, ack = body.get("settings"), body.get("ack")
@@ -374,6 +384,7 @@ class MonitorStage(mode.Service):
                                                    int(ack.get("at_ms", now_ms()))))
         patients = {s.patient_id for s in rows} | {str(t.get("patient_id")) for t in events}
         patients |= {str(c["patient_id"]) for c in (control, ack) if c}
+        self.applied_through[record.partition] = offset
         for patient_id in patients:  # after the checks above: this record is now applied
             applied[patient_id] = offset
             self.partition_of[patient_id] = record.partition

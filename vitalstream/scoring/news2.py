@@ -199,10 +199,13 @@ _CACHE: dict[tuple[Any, ...], News2] = {}
 _CACHE_MAX = 200_000
 
 
-def news2_cached(observations: Mapping[str, tuple[Any, int]], spo2_scale: int = 1) -> News2:
+def news2_cached(observations: Mapping[str, tuple[Any, int]], spo2_scale: int = 1,
+                 key: tuple[Any, ...] | None = None) -> News2:
     """``news2`` of ``{parameter: (value, time_ms)}`` (the monitor's latest values), cached
-    on the values and the SpO2 scale; the same result as ``news2`` of the values."""
-    key = (spo2_scale, *[observations[name][0] if name in observations else None for name in COMPONENTS])
+    on the values and the SpO2 scale; the same result as ``news2`` of the values. ``key``,
+    if the caller has it: the scale, then each component's value or None, chart order."""
+    if key is None:
+        key = (spo2_scale, *[observations[name][0] if name in observations else None for name in COMPONENTS])
     found = _CACHE.get(key)
     if found is None:
         if len(_CACHE) >= _CACHE_MAX:
