@@ -157,15 +157,16 @@ def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
 
 
 async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
-    """The policy confirms a condition over a minute or more before it alerts; so that live
-    readings trigger alerts within a phase, the deteriorating patients get two minutes of
-    back-dated history first (sent, and scored, before the phase's measurement starts)."""
+    """The policy raises a high alert once the condition has held for 60 s and is measured
+    again; so that the phase's own readings raise the alerts, the deteriorating patients get
+    55 s of back-dated history first (sent, and scored, before the phase's measurement
+    starts): not long enough to raise anything, long enough that a live reading does."""
     gateway = producer(settings, linger_ms=5, acks=1)
     await gateway.start()
     history_ms = int(time.time() * 1000)
     count = 0
     try:
-        for back_s in range(120, 0, -10):
+        for back_s in range(55, 0, -10):
             for patient in range(0, n_patients, 50):
                 for parameter in PARAMS:
                     await gateway.send(settings.topic_raw, orjson.dumps(sample(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,18 @@ ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on
 SHOWABLE_TIME_MS = (0, 253_402_300_799_999)
 NEWS2_INPUTS = COMPONENTS  # resp_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature
 _N_COMPONENTS = len(COMPONENTS)
+
+
+def due(patient_id: str, last_ms: int, now_ms: int, interval_ms: int) -> bool:
+    """Whether a periodic task (a feature snapshot, a risk) is due again: once each time
+    device time crosses the patient's own boundary, every ``interval_ms`` at a phase drawn
+    from the patient id. Patients admitted together do not all come due in the same batch
+    (1,000 snapshots at once were a 80 ms stall), and it depends on times only, not on
+    how readings were batched. At most one interval (plus a reading gap) apart."""
+    if interval_ms <= 0 or last_ms < 0:
+        return True
+    phase = zlib.crc32(patient_id.encode()) % interval_ms
+    return (now_ms + phase) // interval_ms != (last_ms + phase) // interval_ms
 
 
 class FeatureRow(Mapping[str, float]):
@@ -150,7 +163,8 @@ class Monitor:
         then lacks at most that much feature history; NEWS2 inputs and alert state are
         always current."""
         record = self.patients[patient_id]
-        if self.engine is not None and record.newest_ms - record.engine_saved_ms >= self.snapshot_interval_ms:
+        if self.engine is not None and due(patient_id, record.engine_saved_ms, record.newest_ms,
+                                           self.snapshot_interval_ms):
             # A patient known so far only from settings or a technical event has no buffers
             # yet: give them their (empty) ones rather than fail the whole batch's save.
             self.engine.slot_for(patient_id)
@@ -281,7 +295,8 @@ class Monitor:
         for assessment, record, features in pending:
             if features is None:
                 continue
-            if record.risk_carry is None or assessment.time_ms - record.risk_ms >= self.risk_interval_ms:
+            if record.risk_carry is None or due(record.patient_id, record.risk_ms, assessment.time_ms,
+                                                self.risk_interval_ms):
                 chosen.append((assessment, record, features))
                 record.risk_ms, record.risk_carry = assessment.time_ms, (assessment,)
             else:

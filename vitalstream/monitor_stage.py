@@ -38,7 +38,14 @@ import mode
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
+from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
 from vitalstream.alerts import Alert
@@ -457,16 +464,39 @@ class MonitorStage(mode.Service):
 
     async def send_all(self, messages: list[tuple[str, bytes, bytes, int | None]]) -> None:
         """Send and wait for the broker's acknowledgement of every message, retrying while
-        the broker is away (nothing is committed before this returns)."""
+        the broker is away (nothing is committed before this returns). Messages go out as
+        one record batch per partition: a state row per patient per batch costs one
+        append, not one ``send`` each (which cost 0.1 ms apiece here)."""
         assert self.producer is not None
         while messages:
             try:
-                futures = [await self.producer.send(topic, value, key=key, partition=partition)
-                           for topic, key, value, partition in messages]
-                for (topic, _, _, _), meta in zip(messages, await asyncio.gather(*futures), strict=True):
-                    if topic == self.changelog:
-                        self.written[meta.partition] = max(self.written.get(meta.partition, -1), meta.offset)
+                groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+                for topic, key, value, partition in messages:
+                    if partition is None:  # by key, as Kafka's default partitioner does
+                        count = len(await self.producer.partitions_for(topic))
+                        partition = (murmur2(key) & 0x7FFFFFFF) % count
+                    groups[(topic, partition)].append((key, value))
+                sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+                for (topic, partition), items in groups.items():
+                    batch, count = self.producer.create_batch(), 0
+                    for key, value in items:
+                        if batch.append(key=key, value=value, timestamp=None) is None:
+                            sent.append((topic, partition, count, await self.producer.send_batch(
+                                batch, topic, partition=partition)))
+                            batch, count = self.producer.create_batch(), 0
+                            if batch.append(key=key, value=value, timestamp=None) is None:
+                                raise MessageSizeTooLargeError(f"a message of {len(value)} bytes for {topic}")
+                        count += 1
+                    sent.append((topic, partition, count, await self.producer.send_batch(
+                        batch, topic, partition=partition)))
+                for (topic, partition, count, _), meta in zip(
+                        sent, await asyncio.gather(*(f for *_, f in sent)), strict=True):
+                    if topic == self.changelog and count:
+                        last = meta.offset + count - 1
+                        self.written[partition] = max(self.written.get(partition, -1), last)
                 return
+            except MessageSizeTooLargeError:
+                raise
             except KafkaError as exc:
                 log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
