@@ -85,7 +85,6 @@ class PatientRecord:
     alert_state: PatientAlertState
     age_years: float | None = None
     sex_male: bool | None = None
-    engine_b64: str | None = None
     engine_saved_ms: int = -(2**62)
     bed_state_shown: tuple[Any, ...] = ()
     saved_ms: int = -(2**62)
@@ -101,7 +100,6 @@ class PatientRecord:
             "latest": {k: [v, t] for k, (v, t) in self.latest.items()},
             "spo2_scale": self.spo2_scale, "alert_state": self.alert_state.to_dict(),
             "age_years": self.age_years, "sex_male": self.sex_male,
-            "engine": self.engine_b64,
         }
 
 
@@ -155,22 +153,35 @@ class Monitor:
             self.patients[sample.patient_id] = record
         return record
 
-    def export(self, patient_id: str) -> dict[str, Any]:
-        """One patient's state as a JSON-able dict (for the changelog-backed table).
+    def export(self, patient_id: str, engine: bool = True) -> dict[str, Any]:
+        """One patient's state as a JSON-able dict (for the patients changelog).
 
-        The feature engine's buffers are the large part: they are snapshotted at most once
-        per ``snapshot_interval_ms`` of device time. A worker restarted from the table
-        then lacks at most that much feature history; NEWS2 inputs and alert state are
-        always current."""
+        With ``engine``, it includes a snapshot of the feature engine's buffers (base64).
+        The worker passes ``engine=False`` and saves the buffers apart, with
+        ``snapshot_due``: they are most of the bytes and change the features little in a
+        minute, so they are written at most once per ``snapshot_interval_ms`` of device
+        time. A restarted worker then lacks at most that much feature history; NEWS2
+        inputs and alert state are always current."""
+        state = self.patients[patient_id].to_dict()
+        if engine and self.engine is not None:
+            state["engine"] = base64.b64encode(self._snapshot(patient_id)).decode()
+        return state
+
+    def snapshot_due(self, patient_id: str) -> bytes | None:
+        """The feature engine's buffers of the patient, if a snapshot is due."""
         record = self.patients[patient_id]
-        if self.engine is not None and due(patient_id, record.engine_saved_ms, record.newest_ms,
-                                           self.snapshot_interval_ms):
-            # A patient known so far only from settings or a technical event has no buffers
-            # yet: give them their (empty) ones rather than fail the whole batch's save.
-            self.engine.slot_for(patient_id)
-            record.engine_b64 = base64.b64encode(self.engine.snapshot(patient_id)).decode()
-            record.engine_saved_ms = record.newest_ms
-        return record.to_dict()
+        if self.engine is None or not due(patient_id, record.engine_saved_ms, record.newest_ms,
+                                          self.snapshot_interval_ms):
+            return None
+        record.engine_saved_ms = record.newest_ms
+        return self._snapshot(patient_id)
+
+    def _snapshot(self, patient_id: str) -> bytes:
+        assert self.engine is not None
+        # A patient known so far only from settings or a technical event has no buffers
+        # yet: give them their (empty) ones rather than fail the whole batch's save.
+        self.engine.slot_for(patient_id)
+        return self.engine.snapshot(patient_id)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Recreate a patient from ``export``'s dict (a restarted worker)."""
@@ -181,11 +192,16 @@ class Monitor:
             spo2_scale=state["spo2_scale"],
             alert_state=PatientAlertState.from_dict(state["alert_state"]),
             age_years=state.get("age_years"), sex_male=state.get("sex_male"),
-            engine_b64=state.get("engine"), engine_saved_ms=state["newest_ms"],
+            engine_saved_ms=state["newest_ms"],
         )
         self.patients[record.patient_id] = record
-        if self.engine is not None and state.get("engine"):
-            self.engine.restore(record.patient_id, base64.b64decode(state["engine"]))
+        if state.get("engine"):
+            self.restore_engine(record.patient_id, base64.b64decode(state["engine"]))
+
+    def restore_engine(self, patient_id: str, snapshot: bytes) -> None:
+        """Put back a patient's feature buffers from ``snapshot_due``'s bytes."""
+        if self.engine is not None and patient_id in self.patients:
+            self.engine.restore(patient_id, snapshot)
 
     def discharge(self, patient_id: str) -> None:
         self.patients.pop(patient_id, None)

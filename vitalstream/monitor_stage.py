@@ -61,6 +61,8 @@ log = logging.getLogger("vitalstream.monitor")
 CLOCK_FUTURE_TOLERANCE_S = 3600.0
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
+# Keys of the patients changelog: a patient's state, and their feature engine's buffers.
+STATE_KEY, ENGINE_KEY = b"s|", b"e|"
 TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
 
 
@@ -263,8 +265,12 @@ class MonitorStage(mode.Service):
                     if record.key is not None and record.offset < wanted[TopicPartition(record.topic, record.partition)]:
                         latest[record.key] = (record.partition, record.value)
         restored = 0
-        for partition, value in latest.values():
+        snapshots: list[tuple[str, bytes]] = []
+        for key, (partition, value) in latest.items():
             if not value:
+                continue
+            if key.startswith(ENGINE_KEY):
+                snapshots.append((key[len(ENGINE_KEY):].decode(), value))
                 continue
             try:
                 row = orjson.loads(value)
@@ -277,6 +283,11 @@ class MonitorStage(mode.Service):
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 metrics.VITALS_REJECTED.inc()
                 log.error("unreadable state row in %s: %s", self.changelog, type(exc).__name__)
+        for patient_id, snapshot in snapshots:  # after the state rows: the patients exist
+            try:
+                self.monitor.restore_engine(patient_id, snapshot)
+            except ValueError as exc:  # another engine configuration: features start afresh
+                log.error("feature snapshot not restored: %s", exc)
         for tp, end in wanted.items():
             self.written[tp.partition] = end - 1
         log.info("monitor: restored %d patients from %d changelog partitions in %.1f s",
@@ -443,9 +454,11 @@ class MonitorStage(mode.Service):
             metrics.count_totals(metrics.ARTEFACTS, monitor.engine.artefact_counts, self._counted["artefacts"])
         metrics.count_totals(metrics.BAD_TIME_DROPPED, {"": monitor.dropped_bad_time}, self._counted["time"])
 
-    def state_rows(self, patient_ids: Iterable[str], force: set[str]) -> list[tuple[str, bytes, bytes, int]]:
+    def state_rows(self, patient_ids: Iterable[str], force: set[str]) -> list[tuple[str, bytes, bytes, int | None]]:
         """Changelog rows of patients' state: at once when their alert state or settings
-        changed (``force``), else at most once per save interval of device time."""
+        changed (``force``), else at most once per save interval of device time. The
+        feature engine's buffers go in a row of their own (key ``e|<patient>``) when a
+        snapshot is due, once a minute; the state row (``s|<patient>``) is small."""
         rows = []
         for patient_id in patient_ids:
             record = self.monitor.patients.get(patient_id)
@@ -455,9 +468,14 @@ class MonitorStage(mode.Service):
             # saved at once, so a crash cannot leave the score without it until the next round.
             if (patient_id in force or record.unsaved_round
                     or record.newest_ms - record.saved_ms >= self.save_interval_ms):
-                row = {"offset": self.applied.get(patient_id, -1), "state": self.monitor.export(patient_id)}
-                rows.append((self.changelog, patient_id.encode(), orjson.dumps(row),
-                             self.partition_of.get(patient_id)))
+                partition = self.partition_of.get(patient_id)
+                key = patient_id.encode()
+                snapshot = self.monitor.snapshot_due(patient_id)
+                if snapshot is not None:
+                    rows.append((self.changelog, ENGINE_KEY + key, snapshot, partition))
+                row = {"offset": self.applied.get(patient_id, -1),
+                       "state": self.monitor.export(patient_id, engine=False)}
+                rows.append((self.changelog, STATE_KEY + key, orjson.dumps(row), partition))
                 record.saved_ms = record.newest_ms
                 record.unsaved_round = False
         return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 
 from vitalstream.settings import Settings
@@ -47,6 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # The cyclic garbage collector, at its default thresholds, ran every 700 allocations and
+    # walked every patient's state each time: a third of the monitor's time at 1,000
+    # patients (bench/pipeline.py). Startup objects (modules, model, kernels) are frozen out
+    # of its walks, and it runs every 50,000 allocations. vitalstream's per-patient state
+    # holds no reference cycles, so nothing waits longer to be freed.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
