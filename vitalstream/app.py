@@ -46,8 +46,12 @@ class BrokerProbe:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client: AIOKafkaClient | None = None
+        # Up until a check says otherwise: the worker starts only once it has reached the
+        # broker (it creates its topics first), and /health and the gauge must agree from
+        # the start (the first check comes with the first timer tick).
         self.up = True
         self.down_since_s: float | None = None
+        metrics.BROKER_UP.set(1)
 
     async def check(self) -> bool:
         try:
