@@ -43,7 +43,7 @@ def due(patient_id: str, last_ms: int, now_ms: int, interval_ms: int) -> bool:
     """Whether a periodic task (a feature snapshot, a risk) is due again: once each time
     device time crosses the patient's own boundary, every ``interval_ms`` at a phase drawn
     from the patient id. Patients admitted together do not all come due in the same batch
-    (1,000 snapshots at once were a 80 ms stall), and it depends on times only, not on
+    (1,000 snapshots at once were an 80 ms stall), and it depends on times only, not on
     how readings were batched. At most one interval (plus a reading gap) apart."""
     if interval_ms <= 0 or last_ms < 0:
         return True
@@ -90,7 +90,7 @@ class PatientRecord:
     saved_ms: int = -(2**62)
     unsaved_round: bool = False  # a round-charted value arrived since the last save
     risk_ms: int = -(2**62)  # device time of the last risk computed
-    risk_carry: tuple[Any, ...] | None = None  # (risk, model version, explain) of that one
+    risk_carry: tuple[Any, ...] | None = None  # (risk, its time, model version, explain) of that one
     bed_state_ms: int = -(2**62)
 
     def to_dict(self) -> dict[str, Any]:
