@@ -4,9 +4,9 @@ It runs inside the worker beside the Faust app but reads with a plain aiokafka c
 group (``<app_id>-ingest``), because it is stateless and its input is the fastest stream
 of the system: one message per device report. Measured on this machine against the same
 broker, a bare Faust agent reads about 2,900 events/s, an aiokafka ``getmany`` loop over
-200,000 (bench/pipeline.py prints both). The monitor, which needs Faust's changelog-backed
-table, reads the ``vitals`` topic, where one message carries every sample of a patient
-from one ingest batch, so its event rate is bounded by patients, not by samples.
+200,000 (bench/pipeline.py prints both). The monitor stage (``monitor_stage``) reads the
+``vitals`` topic, where one record carries the samples of many patients of one partition
+from one ingest batch.
 
 Delivery is at least once: offsets are committed only after every message of the batch
 has been acknowledged by the broker on ``vitals`` or ``vitals.deadletter``.

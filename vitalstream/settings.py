@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")
     worker_web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
-    state_dir: str = Field(".vitalstream", description="Worker state directory (Faust tables' local store). Not the PhysioNet data folder (VITALSTREAM_DATA_DIR).")
+    state_dir: str = Field(".vitalstream", description="Worker's local directory (Faust's data). Per-patient state lives in the patients changelog topic, not here. Not the PhysioNet data folder (VITALSTREAM_DATA_DIR).")
 
     risk_interval_s: float = Field(
         60.0, description="The risk model scores a patient at most once per this much device time "

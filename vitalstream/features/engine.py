@@ -255,7 +255,7 @@ class FeatureEngine:
                            self.config.buckets_per_window) + windows
 
     def snapshot(self, patient_id: str) -> bytes:
-        """The patient's state as compact bytes (for a changelog-backed table)."""
+        """The patient's state as compact bytes (for the patients changelog)."""
         slot = self._slots[patient_id]
         a = self._state.arrays
         body = b"".join(a[name][slot].tobytes() for name in PatientState.PERSISTENT)
