@@ -116,7 +116,9 @@ class _App(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         make = getattr(self, "vitalstream_stages", None)
-        if make is not None:
+        # on_start runs at every (re)start of the app: the stages are made once.
+        if make is not None and not getattr(self, "_vitalstream_staged", False):
+            self._vitalstream_staged = True
             for stage in make(self.beacon):
                 await self.add_runtime_dependency(stage)
 
