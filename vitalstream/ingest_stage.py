@@ -30,6 +30,7 @@ from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
 from vitalstream.ingest import Rejection, dead_letter, parse_raw
+from vitalstream.kafka import consumer_lag, fetch
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
@@ -42,8 +43,13 @@ ROWS_PER_RECORD = 2000
 
 def partition_for(patient_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives the key ``patient_id``: the
-    monitor's table (keyed by patient) writes its changelog to the same one."""
-    return (murmur2(patient_id.encode()) & 0x7FFFFFFF) % partitions
+    monitor writes the patient's changelog rows to the same one."""
+    return partition_for_key(patient_id.encode(), partitions)
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclasses.dataclass(slots=True)
@@ -200,12 +206,7 @@ class IngestService(mode.Service):
     async def _ingest(self) -> None:
         assert self.consumer is not None and self.producer is not None
         while not self.should_stop:
-            try:
-                records = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.ingest_batch_size)
-            except KafkaError as exc:
-                log.warning("ingest: fetch failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
+            records = await fetch(self.consumer, self.settings.ingest_batch_size, "ingest")
             messages = [
                 RawMessage(record.value or b"", record.key,
                            f"{record.topic}/{record.partition}@{record.offset}", format_header(record.headers))
@@ -217,18 +218,8 @@ class IngestService(mode.Service):
             batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions)
             await self.publish(batch)
             count(batch)
-            self.report_lag({tp: rs[-1].offset + 1 for tp, rs in records.items() if rs})
-
-    def report_lag(self, positions: dict[Any, int]) -> None:
-        """Messages between this worker's position and the end of its vitals.raw partitions."""
-        assert self.consumer is not None
-        self.positions.update(positions)
-        behind = 0
-        for tp in self.consumer.assignment():
-            high, position = self.consumer.highwater(tp), self.positions.get(tp)
-            if high is not None and position is not None:
-                behind += max(0, high - position)
-        metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(behind)
+            self.positions.update({tp: rs[-1].offset + 1 for tp, rs in records.items() if rs})
+            metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))
 
     async def publish(self, batch: IngestBatch) -> None:
         """Send the batch and wait for the broker's acknowledgements, then commit."""

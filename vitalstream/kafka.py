@@ -27,7 +27,7 @@ def topic_names(settings: Settings) -> list[str]:
 
 
 # Only the latest row of a patient is needed: the broker may compact the rest away.
-TOPIC_CONFIGS = {"changelog": {"cleanup.policy": "compact"}}
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
@@ -40,7 +40,7 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout
             await admin.start()
             existing = set(await admin.list_topics())
             wanted = [NewTopic(name, settings.topic_partitions, 1, topic_configs=(
-                          TOPIC_CONFIGS["changelog"] if name == changelog_topic(settings) else None))
+                          CHANGELOG_CONFIG if name == changelog_topic(settings) else None))
                       for name in (*topic_names(settings), *extra) if name not in existing]
             if wanted:
                 try:
@@ -55,6 +55,28 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def fetch(source: AIOKafkaConsumer, max_records: int, stage: str) -> dict:
+    """One ``getmany`` of a stage's loop; an empty batch (after a short pause) when the
+    broker is away, so the loop goes on and the client reconnects."""
+    try:
+        return await source.getmany(timeout_ms=200, max_records=max_records)
+    except KafkaError as exc:
+        log.warning("%s: fetch failed (%s); retrying", stage, type(exc).__name__)
+        await asyncio.sleep(0.5)
+        return {}
+
+
+def consumer_lag(source: AIOKafkaConsumer, positions: dict) -> int:
+    """Messages between the positions a stage has processed to (partition -> next offset)
+    and the end of its assigned partitions, as of the last fetch."""
+    behind = 0
+    for tp in source.assignment():
+        high, position = source.highwater(tp), positions.get(tp)
+        if high is not None and position is not None:
+            behind += max(0, high - position)
+    return behind
 
 
 def producer(settings: Settings, **kwargs: object) -> AIOKafkaProducer:

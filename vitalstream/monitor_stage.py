@@ -45,12 +45,12 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
 )
-from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
-from vitalstream.kafka import changelog_topic
+from vitalstream.ingest_stage import partition_for_key
+from vitalstream.kafka import changelog_topic, consumer_lag, fetch
 from vitalstream.monitor import Monitor, MonitorResult
 from vitalstream.samples import SampleError, sample_from_dict, sample_from_row
 from vitalstream.settings import Settings
@@ -298,12 +298,7 @@ class MonitorStage(mode.Service):
     async def _monitor(self) -> None:
         assert self.consumer is not None
         while not self.should_stop:
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
-            except KafkaError as exc:
-                log.warning("monitor: fetch failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
+            batches = await fetch(self.consumer, self.settings.batch_size, "monitor")
             if not batches:
                 continue
             async with self.lock:
@@ -314,7 +309,7 @@ class MonitorStage(mode.Service):
                     offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
                     await self.commit(offsets)
                     self.positions.update(offsets)
-            self._report_lag()
+            metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
             if time.monotonic() - self._trimmed_s >= TRIM_INTERVAL_S:
                 release_freed_memory()
                 self._trimmed_s = time.monotonic()
@@ -327,16 +322,6 @@ class MonitorStage(mode.Service):
             # The partitions moved during the batch: their new owner reads these records
             # again, and the offsets in the state rows keep them from being applied twice.
             log.warning("monitor: commit refused (%s)", type(exc).__name__)
-
-    def _report_lag(self) -> None:
-        """Messages between this worker's position and the end of its vitals partitions."""
-        assert self.consumer is not None
-        behind = 0
-        for tp in self.consumer.assignment():
-            high, position = self.consumer.highwater(tp), self.positions.get(tp)
-            if high is not None and position is not None:
-                behind += max(0, high - position)
-        metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(behind)
 
     async def process(self, records: list[Any]) -> None:
         """Score one batch of ``vitals`` records and publish what it raised (steps 1-3)."""
@@ -489,10 +474,12 @@ class MonitorStage(mode.Service):
         while messages:
             try:
                 groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+                counts: dict[str, int] = {}
                 for topic, key, value, partition in messages:
                     if partition is None:  # by key, as Kafka's default partitioner does
-                        count = len(await self.producer.partitions_for(topic))
-                        partition = (murmur2(key) & 0x7FFFFFFF) % count
+                        if topic not in counts:
+                            counts[topic] = len(await self.producer.partitions_for(topic))
+                        partition = partition_for_key(key, counts[topic])
                     groups[(topic, partition)].append((key, value))
                 sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
                 for (topic, partition), items in groups.items():
