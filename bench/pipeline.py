@@ -157,20 +157,23 @@ def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
 
 
 async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
-    """The policy raises a high alert once the condition has held for 60 s and is measured
-    again; so that the phase's own readings raise the alerts, the deteriorating patients get
-    55 s of back-dated history first (sent, and scored, before the phase's measurement
-    starts): not long enough to raise anything, long enough that a live reading does."""
+    """The phase measures a hospital whose patients are already monitored: each gets 55 s
+    of back-dated history first (sent, and scored, before the measurement starts), so the
+    phase does not time the admission of 1,000 patients in its first second. The policy
+    raises a high alert once the condition has held for 60 s and is measured again: 55 s
+    of deteriorating history is not long enough to raise anything, long enough that the
+    phase's own readings do."""
     gateway = producer(settings, linger_ms=5, acks=1)
     await gateway.start()
     history_ms = int(time.time() * 1000)
     count = 0
     try:
         for back_s in range(55, 0, -10):
-            for patient in range(0, n_patients, 50):
+            for patient in range(n_patients):
                 for parameter in PARAMS:
+                    base = DETERIORATING if patient % 50 == 0 else NORMAL
                     await gateway.send(settings.topic_raw, orjson.dumps(sample(
-                        patient, parameter, DETERIORATING[parameter], history_ms - back_s * 1000, prefix)))
+                        patient, parameter, base[parameter], history_ms - back_s * 1000, prefix)))
                     count += 1
         await gateway.flush()
     finally:
@@ -184,7 +187,7 @@ async def offered_load(settings: Settings, rate: float, seconds: float, n_patien
     the clinical alerts that the phase's own readings trigger."""
     phase_start_ms = int(time.time() * 1000)
     gateway = producer(settings, linger_ms=1, acks=1)
-    alerts = consumer(settings, settings.topic_alerts, from_beginning=False)
+    alerts = consumer(settings, settings.topic_alerts, from_beginning=False, fetch_max_wait_ms=20)
     await gateway.start()
     await alerts.start()
     while not alerts.assignment():

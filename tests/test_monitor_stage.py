@@ -11,6 +11,7 @@ from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
 from vitalstream.monitor import Monitor
 from vitalstream.monitor_stage import MonitorStage
+from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
 
@@ -33,7 +34,7 @@ def test_a_patient_whose_readings_fail_the_core_is_left_out_and_the_others_are_s
 
     async def score() -> object:
         stage = MonitorStage(Settings(kafka_bootstrap="127.0.0.1:1"), Monitor(policy, engine=FeatureEngine()))
-        return stage._score(samples)
+        return stage._score([sample_row(s) for s in samples])  # the stage scores rows
 
     failed_before = metrics.MONITOR_ERRORS._value.get()
     result = asyncio.run(score())

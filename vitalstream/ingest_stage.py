@@ -29,8 +29,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
-from vitalstream.ingest import Rejection, dead_letter, parse_raw
-from vitalstream.kafka import consumer_lag, fetch
+from vitalstream.ingest import Rejection, dead_letter, json_rows, parse_raw
+from vitalstream.kafka import FETCH_MAX_WAIT_MS, consumer_lag, fetch
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
@@ -74,6 +74,16 @@ class IngestBatch:
     samples: int = 0
 
 
+@dataclasses.dataclass(slots=True)
+class InFlight:
+    """A batch handed to the producer: its acknowledgements, and the offsets to commit
+    once they have all come."""
+
+    batch: IngestBatch
+    futures: list[asyncio.Future[Any]]
+    offsets: dict[Any, int]
+
+
 def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: int) -> IngestBatch:
     """Parse a batch of raw messages (pure).
 
@@ -92,7 +102,16 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
             found = partition_cache[patient_id] = partition_for(patient_id, partitions)
         return found
 
+    fast_messages = fast_samples = 0
     for message in messages:
+        if message.fmt is None or message.fmt == "json":
+            fast = json_rows(message.value, received_ms)
+            if fast is not None:
+                fast_messages += 1
+                fast_samples += len(fast)
+                for row in fast:
+                    rows[partition(row[0])].append(row)
+                continue
         result = parse_raw(message.value, received_ms, message.fmt)
         batch.messages_in[result.format] += 1
         if result.rejection is not None:
@@ -106,6 +125,10 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
             rows[partition(sample.patient_id)].append(sample_row(sample))
         for event in result.technical:
             technical[partition(str(event.get("patient_id", "")))].append(event)
+    if fast_messages:
+        batch.messages_in["json"] += fast_messages
+        batch.accepted["json"] += fast_messages
+        batch.samples += fast_samples
     for number in sorted(set(rows) | set(technical)):
         partition_rows = rows.get(number, [])
         partition_technical = technical.get(number, [])
@@ -174,20 +197,21 @@ class IngestService(mode.Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.positions: dict[Any, int] = {}  # partition -> next offset to read
+        self.in_flight: InFlight | None = None  # the batch sent, not yet acknowledged and committed
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka_client_kwargs()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"{self.settings.app_id}-ingest", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=20,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_partition_fetch_bytes=4 << 20,
             session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
             rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.kafka_session_timeout_s / 4) * 1000),
             **kafka)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=2, acks="all",
+            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=0, acks="all",
             max_batch_size=1 << 20, max_request_size=8 << 20, **kafka)
         await self.producer.start()
         await self.consumer.start()
@@ -196,7 +220,12 @@ class IngestService(mode.Service):
         self.consumer.subscribe([self.settings.topic_raw])
 
     async def on_stop(self) -> None:
-        # The loop commits after every batch it published, so nothing is left to commit.
+        # The batch in flight is committed if it lands; if not, it is read again on restart.
+        if self.in_flight is not None and self.consumer is not None:
+            try:
+                await asyncio.wait_for(self.settle(), 5.0)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("ingest: last batch not committed at stop (%s)", type(exc).__name__)
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:
@@ -204,6 +233,9 @@ class IngestService(mode.Service):
 
     @mode.Service.task
     async def _ingest(self) -> None:
+        """Fetch, parse and send a batch, then settle the batch before it (its broker
+        acknowledgements, then its commit) while this one is in flight: the next fetch
+        does not wait for a round trip to the broker. At most two batches are unsettled."""
         assert self.consumer is not None and self.producer is not None
         while not self.should_stop:
             records = await fetch(self.consumer, self.settings.ingest_batch_size, "ingest")
@@ -213,32 +245,53 @@ class IngestService(mode.Service):
                 for partition_records in records.values() for record in partition_records
             ]
             if not messages:
+                await self.settle()
                 continue
             partitions = len(await self.producer.partitions_for(self.settings.topic_vitals))
             batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions)
-            await self.publish(batch)
-            count(batch)
-            self.positions.update({tp: rs[-1].offset + 1 for tp, rs in records.items() if rs})
-            metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))
+            sent = InFlight(batch, await self.send(batch),
+                            {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs})
+            await self.settle()
+            self.in_flight = sent
 
-    async def publish(self, batch: IngestBatch) -> None:
-        """Send the batch and wait for the broker's acknowledgements, then commit."""
-        assert self.consumer is not None and self.producer is not None
+    async def send(self, batch: IngestBatch) -> list[asyncio.Future[Any]]:
+        """Hand the batch to the producer; the futures of its acknowledgements."""
+        assert self.producer is not None
         while True:
             try:
                 futures = [await self.producer.send(self.settings.topic_vitals, value, partition=partition)
                            for partition, value in batch.vitals]
                 futures += [await self.producer.send(self.settings.topic_deadletter, value, key=key)
                             for key, value in batch.dead_letters]
+                return futures
+            except KafkaError as exc:
+                log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def settle(self) -> None:
+        """Wait for the broker to acknowledge the batch in flight, sending it again until
+        it lands (at least once), then commit its offsets and count it."""
+        sent = self.in_flight
+        if sent is None:
+            return
+        assert self.consumer is not None
+        futures = sent.futures
+        while True:
+            try:
                 await asyncio.gather(*futures)
                 break
             except KafkaError as exc:
                 # Not committed: the batch is published again (at least once) until it lands.
                 log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
                 await asyncio.sleep(0.5)
+                sent.futures = futures = await self.send(sent.batch)
         try:
-            await self.consumer.commit()
+            await self.consumer.commit(sent.offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved to another worker during the batch: it re-reads from the
             # last commit, so these messages are published twice, never lost.
             log.warning("ingest: commit refused after a rebalance (%s)", type(exc).__name__)
+        self.in_flight = None
+        count(sent.batch)
+        self.positions.update(sent.offsets)
+        metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))

@@ -57,6 +57,14 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout
             await admin.close()
 
 
+# How long a stage's fetch may wait at the broker for data. Apache Kafka and Redpanda
+# answer a waiting fetch as soon as data arrives, so there this only sets how often an idle
+# stage asks; the embedded broker (tansu 0.6) holds a fetch for the whole wait even when
+# data arrives (measured: a one-message round trip took up to the wait), so on it every
+# hop of the pipeline costs up to this much latency.
+FETCH_MAX_WAIT_MS = 5
+
+
 async def fetch(source: AIOKafkaConsumer, max_records: int, stage: str) -> dict:
     """One ``getmany`` of a stage's loop; an empty batch (after a short pause) when the
     broker is away, so the loop goes on and the client reconnects."""

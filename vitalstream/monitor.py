@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vitalstream.alerts import Alert, AlertPolicy, Assessment, PatientAlertState
-from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, Sample
+from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, Sample, sample_row
 from vitalstream.scoring.news2 import COMPONENTS, news2_cached
 
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
@@ -37,6 +37,7 @@ ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on
 SHOWABLE_TIME_MS = (0, 253_402_300_799_999)
 NEWS2_INPUTS = COMPONENTS  # resp_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature
 _N_COMPONENTS = len(COMPONENTS)
+_COMPONENT_INDEX = {name: i for i, name in enumerate(COMPONENTS)}
 
 
 def due(patient_id: str, last_ms: int, now_ms: int, interval_ms: int) -> bool:
@@ -47,8 +48,18 @@ def due(patient_id: str, last_ms: int, now_ms: int, interval_ms: int) -> bool:
     how readings were batched. At most one interval (plus a reading gap) apart."""
     if interval_ms <= 0 or last_ms < 0:
         return True
-    phase = zlib.crc32(patient_id.encode()) % interval_ms
+    phase = _phase(patient_id) % interval_ms
     return (now_ms + phase) // interval_ms != (last_ms + phase) // interval_ms
+
+
+@functools.lru_cache(maxsize=65536)
+def _phase(patient_id: str) -> int:
+    return zlib.crc32(patient_id.encode())
+
+
+# A sample row's fields (``vitalstream.samples.SAMPLE_FIELDS``), as the vitals topic carries them.
+R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_TIME, R_ARTEFACT = 0, 1, 2, 3, 4, 6, 10
+_NUMERIC_INDEX = {name: PARAM_INDEX[name] for name in NUMERIC_PARAMETERS}
 
 
 class FeatureRow(Mapping[str, float]):
@@ -92,6 +103,10 @@ class PatientRecord:
     risk_ms: int = -(2**62)  # device time of the last risk computed
     risk_carry: tuple[Any, ...] | None = None  # (risk, its time, model version, explain) of that one
     bed_state_ms: int = -(2**62)
+    # For ``Monitor.assess``: the NEWS2 inputs in chart order, and the device time until
+    # which every value in ``latest`` stays inside its window (not kept: recomputed).
+    news2_values: list[Any] = dataclasses.field(default_factory=lambda: [None] * _N_COMPONENTS)
+    in_window_until_ms: int = -(2**62)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,19 +153,20 @@ class Monitor:
         # Each NEWS2 input (and diastolic BP, shown beside them) with the window it counts in.
         self._windows = tuple((p, self.round_window_ms if p in ROUND_PARAMETERS else self.news2_window_ms)
                               for p in (*NEWS2_INPUTS, "diastolic_bp"))
+        self._window_of = dict(self._windows)
         self._feature_index: dict[str, int] = (
             {name: i for i, name in enumerate(engine.feature_names)} if engine is not None else {})
 
     # -- state -------------------------------------------------------------------------
     def record_for(self, sample: Sample) -> PatientRecord:
-        record = self.patients.get(sample.patient_id)
-        if record is None:
-            record = PatientRecord(
-                patient_id=sample.patient_id, ward=sample.ward, bed=sample.bed,
-                first_seen_ms=sample.device_time_ms, newest_ms=sample.device_time_ms,
-                latest={}, spo2_scale=1, alert_state=self.policy.new_state(),
-            )
-            self.patients[sample.patient_id] = record
+        return self.patients.get(sample.patient_id) or self._admit(
+            sample.patient_id, sample.ward, sample.bed, sample.device_time_ms)
+
+    def _admit(self, patient_id: str, ward: str, bed: str, time_ms: int) -> PatientRecord:
+        record = self.patients[patient_id] = PatientRecord(
+            patient_id=patient_id, ward=ward, bed=bed, first_seen_ms=time_ms, newest_ms=time_ms,
+            latest={}, spo2_scale=1, alert_state=self.policy.new_state(),
+        )
         return record
 
     def export(self, patient_id: str, engine: bool = True) -> dict[str, Any]:
@@ -210,7 +226,13 @@ class Monitor:
 
     # -- scoring -----------------------------------------------------------------------
     def process(self, samples: Sequence[Sample]) -> MonitorResult:
-        """Take one batch of samples (any patients, any order) and return what to publish.
+        """Take one batch of samples (any patients, any order) and return what to publish;
+        ``process_rows`` of their rows."""
+        return self.process_rows([sample_row(s) for s in samples])
+
+    def process_rows(self, rows: Sequence[Sequence[Any]]) -> MonitorResult:
+        """Take one batch of sample rows (``SAMPLE_FIELDS`` order, as the vitals topic
+        carries them) and return what to publish.
 
         The batch is cut into waves by device time: wave k holds each patient's k-th
         reading time (to ``resolution_ms``). Each wave is one call into the feature engine
@@ -220,79 +242,114 @@ class Monitor:
         then scores the rows of all waves in one call, and the policy sees the
         assessments in time order.
         """
-        result = MonitorResult(samples=len(samples))
-        samples = self._showable(samples)
+        result = MonitorResult(samples=len(rows))
+        rows = self._showable(rows)
         touched: dict[str, None] = {}
         pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]] = []
-        for wave in self._waves(samples):
-            pending.extend(self._process_wave(wave))
-            touched.update(dict.fromkeys(s.patient_id for s in wave))
+        for wave in self._waves(rows):
+            pending.extend(self._process_wave(wave, touched))
         self._score_risk(pending)
+        assess = self.policy.assess
+        failed = result.failed
+        assessments, alerts = result.assessments, result.alerts
         for assessment, record, _ in pending:
-            if assessment.patient_id in result.failed:
+            if failed and assessment.patient_id in failed:
                 continue
             try:
-                alerts = self.policy.assess(record.alert_state, assessment)
+                raised = assess(record.alert_state, assessment)
             except Exception as exc:  # a fault in the policy must not silence the other patients
-                result.failed[assessment.patient_id] = type(exc).__name__
+                failed[assessment.patient_id] = type(exc).__name__
                 continue
-            result.assessments.append(assessment)
-            result.alerts.extend(alerts)
+            assessments.append(assessment)
+            if raised:
+                alerts.extend(raised)
         result.touched = list(touched)
         return result
 
-    def _showable(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+    def _showable(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
         low, high = SHOWABLE_TIME_MS
-        if all(low <= s.device_time_ms <= high for s in samples):
-            return samples
-        kept = [s for s in samples if low <= s.device_time_ms <= high]
-        self.dropped_bad_time += len(samples) - len(kept)
+        if all(low <= r[R_TIME] <= high for r in rows):
+            return rows
+        kept = [r for r in rows if low <= r[R_TIME] <= high]
+        self.dropped_bad_time += len(rows) - len(kept)
         return kept
 
-    def _waves(self, samples: Sequence[Sample]) -> Iterable[list[Sample]]:
-        by_patient: dict[str, dict[int, list[Sample]]] = {}
-        for sample in samples:
-            times = by_patient.setdefault(sample.patient_id, {})
-            times.setdefault(sample.device_time_ms // self.resolution_ms, []).append(sample)
+    def _waves(self, rows: Sequence[Sequence[Any]]) -> Iterable[list[Sequence[Any]]]:
+        resolution = self.resolution_ms
+        by_patient: dict[str, dict[int, list[Sequence[Any]]]] = {}
+        for row in rows:
+            times = by_patient.get(row[R_PATIENT])
+            if times is None:
+                times = by_patient[row[R_PATIENT]] = {}
+            moment = row[R_TIME] // resolution
+            readings = times.get(moment)
+            if readings is None:
+                times[moment] = [row]
+            else:
+                readings.append(row)
+        if all(len(times) == 1 for times in by_patient.values()):  # one reading time each
+            yield [row for times in by_patient.values() for readings in times.values() for row in readings]
+            return
         readings = [[times[t] for t in sorted(times)] for times in by_patient.values()]
         depth = max((len(r) for r in readings), default=0)
         for k in range(depth):
-            yield [sample for r in readings if k < len(r) for sample in r[k]]
+            yield [row for r in readings if k < len(r) for row in r[k]]
 
-    def _process_wave(self, samples: list[Sample]) -> list[tuple[Assessment, PatientRecord, np.ndarray | None]]:
+    def _process_wave(self, rows: list[Sequence[Any]], touched_in_batch: dict[str, None],
+                      ) -> list[tuple[Assessment, PatientRecord, np.ndarray | None]]:
         touched: dict[str, PatientRecord] = {}
-        numeric: list[tuple[int, int, float, float]] = []
-        for sample in samples:
-            record = self.record_for(sample)
-            touched[sample.patient_id] = record
-            if sample.ward:
-                record.ward, record.bed = sample.ward, sample.bed
-            if sample.parameter == "spo2_scale":
-                record.spo2_scale = int(sample.value)
+        patients, engine, window_of = self.patients, self.engine, self._window_of
+        slots: list[int] = []
+        params: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
+        for row in rows:
+            patient_id, parameter, time_ms = row[R_PATIENT], row[R_PARAMETER], row[R_TIME]
+            record = patients.get(patient_id)
+            if record is None:
+                record = self._admit(patient_id, row[R_WARD], row[R_BED], time_ms)
+            touched[patient_id] = record
+            if row[R_WARD]:
+                record.ward, record.bed = row[R_WARD], row[R_BED]
+            if parameter == "spo2_scale":
+                record.spo2_scale = int(row[R_VALUE])
                 continue
-            if sample.artefact:
+            if row[R_ARTEFACT] or parameter not in window_of:  # (ingest passes no other parameter)
                 continue
-            current = record.latest.get(sample.parameter)
-            if current is None or sample.device_time_ms >= current[1]:
-                record.latest[sample.parameter] = (sample.value, sample.device_time_ms)
-                if sample.parameter in ROUND_PARAMETERS:
+            current = record.latest.get(parameter)
+            if current is None or time_ms >= current[1]:
+                record.latest[parameter] = (row[R_VALUE], time_ms)
+                if parameter in ROUND_PARAMETERS:
                     record.unsaved_round = True
-            record.newest_ms = max(record.newest_ms, sample.device_time_ms)
-            if self.engine is not None and sample.parameter in NUMERIC_PARAMETERS:
-                numeric.append((self.engine.slot_for(sample.patient_id), PARAM_INDEX[sample.parameter],
-                                sample.device_time_ms / 1000.0, float(sample.value)))
-        features = self._update_features(numeric, touched)
-        return [(self.assess(record, features.get(pid)), record, features.get(pid))
+                component = _COMPONENT_INDEX.get(parameter)
+                if component is not None:
+                    record.news2_values[component] = row[R_VALUE]
+                until_ms = time_ms + window_of[parameter]
+                if until_ms < record.in_window_until_ms:
+                    record.in_window_until_ms = until_ms
+            if time_ms > record.newest_ms:
+                record.newest_ms = time_ms
+            if engine is not None:
+                index = _NUMERIC_INDEX.get(parameter)
+                if index is not None:
+                    slots.append(engine.slot_for(patient_id))
+                    params.append(index)
+                    times.append(time_ms)
+                    values.append(row[R_VALUE])
+        touched_in_batch.update(dict.fromkeys(touched))
+        features = self._update_features(slots, params, times, values, touched)
+        assess = self.assess
+        return [(assess(record, features.get(pid)), record, features.get(pid))
                 for pid, record in touched.items()]
 
-    def _update_features(self, numeric: list[tuple[int, int, float, float]],
-                         touched: dict[str, PatientRecord]) -> dict[str, np.ndarray]:
-        if self.engine is None or not numeric:
+    def _update_features(self, slots: list[int], params: list[int], times_ms: list[int],
+                         values: list[float], touched: dict[str, PatientRecord]) -> dict[str, np.ndarray]:
+        if self.engine is None or not slots:
             return {}
-        batch = np.array(numeric, dtype=np.float64)
-        slots, rows = self.engine.update(batch[:, 0].astype(np.int64), batch[:, 1].astype(np.int64),
-                                         batch[:, 2], batch[:, 3])
-        by_slot = {int(slot): row for slot, row in zip(slots, rows, strict=True)}
+        touched_slots, rows = self.engine.update(
+            np.array(slots, dtype=np.int64), np.array(params, dtype=np.int64),
+            np.array(times_ms, dtype=np.float64) / 1000.0, np.array(values, dtype=np.float64))
+        by_slot = dict(zip(touched_slots.tolist(), rows, strict=True))
         slot_for = self.engine.slot_for
         found = ((pid, by_slot.get(slot_for(pid))) for pid in touched)
         return {pid: row for pid, row in found if row is not None}
@@ -341,22 +398,34 @@ class Monitor:
 
     def assess(self, record: PatientRecord, feature_row: np.ndarray | None) -> Assessment:
         now_ms = record.newest_ms
-        observations: dict[str, tuple[Any, int]] = {}
-        stale: list[str] = []
         latest = record.latest
-        key: list[Any] = [record.spo2_scale]  # NEWS2's cache key: scale, then chart order
-        for parameter, window_ms in self._windows:
-            item = latest.get(parameter)
-            if item is not None and now_ms - item[1] <= window_ms:
-                observations[parameter] = item
-                key.append(item[0])
-            else:
-                if item is not None:
-                    stale.append(parameter)
-                key.append(None)
+        if now_ms <= record.in_window_until_ms:
+            # Every value is inside its window (the common case): nothing to leave out.
+            observations = dict(latest)
+            stale: list[str] = []
+            key = (record.spo2_scale, *record.news2_values)
+        else:
+            observations = {}
+            stale = []
+            values: list[Any] = []
+            until_ms = 2**62
+            for parameter, window_ms in self._windows:
+                item = latest.get(parameter)
+                if item is not None and now_ms - item[1] <= window_ms:
+                    observations[parameter] = item
+                    values.append(item[0])
+                    until_ms = min(until_ms, item[1] + window_ms)
+                else:
+                    if item is not None:
+                        stale.append(parameter)
+                    values.append(None)
+            record.news2_values = values[:_N_COMPONENTS]
+            # With a value out of its window, the next assessment checks every window again.
+            record.in_window_until_ms = -(2**62) if stale else until_ms
+            key = (record.spo2_scale, *record.news2_values)
         return Assessment(
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
-            news2=news2_cached(observations, record.spo2_scale, tuple(key[:_N_COMPONENTS + 1])),
+            news2=news2_cached(observations, record.spo2_scale, key),
             observations=observations,
             features=FeatureRow(self._feature_index, feature_row) if feature_row is not None else {},
             stale=stale, spo2_scale=record.spo2_scale,

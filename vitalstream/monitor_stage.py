@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -50,9 +51,9 @@ from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
 from vitalstream.ingest_stage import partition_for_key
-from vitalstream.kafka import changelog_topic, consumer_lag, fetch
-from vitalstream.monitor import Monitor, MonitorResult
-from vitalstream.samples import SampleError, sample_from_dict, sample_from_row
+from vitalstream.kafka import FETCH_MAX_WAIT_MS, changelog_topic, consumer_lag, fetch
+from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
+from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.monitor")
@@ -61,9 +62,28 @@ log = logging.getLogger("vitalstream.monitor")
 CLOCK_FUTURE_TOLERANCE_S = 3600.0
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
+ROW_WIDTH = len(SAMPLE_FIELDS)
+R_INGEST = SAMPLE_FIELDS.index("ingest_time_ms")
 # Keys of the patients changelog: a patient's state, and their feature engine's buffers.
 STATE_KEY, ENGINE_KEY = b"s|", b"e|"
 TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
+
+
+# A message to write: (topic, key, value, partition or None for the key's partition).
+Write = tuple[str, bytes, bytes, "int | None"]
+# A record batch handed to the producer: (topic, partition, messages, acknowledgement).
+Sent = tuple[str, int, int, "asyncio.Future[Any]"]
+
+
+@dataclasses.dataclass(slots=True)
+class Unsettled:
+    """A scored batch whose bed states and state rows are on their way to the broker:
+    its offsets are committed, and its samples counted, once they are acknowledged."""
+
+    writes: list[Write]
+    sent: list[Sent]
+    offsets: dict[TopicPartition, int]
+    samples: list[Any]
 
 
 def release_freed_memory() -> None:
@@ -134,13 +154,14 @@ class MonitorStage(mode.Service):
         self.positions: dict[TopicPartition, int] = {}  # vitals partition -> next offset to read
         self.save_interval_ms = int(settings.state_save_interval_s * 1000)
         self._counted: dict[str, dict[str, int]] = defaultdict(dict)
+        self.unsettled: Unsettled | None = None  # the batch whose state rows are in flight
         self._trimmed_s = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def on_start(self) -> None:
         kafka = self.settings.kafka_client_kwargs()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=2, acks="all",
+            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=0, acks="all",
             max_batch_size=1 << 20, max_request_size=8 << 20, **kafka)
         self.reader = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
@@ -148,7 +169,7 @@ class MonitorStage(mode.Service):
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"{self.settings.app_id}-monitor", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=20, max_partition_fetch_bytes=8 << 20,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=8 << 20,
             session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
             rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.kafka_session_timeout_s / 4) * 1000),
@@ -159,8 +180,12 @@ class MonitorStage(mode.Service):
         self.consumer.subscribe([self.settings.topic_vitals], listener=_Rebalance(self))
 
     async def on_stop(self) -> None:
-        # Every batch commits itself; the lock waits for the one in progress.
+        # The lock waits for the batch in progress; the one in flight is then settled.
         async with self.lock:
+            try:
+                await asyncio.wait_for(self.settle(), 5.0)
+            except (TimeoutError, KafkaError) as exc:  # read again on restart
+                log.warning("monitor: last batch not committed at stop (%s)", type(exc).__name__)
             for client in (self.consumer, self.reader, self.producer):
                 if client is not None:
                     try:
@@ -175,8 +200,8 @@ class MonitorStage(mode.Service):
     # -- rebalance -----------------------------------------------------------------------
     async def on_revoked(self) -> None:
         self.rebalancing = True
-        async with self.lock:  # the batch in progress finishes and commits first
-            pass
+        async with self.lock:  # the batch in progress finishes, and the one in flight commits
+            await self.settle()
 
     async def on_assigned(self, partitions: set[int]) -> None:
         async with self.lock:
@@ -296,23 +321,40 @@ class MonitorStage(mode.Service):
     # -- the loop ------------------------------------------------------------------------
     @mode.Service.task
     async def _monitor(self) -> None:
+        """Each batch is scored and its alerts published while the state rows of the
+        batch before it are still on their way to the broker: that batch is settled
+        (acknowledged, then committed) just before this one's rows are sent, so one
+        batch at most is unsettled and a patient's rows still reach the changelog in order."""
         assert self.consumer is not None
         while not self.should_stop:
             batches = await fetch(self.consumer, self.settings.batch_size, "monitor")
-            if not batches:
-                continue
             async with self.lock:
                 owned = self.consumer.assignment()
                 records = [r for tp, rs in batches.items() if tp in owned for r in rs]
-                if records:
-                    await self.process(records)
-                    offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
-                    await self.commit(offsets)
-                    self.positions.update(offsets)
-            metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
+                if not records:
+                    await self.settle()
+                    continue
+                writes, samples = await self.process(records)
+                await self.settle()
+                offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
+                self.unsettled = Unsettled(writes, await self.send(writes), offsets, samples)
             if time.monotonic() - self._trimmed_s >= TRIM_INTERVAL_S:
                 release_freed_memory()
                 self._trimmed_s = time.monotonic()
+
+    async def settle(self) -> None:
+        """Finish the batch whose state rows are in flight: wait for the broker's
+        acknowledgements (sending again until they land), then commit its offsets."""
+        batch = self.unsettled
+        if batch is None:
+            return
+        await self.acknowledged(batch.writes, batch.sent)
+        self.unsettled = None
+        await self.commit(batch.offsets)
+        self.positions.update(batch.offsets)
+        self._observe(batch.samples)
+        assert self.consumer is not None
+        metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
@@ -323,8 +365,9 @@ class MonitorStage(mode.Service):
             # again, and the offsets in the state rows keep them from being applied twice.
             log.warning("monitor: commit refused (%s)", type(exc).__name__)
 
-    async def process(self, records: list[Any]) -> None:
-        """Score one batch of ``vitals`` records and publish what it raised (steps 1-3)."""
+    async def process(self, records: list[Any]) -> tuple[list[Write], list[Any]]:
+        """Score one batch of ``vitals`` records and publish the alerts it raised (steps
+        1-2); return its bed states and state rows to write (step 3), and its samples."""
         monitor = self.monitor
         samples, technical, alerts = [], [], []
         controlled: set[str] = set()
@@ -344,9 +387,8 @@ class MonitorStage(mode.Service):
         states = monitor.bed_states(result.assessments, int(self.settings.bed_state_interval_s * 1000))
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
-        await self.send_all([(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None)
-                             for s in states] + self.state_rows(touched, changed))
-        self._observe(samples)
+        writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
+        return writes + self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
               controlled: set[str], horizon_ms: int) -> None:
@@ -359,18 +401,20 @@ class MonitorStage(mode.Service):
         def new(patient_id: Any) -> bool:
             return applied.get(str(patient_id), -1) < offset
 
-        rows = [sample_from_row(row) for row in body.get("rows", ())]
-        rows += [sample_from_dict(s) for s in body.get("samples", ())]
+        rows = body.get("rows", [])
+        if not all(type(row) is list and len(row) == ROW_WIDTH for row in rows):
+            raise SampleError(f"a sample row has {ROW_WIDTH} fields")
+        rows += [sample_row(sample_from_dict(s)) for s in body.get("samples", ())]
         # Only a record at or before a restored patient's applied offset can hold readings
         # already in the state: after recovery, the partition's first records.
         if offset <= self.replay_until.get(record.partition, -1):
-            rows = [s for s in rows if applied.get(s.patient_id, -1) < offset]
+            rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
         control, ack = body.get("settings"), body.get("ack")
         samples.extend(rows)
         technical.extend(events)
         # A device clock years ahead must not make every bed look silent.
-        newest_ms = max((s.device_time_ms for s in rows if s.device_time_ms <= horizon_ms), default=0)
+        newest_ms = max((r[R_TIME] for r in rows if r[R_TIME] <= horizon_ms), default=0)
         if newest_ms:
             self.clocks[record.partition].observe(newest_ms)
         if control and new(control["patient_id"]):
@@ -385,7 +429,7 @@ class MonitorStage(mode.Service):
             controlled.add(str(ack["patient_id"]))
             alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
                                                    int(ack.get("at_ms", now_ms()))))
-        patients = {s.patient_id for s in rows} | {str(t.get("patient_id")) for t in events}
+        patients = {r[R_PATIENT] for r in rows} | {str(t.get("patient_id")) for t in events}
         patients |= {str(c["patient_id"]) for c in (control, ack) if c}
         self.applied_through[record.partition] = offset
         for patient_id in patients:  # after the checks above: this record is now applied
@@ -401,16 +445,16 @@ class MonitorStage(mode.Service):
         already taken in), which is not exact but does not stop every patient's monitor.
         Either way the failure is counted and logged, without identifiers."""
         try:
-            result = self.monitor.process(samples)
+            result = self.monitor.process_rows(samples)
         except Exception:
             log.exception("monitor: a batch failed; scoring its patients one by one")
             result = MonitorResult(samples=len(samples))
             by_patient: dict[str, list[Any]] = defaultdict(list)
-            for sample in samples:
-                by_patient[sample.patient_id].append(sample)
+            for row in samples:
+                by_patient[row[R_PATIENT]].append(row)
             for patient_id, patient_samples in by_patient.items():
                 try:
-                    one = self.monitor.process(patient_samples)
+                    one = self.monitor.process_rows(patient_samples)
                 except Exception as exc:
                     result.failed[patient_id] = type(exc).__name__
                     continue
@@ -426,8 +470,8 @@ class MonitorStage(mode.Service):
     def _observe(self, samples: list[Any]) -> None:
         if samples:
             done_s = time.time()
-            device_s = np.fromiter((s.device_time_ms for s in samples), np.float64, len(samples)) / 1000.0
-            ingest_s = np.fromiter((s.ingest_time_ms for s in samples), np.float64, len(samples)) / 1000.0
+            device_s = np.fromiter((r[R_TIME] for r in samples), np.float64, len(samples)) / 1000.0
+            ingest_s = np.fromiter((r[R_INGEST] for r in samples), np.float64, len(samples)) / 1000.0
             metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
             metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
             metrics.SAMPLES_PROCESSED.inc(len(samples))
@@ -439,7 +483,7 @@ class MonitorStage(mode.Service):
             metrics.count_totals(metrics.ARTEFACTS, monitor.engine.artefact_counts, self._counted["artefacts"])
         metrics.count_totals(metrics.BAD_TIME_DROPPED, {"": monitor.dropped_bad_time}, self._counted["time"])
 
-    def state_rows(self, patient_ids: Iterable[str], force: set[str]) -> list[tuple[str, bytes, bytes, int | None]]:
+    def state_rows(self, patient_ids: Iterable[str], force: set[str]) -> list[Write]:
         """Changelog rows of patients' state: at once when their alert state or settings
         changed (``force``), else at most once per save interval of device time. The
         feature engine's buffers go in a row of their own (key ``e|<patient>``) when a
@@ -465,46 +509,66 @@ class MonitorStage(mode.Service):
                 record.unsaved_round = False
         return rows
 
-    async def send_all(self, messages: list[tuple[str, bytes, bytes, int | None]]) -> None:
+    async def send_all(self, messages: list[Write]) -> None:
         """Send and wait for the broker's acknowledgement of every message, retrying while
-        the broker is away (nothing is committed before this returns). Messages go out as
-        one record batch per partition: a state row per patient per batch costs one
-        append, not one ``send`` each (which cost 0.1 ms apiece here)."""
-        assert self.producer is not None
-        while messages:
+        the broker is away (nothing is committed before this returns)."""
+        await self.acknowledged(messages, await self.send(messages))
+
+    async def send(self, messages: list[Write]) -> list[Sent]:
+        """Hand messages to the producer, retrying while the broker is away; the futures
+        of their acknowledgements. Messages go out as one record batch per partition: a
+        state row per patient per batch costs one append, not one ``send`` each (which
+        cost 0.1 ms apiece here)."""
+        while True:
             try:
-                groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
-                counts: dict[str, int] = {}
-                for topic, key, value, partition in messages:
-                    if partition is None:  # by key, as Kafka's default partitioner does
-                        if topic not in counts:
-                            counts[topic] = len(await self.producer.partitions_for(topic))
-                        partition = partition_for_key(key, counts[topic])
-                    groups[(topic, partition)].append((key, value))
-                sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
-                for (topic, partition), items in groups.items():
-                    batch, count = self.producer.create_batch(), 0
-                    for key, value in items:
-                        if batch.append(key=key, value=value, timestamp=None) is None:
-                            sent.append((topic, partition, count, await self.producer.send_batch(
-                                batch, topic, partition=partition)))
-                            batch, count = self.producer.create_batch(), 0
-                            if batch.append(key=key, value=value, timestamp=None) is None:
-                                raise MessageSizeTooLargeError(f"a message of {len(value)} bytes for {topic}")
-                        count += 1
-                    sent.append((topic, partition, count, await self.producer.send_batch(
-                        batch, topic, partition=partition)))
-                for (topic, partition, count, _), meta in zip(
-                        sent, await asyncio.gather(*(f for *_, f in sent)), strict=True):
-                    if topic == self.changelog and count:
-                        last = meta.offset + count - 1
-                        self.written[partition] = max(self.written.get(partition, -1), last)
-                return
+                return await self._send(messages)
             except MessageSizeTooLargeError:
                 raise
             except KafkaError as exc:
                 log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
+
+    async def acknowledged(self, messages: list[Write], sent: list[Sent]) -> None:
+        """Wait until the broker has acknowledged ``sent``, sending ``messages`` again
+        until it does; note the offset of our last changelog row per partition."""
+        while True:
+            try:
+                metas = await asyncio.gather(*(future for *_, future in sent))
+                break
+            except MessageSizeTooLargeError:
+                raise
+            except KafkaError as exc:
+                log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                sent = await self.send(messages)
+        for (topic, partition, count, _), meta in zip(sent, metas, strict=True):
+            if topic == self.changelog and count:
+                self.written[partition] = max(self.written.get(partition, -1), meta.offset + count - 1)
+
+    async def _send(self, messages: list[Write]) -> list[Sent]:
+        assert self.producer is not None
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+        counts: dict[str, int] = {}
+        for topic, key, value, partition in messages:
+            if partition is None:  # by key, as Kafka's default partitioner does
+                if topic not in counts:
+                    counts[topic] = len(await self.producer.partitions_for(topic))
+                partition = partition_for_key(key, counts[topic])
+            groups[(topic, partition)].append((key, value))
+        sent: list[Sent] = []
+        for (topic, partition), items in groups.items():
+            batch, count = self.producer.create_batch(), 0
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    sent.append((topic, partition, count, await self.producer.send_batch(
+                        batch, topic, partition=partition)))
+                    batch, count = self.producer.create_batch(), 0
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise MessageSizeTooLargeError(f"a message of {len(value)} bytes for {topic}")
+                count += 1
+            sent.append((topic, partition, count, await self.producer.send_batch(
+                batch, topic, partition=partition)))
+        return sent
 
     async def publish_alerts(self, alerts: list[Alert]) -> None:
         for (event, kind, priority), count in self.monitor.policy.drain_events().items():
@@ -524,6 +588,7 @@ class MonitorStage(mode.Service):
     async def check_stale(self) -> None:
         """Technical "no data" alerts, each patient by its partition's clock."""
         async with self.lock:
+            await self.settle()  # its rows first: a patient's rows reach the changelog in order
             if not self.clocks:
                 return
             now_by_partition = {partition: clock.now_ms() for partition, clock in self.clocks.items()}

@@ -425,24 +425,29 @@ class AlertPolicy:
         t = assessment.time_ms
         state.patient_id = assessment.patient_id or state.patient_id
         state.ward, state.bed = assessment.ward or state.ward, assessment.bed or state.bed
-        state.time_ms = max(state.time_ms, t)
+        if t > state.time_ms:
+            state.time_ms = t
+        last_seen, last_gap = state.last_seen, state.last_gap
         for parameter, (_, seen_ms) in assessment.observations.items():
-            previous_ms = state.last_seen.get(parameter)
-            if previous_ms is None or seen_ms > previous_ms:
-                if previous_ms is not None:
-                    state.last_gap[parameter] = int(seen_ms) - previous_ms
-                state.last_seen[parameter] = int(seen_ms)
-        state.last_news2 = (t, score.total)
+            previous_ms = last_seen.get(parameter)
+            if previous_ms is None:
+                last_seen[parameter] = int(seen_ms)
+            elif seen_ms > previous_ms:
+                last_gap[parameter] = int(seen_ms) - previous_ms
+                last_seen[parameter] = int(seen_ms)
+        total = score.total
+        state.last_news2 = (t, total)
         history = state.score_history
-        if not history or history[-1][1] != score.total:
-            history.append((t, score.total))
+        if not history or history[-1][1] != total:
+            history.append((t, total))
         cutoff = t - int(self.config.score_lookback_s * 1000)
         # The entry in force at the cutoff stays, clamped to it: it still says what was true then.
         while len(history) > 1 and history[1][0] <= cutoff:
             history.pop(0)
-        if history and history[0][0] < cutoff:
+        if history[0][0] < cutoff:
             history[0] = (cutoff, history[0][1])
-        del history[:-24]
+        if len(history) > 24:
+            del history[:-24]
         if assessment.risk is not None:
             risks = state.risk_history
             if not risks or t - risks[-1][0] >= 5 * _MIN:
@@ -556,6 +561,18 @@ class AlertPolicy:
     def assess(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
         """Update one patient's state with a new assessment; the alerts to publish."""
         config = self.config
+        news2 = assessment.news2
+        settings = state.settings
+        if (state.clinical is None and state.level is None and not state.pending and not state.technical
+                and settings.spo2_scale is None
+                and news2.total < min(settings.news2_medium or config.news2_medium,
+                                      settings.news2_high or config.news2_high)
+                and not (config.single_parameter_alerts and 3 in news2.components.values())
+                and (assessment.risk is None or not config.risk_thresholds)):
+            # A quiet patient staying quiet (most assessments): no reasons, nothing open,
+            # nothing pending, so only the memory below changes; the same as the full path.
+            self._remember(state, assessment, news2)
+            return []
         t = assessment.time_ms
         score = self._score(state, assessment)
         reasons = self._reasons(state, assessment, score)

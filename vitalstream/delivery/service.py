@@ -107,11 +107,11 @@ class StationService:
     async def _consume(self) -> None:
         from aiokafka import TopicPartition
 
-        from vitalstream.kafka import consumer
+        from vitalstream.kafka import FETCH_MAX_WAIT_MS, consumer
 
         tags = {self.settings.topic_alerts: ALERTS, self.settings.topic_bed_state: BED_STATES}
         # A short fetch wait: an alert must not sit in the broker for the default 500 ms.
-        source = consumer(self.settings, from_beginning=True, fetch_max_wait_ms=20)
+        source = consumer(self.settings, from_beginning=True, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         await source.start()
         try:
             partitions = []
