@@ -46,6 +46,19 @@ def test_exported_state_restores_a_patient_that_alerts_the_same_afterwards() -> 
         alert_keys(restored.process(samples[half:]).alerts)
 
 
+def test_a_state_row_written_from_the_records_is_the_exported_state_byte_for_byte() -> None:
+    # The worker writes state rows with orjson straight from the dataclasses (for_orjson);
+    # a restarted worker reads them as export()'s dict. Every field of a ward that raised
+    # alerts (open alerts, pending conditions, histories, settings) must come out the same.
+    monitor = Monitor(AlertPolicy(), engine=FeatureEngine())
+    monitor.process(list(SCENARIOS["smoke"].cohort().samples()))
+    states = [monitor.patients[p].alert_state for p in monitor.patients]
+    assert any(s.clinical or s.technical for s in states) and any(s.pending for s in states)
+    for patient_id, record in monitor.patients.items():
+        assert orjson.dumps({"offset": 7, "state": record.for_orjson()}) == \
+            orjson.dumps({"offset": 7, "state": monitor.export(patient_id, engine=False)})
+
+
 def risks_by_time(monitor: Monitor, samples: list, step: int) -> dict[tuple[str, int], tuple]:
     """Risks of the assessments, the samples given ``step`` at a time, never splitting the
     readings of one device time (a gateway message keeps them together)."""

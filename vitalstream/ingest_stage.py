@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +37,10 @@ from vitalstream.settings import Settings
 log = logging.getLogger("vitalstream.ingest")
 
 FORMAT_HEADER = "vitalstream-format"
+# Acknowledged offsets are committed at most this often while batches keep coming.
+COMMIT_INTERVAL_S = 0.2
+# Batches sent but not yet acknowledged by the broker before the loop waits for the oldest.
+MAX_IN_FLIGHT = 4
 # Samples per vitals record: keeps a record far below the broker's 1 MB default limit.
 ROWS_PER_RECORD = 2000
 
@@ -197,7 +201,9 @@ class IngestService(mode.Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.positions: dict[Any, int] = {}  # partition -> next offset to read
-        self.in_flight: InFlight | None = None  # the batch sent, not yet acknowledged and committed
+        self.in_flight: deque[InFlight] = deque()  # batches sent, not yet acknowledged and committed
+        self.to_commit: dict[Any, int] = {}  # offsets of acknowledged batches not yet committed
+        self._committed_s = 0.0
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka_client_kwargs()
@@ -221,7 +227,7 @@ class IngestService(mode.Service):
 
     async def on_stop(self) -> None:
         # The batch in flight is committed if it lands; if not, it is read again on restart.
-        if self.in_flight is not None and self.consumer is not None:
+        if (self.in_flight or self.to_commit) and self.consumer is not None:
             try:
                 await asyncio.wait_for(self.settle(), 5.0)
             except (TimeoutError, KafkaError) as exc:
@@ -233,9 +239,9 @@ class IngestService(mode.Service):
 
     @mode.Service.task
     async def _ingest(self) -> None:
-        """Fetch, parse and send a batch, then settle the batch before it (its broker
-        acknowledgements, then its commit) while this one is in flight: the next fetch
-        does not wait for a round trip to the broker. At most two batches are unsettled."""
+        """Fetch, parse and send a batch, and go on to the next without waiting for the
+        broker: batches are settled (acknowledged, then committed) oldest first, as their
+        acknowledgements come, and the loop waits only when ``MAX_IN_FLIGHT`` are out."""
         assert self.consumer is not None and self.producer is not None
         while not self.should_stop:
             records = await fetch(self.consumer, self.settings.ingest_batch_size, "ingest")
@@ -249,10 +255,9 @@ class IngestService(mode.Service):
                 continue
             partitions = len(await self.producer.partitions_for(self.settings.topic_vitals))
             batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions)
-            sent = InFlight(batch, await self.send(batch),
-                            {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs})
-            await self.settle()
-            self.in_flight = sent
+            self.in_flight.append(InFlight(batch, await self.send(batch),
+                                           {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs}))
+            await self.settle(everything=False)
 
     async def send(self, batch: IngestBatch) -> list[asyncio.Future[Any]]:
         """Hand the batch to the producer; the futures of its acknowledgements."""
@@ -268,30 +273,40 @@ class IngestService(mode.Service):
                 log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
                 await asyncio.sleep(0.5)
 
-    async def settle(self) -> None:
-        """Wait for the broker to acknowledge the batch in flight, sending it again until
-        it lands (at least once), then commit its offsets and count it."""
-        sent = self.in_flight
-        if sent is None:
-            return
+    async def settle(self, everything: bool = True) -> None:
+        """Settle batches in flight, oldest first: wait for the broker's acknowledgements
+        (sending again until they land: at least once), then commit the batch's offsets
+        and count it. Without ``everything``, only the batches already acknowledged, and
+        the oldest while more than ``MAX_IN_FLIGHT`` are out."""
         assert self.consumer is not None
-        futures = sent.futures
-        while True:
+        while self.in_flight:
+            oldest = self.in_flight[0]
+            if (not everything and len(self.in_flight) <= MAX_IN_FLIGHT
+                    and not all(future.done() for future in oldest.futures)):
+                return
+            while True:
+                try:
+                    await asyncio.gather(*oldest.futures)
+                    break
+                except KafkaError as exc:
+                    # Not committed: this batch and every later one are sent again, in order.
+                    log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    for sent in self.in_flight:
+                        sent.futures = await self.send(sent.batch)
+            self.in_flight.popleft()
+            self.to_commit.update(oldest.offsets)
+            count(oldest.batch)
+            self.positions.update(oldest.offsets)
+            metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))
+        # A commit is a round trip: made at most every COMMIT_INTERVAL_S under load, at
+        # once when everything is settled (idle, stopping).
+        if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
+            offsets, self.to_commit = self.to_commit, {}
+            self._committed_s = time.monotonic()
             try:
-                await asyncio.gather(*futures)
-                break
-            except KafkaError as exc:
-                # Not committed: the batch is published again (at least once) until it lands.
-                log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                sent.futures = futures = await self.send(sent.batch)
-        try:
-            await self.consumer.commit(sent.offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The partitions moved to another worker during the batch: it re-reads from the
-            # last commit, so these messages are published twice, never lost.
-            log.warning("ingest: commit refused after a rebalance (%s)", type(exc).__name__)
-        self.in_flight = None
-        count(sent.batch)
-        self.positions.update(sent.offsets)
-        metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The partitions moved to another worker meanwhile: it re-reads from the
+                # last commit, so these messages are published twice, never lost.
+                log.warning("ingest: commit refused after a rebalance (%s)", type(exc).__name__)

@@ -31,7 +31,7 @@ import ctypes
 import dataclasses
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,6 +66,10 @@ ROW_WIDTH = len(SAMPLE_FIELDS)
 R_INGEST = SAMPLE_FIELDS.index("ingest_time_ms")
 # Keys of the patients changelog: a patient's state, and their feature engine's buffers.
 STATE_KEY, ENGINE_KEY = b"s|", b"e|"
+# Settled offsets are committed at most this often while batches keep coming.
+COMMIT_INTERVAL_S = 0.2
+# Scored batches whose state rows are not yet acknowledged before the loop waits for the oldest.
+MAX_UNSETTLED = 4
 TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
 
 
@@ -154,7 +158,9 @@ class MonitorStage(mode.Service):
         self.positions: dict[TopicPartition, int] = {}  # vitals partition -> next offset to read
         self.save_interval_ms = int(settings.state_save_interval_s * 1000)
         self._counted: dict[str, dict[str, int]] = defaultdict(dict)
-        self.unsettled: Unsettled | None = None  # the batch whose state rows are in flight
+        self.unsettled: deque[Unsettled] = deque()  # batches whose state rows are in flight
+        self.to_commit: dict[TopicPartition, int] = {}  # settled offsets not yet committed
+        self._committed_s = 0.0
         self._trimmed_s = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -321,10 +327,11 @@ class MonitorStage(mode.Service):
     # -- the loop ------------------------------------------------------------------------
     @mode.Service.task
     async def _monitor(self) -> None:
-        """Each batch is scored and its alerts published while the state rows of the
-        batch before it are still on their way to the broker: that batch is settled
-        (acknowledged, then committed) just before this one's rows are sent, so one
-        batch at most is unsettled and a patient's rows still reach the changelog in order."""
+        """Each batch is scored and its alerts published and acknowledged; its bed states
+        and state rows are handed to the producer and the loop goes on. Batches are
+        settled (acknowledged, then committed) oldest first as their acknowledgements
+        come; the loop waits only when ``MAX_UNSETTLED`` are out. One producer sends a
+        partition's rows in order, so a patient's rows reach the changelog in order."""
         assert self.consumer is not None
         while not self.should_stop:
             batches = await fetch(self.consumer, self.settings.batch_size, "monitor")
@@ -335,26 +342,48 @@ class MonitorStage(mode.Service):
                     await self.settle()
                     continue
                 writes, samples = await self.process(records)
-                await self.settle()
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
-                self.unsettled = Unsettled(writes, await self.send(writes), offsets, samples)
+                self.unsettled.append(Unsettled(writes, await self.send(writes), offsets, samples))
+                await self.settle(everything=False)
             if time.monotonic() - self._trimmed_s >= TRIM_INTERVAL_S:
                 release_freed_memory()
                 self._trimmed_s = time.monotonic()
 
-    async def settle(self) -> None:
-        """Finish the batch whose state rows are in flight: wait for the broker's
-        acknowledgements (sending again until they land), then commit its offsets."""
-        batch = self.unsettled
-        if batch is None:
-            return
-        await self.acknowledged(batch.writes, batch.sent)
-        self.unsettled = None
-        await self.commit(batch.offsets)
-        self.positions.update(batch.offsets)
-        self._observe(batch.samples)
+    async def settle(self, everything: bool = True) -> None:
+        """Settle unsettled batches, oldest first: wait for the broker's acknowledgements
+        (if a send failed, that batch and every later one are sent again, in order), then
+        commit the batch's offsets and count its samples. Without ``everything``, only the
+        batches already acknowledged, and the oldest while more than ``MAX_UNSETTLED``
+        are out."""
         assert self.consumer is not None
-        metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
+        while self.unsettled:
+            oldest = self.unsettled[0]
+            if (not everything and len(self.unsettled) <= MAX_UNSETTLED
+                    and not all(future.done() for *_, future in oldest.sent)):
+                return
+            while True:
+                try:
+                    metas = await asyncio.gather(*(future for *_, future in oldest.sent))
+                    break
+                except MessageSizeTooLargeError:
+                    raise
+                except KafkaError as exc:
+                    log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    for batch in self.unsettled:
+                        batch.sent = await self.send(batch.writes)
+            self._note_written(oldest.sent, metas)
+            self.unsettled.popleft()
+            self.to_commit.update(oldest.offsets)
+            self.positions.update(oldest.offsets)
+            self._observe(oldest.samples)
+            metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
+        # A commit is a round trip: made at most every COMMIT_INTERVAL_S under load, at
+        # once when everything is settled (idle, a rebalance, a timer, stopping).
+        if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
+            offsets, self.to_commit = self.to_commit, {}
+            self._committed_s = time.monotonic()
+            await self.commit(offsets)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
@@ -502,8 +531,7 @@ class MonitorStage(mode.Service):
                 snapshot = self.monitor.snapshot_due(patient_id)
                 if snapshot is not None:
                     rows.append((self.changelog, ENGINE_KEY + key, snapshot, partition))
-                row = {"offset": self.applied.get(patient_id, -1),
-                       "state": self.monitor.export(patient_id, engine=False)}
+                row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson()}
                 rows.append((self.changelog, STATE_KEY + key, orjson.dumps(row), partition))
                 record.saved_ms = record.newest_ms
                 record.unsaved_round = False
@@ -530,7 +558,7 @@ class MonitorStage(mode.Service):
 
     async def acknowledged(self, messages: list[Write], sent: list[Sent]) -> None:
         """Wait until the broker has acknowledged ``sent``, sending ``messages`` again
-        until it does; note the offset of our last changelog row per partition."""
+        until it does."""
         while True:
             try:
                 metas = await asyncio.gather(*(future for *_, future in sent))
@@ -541,6 +569,10 @@ class MonitorStage(mode.Service):
                 log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 sent = await self.send(messages)
+        self._note_written(sent, metas)
+
+    def _note_written(self, sent: list[Sent], metas: list[Any]) -> None:
+        """The offset of our last changelog row per partition, from the acknowledgements."""
         for (topic, partition, count, _), meta in zip(sent, metas, strict=True):
             if topic == self.changelog and count:
                 self.written[partition] = max(self.written.get(partition, -1), meta.offset + count - 1)

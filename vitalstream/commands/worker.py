@@ -56,5 +56,9 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    # Faust's terminal spinner turns with every log record, so it sets the root logger to
+    # DEBUG: every debug call of aiokafka then built a record that no handler wanted
+    # (8 % of the worker's time at 5,000 samples/s, py-spy). No spinner, no such records.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
