@@ -302,10 +302,13 @@ class IngestService(mode.Service):
         # A commit is a round trip: made at most every COMMIT_INTERVAL_S under load, at
         # once when everything is settled (idle, stopping).
         if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
-            offsets, self.to_commit = self.to_commit, {}
+            owned = self.consumer.assignment()  # offsets of partitions that moved away fail a commit
+            offsets = {tp: offset for tp, offset in self.to_commit.items() if tp in owned}
+            self.to_commit = {}
             self._committed_s = time.monotonic()
             try:
-                await self.consumer.commit(offsets)
+                if offsets:
+                    await self.consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
                 # The partitions moved to another worker meanwhile: it re-reads from the
                 # last commit, so these messages are published twice, never lost.

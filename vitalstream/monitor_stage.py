@@ -387,6 +387,11 @@ class MonitorStage(mode.Service):
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
+        # Offsets of partitions that moved away would fail the whole commit.
+        owned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+        if not offsets:
+            return
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
