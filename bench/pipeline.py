@@ -160,7 +160,10 @@ def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
 async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
     """The phase measures a hospital whose patients are already monitored: each gets 55 s
     of back-dated history first (sent, and scored, before the measurement starts), so the
-    phase does not time the admission of 1,000 patients in its first second. The policy
+    phase does not time the admission of 1,000 patients in its first second. Readings are
+    keyed by patient, as a gateway does, so a patient's readings stay in order across the
+    partitions of vitals.raw (unkeyed, a deteriorating patient's condition could start up
+    to one history step late, and its alert come after the phase). The policy
     raises a high alert once the condition has held for 60 s and is measured again: 55 s
     of deteriorating history is not long enough to raise anything, long enough that the
     phase's own readings do."""
@@ -173,8 +176,8 @@ async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
             for patient in range(n_patients):
                 for parameter in PARAMS:
                     base = DETERIORATING if patient % 50 == 0 else NORMAL
-                    await gateway.send(settings.topic_raw, orjson.dumps(sample(
-                        patient, parameter, base[parameter], history_ms - back_s * 1000, prefix)))
+                    reading = sample(patient, parameter, base[parameter], history_ms - back_s * 1000, prefix)
+                    await gateway.send(settings.topic_raw, orjson.dumps(reading), key=reading["patient_id"].encode())
                     count += 1
         await gateway.flush()
     finally:
@@ -220,8 +223,8 @@ async def offered_load(settings: Settings, rate: float, seconds: float, n_patien
                 patient = sent % n_patients
                 parameter = PARAMS[(sent // n_patients) % len(PARAMS)]
                 base = DETERIORATING if patient % 50 == 0 else NORMAL
-                await gateway.send(settings.topic_raw, orjson.dumps(
-                    sample(patient, parameter, base[parameter], now_ms, prefix)))
+                reading = sample(patient, parameter, base[parameter], now_ms, prefix)
+                await gateway.send(settings.topic_raw, orjson.dumps(reading), key=reading["patient_id"].encode())
                 sent += 1
             await asyncio.sleep(tick)
         await gateway.flush()
