@@ -9,7 +9,8 @@ broker, a bare Faust agent reads about 2,900 events/s, an aiokafka ``getmany`` l
 from one ingest batch.
 
 Delivery is at least once: offsets are committed only after every message of the batch
-has been acknowledged by the broker on ``vitals`` or ``vitals.deadletter``.
+has been acknowledged by the broker on ``vitals`` or ``vitals.deadletter``. The loop reads
+the next batch while a batch's acknowledgements are on their way (up to ``MAX_IN_FLIGHT``).
 """
 
 from __future__ import annotations

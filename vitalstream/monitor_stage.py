@@ -12,7 +12,10 @@ owner then scored that patient from older state). Here each batch is
 3. its bed states and the state of every patient it touched written to the changelog
    topic ``<app_id>-patients-changelog`` (keyed by patient, on the patient's partition)
    and acknowledged;
-4. only then are its offsets committed.
+4. only then are its offsets committed. The loop does not wait for step 3's
+   acknowledgement: it scores the next batch meanwhile (up to ``MAX_UNSETTLED`` batches
+   unsettled), settles batches oldest first, and commits at most every
+   ``COMMIT_INTERVAL_S`` under load.
 
 Each changelog row carries the offset of the last ``vitals`` record applied to the
 patient, so a batch read again after a crash (state written, offsets not yet committed)
