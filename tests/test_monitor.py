@@ -59,6 +59,31 @@ def test_a_state_row_written_from_the_records_is_the_exported_state_byte_for_byt
             orjson.dumps({"offset": 7, "state": monitor.export(patient_id, engine=False)})
 
 
+class RemembersEverything(Monitor):
+    """A monitor that never tells the policy which values changed (the policy then checks
+    every observation): what the policy remembers must come out the same."""
+
+    def assess(self, record, feature_row):  # type: ignore[no-untyped-def]
+        assessment = super().assess(record, feature_row)
+        assessment.changed = None
+        return assessment
+
+
+def test_telling_the_policy_what_changed_remembers_the_same_as_checking_every_value() -> None:
+    samples = list(SCENARIOS["smoke"].cohort().samples())
+    exact = Monitor(AlertPolicy(), engine=FeatureEngine())
+    full = RemembersEverything(AlertPolicy(), engine=FeatureEngine())
+    alerts = [[], []]
+    for start in range(0, len(samples), 501):
+        for monitor, out in zip((exact, full), alerts, strict=True):
+            out.extend(monitor.process(samples[start:start + 501]).alerts)
+    assert alerts[0] and alert_keys(alerts[0]) == alert_keys(alerts[1])
+    assert exact.patients.keys() == full.patients.keys()
+    for patient_id, record in exact.patients.items():
+        assert record.alert_state.to_dict() == full.patients[patient_id].alert_state.to_dict()
+    assert any(state.alert_state.last_gap for state in exact.patients.values())
+
+
 def risks_by_time(monitor: Monitor, samples: list, step: int) -> dict[tuple[str, int], tuple]:
     """Risks of the assessments, the samples given ``step`` at a time, never splitting the
     readings of one device time (a gateway message keeps them together)."""

@@ -107,6 +107,10 @@ class PatientRecord:
     # which every value in ``latest`` stays inside its window (not kept: recomputed).
     news2_values: list[Any] = dataclasses.field(default_factory=lambda: [None] * _N_COMPONENTS)
     in_window_until_ms: int = -(2**62)
+    # Parameters whose latest value changed since the last assessment, and whether that
+    # list is exact (not after a restore, or a batch whose assessments were not all assessed).
+    changed: list[str] = dataclasses.field(default_factory=list)
+    changed_exact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.for_orjson(), "latest": {k: [v, t] for k, (v, t) in self.latest.items()},
@@ -252,9 +256,16 @@ class Monitor:
         rows = self._showable(rows)
         touched: dict[str, None] = {}
         pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]] = []
-        for wave in self._waves(rows):
-            pending.extend(self._process_wave(wave, touched))
-        self._score_risk(pending)
+        try:
+            for wave in self._waves(rows):
+                pending.extend(self._process_wave(wave, touched))
+            self._score_risk(pending)
+        except BaseException:
+            # These assessments never reach the policy: the next ones are not relative to them.
+            for patient_id in touched:
+                if patient_id in self.patients:
+                    self.patients[patient_id].changed_exact = False
+            raise
         assess = self.policy.assess
         failed = result.failed
         assessments, alerts = result.assessments, result.alerts
@@ -265,6 +276,7 @@ class Monitor:
                 raised = assess(record.alert_state, assessment)
             except Exception as exc:  # a fault in the policy must not silence the other patients
                 failed[assessment.patient_id] = type(exc).__name__
+                record.changed_exact = False  # its later assessments of the batch are skipped
                 continue
             assessments.append(assessment)
             if raised:
@@ -325,6 +337,7 @@ class Monitor:
             current = record.latest.get(parameter)
             if current is None or time_ms >= current[1]:
                 record.latest[parameter] = (row[R_VALUE], time_ms)
+                record.changed.append(parameter)
                 if parameter in ROUND_PARAMETERS:
                     record.unsaved_round = True
                 component = _COMPONENT_INDEX.get(parameter)
@@ -429,12 +442,14 @@ class Monitor:
             # With a value out of its window, the next assessment checks every window again.
             record.in_window_until_ms = -(2**62) if stale else until_ms
             key = (record.spo2_scale, *record.news2_values)
+        changed = tuple(record.changed) if record.changed_exact else None
+        record.changed, record.changed_exact = [], True
         return Assessment(
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
             news2=news2_cached(observations, record.spo2_scale, key),
             observations=observations,
             features=FeatureRow(self._feature_index, feature_row) if feature_row is not None else {},
-            stale=stale, spo2_scale=record.spo2_scale,
+            stale=stale, spo2_scale=record.spo2_scale, changed=changed,
         )
 
     # -- bed state for the ward board ----------------------------------------------------

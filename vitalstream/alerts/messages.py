@@ -45,6 +45,10 @@ class Assessment:
     # Finding the factors costs several model calls: the monitor leaves how to find them
     # here, and they are found only for an assessment that becomes an alert.
     explain: Callable[[], list[tuple[str, float]]] | None = None
+    # The parameters whose latest value changed since the patient's previous assessment,
+    # when the monitor knows it exactly (else None): the policy then updates what it
+    # remembers of those only.
+    changed: tuple[str, ...] | None = None
 
     def factors(self) -> list[tuple[str, float]]:
         if not self.risk_factors and self.explain is not None:

@@ -428,7 +428,11 @@ class AlertPolicy:
         if t > state.time_ms:
             state.time_ms = t
         last_seen, last_gap = state.last_seen, state.last_gap
-        for parameter, (_, seen_ms) in assessment.observations.items():
+        observations, changed = assessment.observations, assessment.changed
+        # Only a value that changed since the previous assessment can have a newer time.
+        items = observations.items() if changed is None else \
+            [(p, observations[p]) for p in changed if p in observations]
+        for parameter, (_, seen_ms) in items:
             previous_ms = last_seen.get(parameter)
             if previous_ms is None:
                 last_seen[parameter] = int(seen_ms)

@@ -196,7 +196,7 @@ def news2(observations: Mapping[str, Any]) -> News2:
 # SpO2 and pressures in whole units and temperature in tenths, so a ward's assessments
 # repeat a small set of inputs. Results are shared: treat ``components`` as read-only.
 _CACHE: dict[tuple[Any, ...], News2] = {}
-_CACHE_MAX = 200_000
+_CACHE_MAX = 50_000  # about 500 bytes an entry: at most 25 MB, then it starts afresh
 
 
 def news2_cached(observations: Mapping[str, tuple[Any, int]], spo2_scale: int = 1,
