@@ -101,7 +101,8 @@ def build_monitor(settings: Settings) -> Monitor:
         from vitalstream.scoring.model import ModelFileError, RiskModel
 
         try:
-            model = RiskModel.load(settings.model_path or None)
+            # Loaded in a child process: the worker never imports scikit-learn (130 MB).
+            model = RiskModel.load_isolated(settings.model_path or None)
         except ModelFileError as exc:
             if settings.model_path:
                 raise  # a model the operator named must load, or the worker must not start

@@ -104,3 +104,32 @@ def test_the_compiled_tree_walk_gives_the_trained_estimators_probabilities(model
     expected = model._estimator.predict_proba(
         np.where(np.isnan(rows), model._reference, rows))[:, 1]
     assert np.allclose(model.raw_score(rows), expected, rtol=0, atol=1e-12)
+
+
+def test_the_model_loaded_in_a_child_process_is_the_same_model(model, sample_inputs, tmp_path):
+    # The worker loads the model with load_isolated, so it never imports scikit-learn.
+    isolated = RiskModel.load_isolated()
+    _, rows = sample_inputs
+    assert isolated.version == model.version and isolated.feature_names == model.feature_names
+    assert isolated.threshold == model.threshold and isolated.windows_s == model.windows_s
+    assert np.array_equal(isolated.predict_proba(rows), model.predict_proba(rows))
+    assert [isolated.explain(row) for row in rows[:20]] == [model.explain(row) for row in rows[:20]]
+    # A damaged file is refused the same way, with the reason in one line.
+    copy = tmp_path / "sepsis_risk.skops"
+    shutil.copy(DEFAULT_MODEL, copy)
+    shutil.copy(checksum_path(DEFAULT_MODEL), checksum_path(copy))
+    copy.write_bytes(copy.read_bytes()[:-10])
+    with pytest.raises(ModelFileError, match="^checksum mismatch"):
+        RiskModel.load_isolated(copy)
+
+
+def test_the_worker_never_imports_scikit_learn():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from vitalstream.settings import Settings; from vitalstream.app import create_app; "
+             "app = create_app(Settings(kafka_bootstrap='127.0.0.1:1')); "
+             "assert app.vitalstream_monitor.model is not None; "
+             "print(sorted(m for m in ('sklearn', 'skops') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

