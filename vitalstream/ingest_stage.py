@@ -314,3 +314,7 @@ class IngestService(mode.Service):
                 # The partitions moved to another worker meanwhile: it re-reads from the
                 # last commit, so these messages are published twice, never lost.
                 log.warning("ingest: commit refused after a rebalance (%s)", type(exc).__name__)
+            except KafkaError as exc:  # the broker is away: committed with the next batch
+                log.warning("ingest: commit failed (%s)", type(exc).__name__)
+                for tp, offset in offsets.items():
+                    self.to_commit[tp] = max(offset, self.to_commit.get(tp, offset))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vitalstream.alerts import Alert, AlertPolicy, Assessment, PatientAlertState
-from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, Sample, sample_row
+from vitalstream.samples import NUMERIC_PARAMETERS, PARAM_INDEX, SAMPLE_FIELDS, Sample, sample_row
 from vitalstream.scoring.news2 import COMPONENTS, news2_cached
 
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
@@ -58,7 +58,8 @@ def _phase(patient_id: str) -> int:
 
 
 # A sample row's fields (``vitalstream.samples.SAMPLE_FIELDS``), as the vitals topic carries them.
-R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_TIME, R_ARTEFACT = 0, 1, 2, 3, 4, 6, 10
+R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_TIME, R_ARTEFACT = (SAMPLE_FIELDS.index(name) for name in (
+    "patient_id", "ward", "bed", "parameter", "value", "device_time_ms", "artefact"))
 _NUMERIC_INDEX = {name: PARAM_INDEX[name] for name in NUMERIC_PARAMETERS}
 
 

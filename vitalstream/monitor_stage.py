@@ -397,10 +397,14 @@ class MonitorStage(mode.Service):
             return
         try:
             await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+        except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved during the batch: their new owner reads these records
             # again, and the offsets in the state rows keep them from being applied twice.
             log.warning("monitor: commit refused (%s)", type(exc).__name__)
+        except KafkaError as exc:  # the broker is away: committed with the next batch
+            log.warning("monitor: commit failed (%s)", type(exc).__name__)
+            for tp, offset in offsets.items():
+                self.to_commit[tp] = max(offset, self.to_commit.get(tp, offset))
 
     async def process(self, records: list[Any]) -> tuple[list[Write], list[Any]]:
         """Score one batch of ``vitals`` records and publish the alerts it raised (steps
