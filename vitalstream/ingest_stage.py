@@ -26,12 +26,12 @@ from typing import Any
 import mode
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
 from vitalstream.ingest import Rejection, dead_letter, json_rows, parse_raw
-from vitalstream.kafka import FETCH_MAX_WAIT_MS, consumer_lag, fetch
+from vitalstream.kafka import FETCH_MAX_WAIT_MS, commit_owned, consumer_lag, fetch
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
@@ -303,18 +303,7 @@ class IngestService(mode.Service):
         # A commit is a round trip: made at most every COMMIT_INTERVAL_S under load, at
         # once when everything is settled (idle, stopping).
         if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
-            owned = self.consumer.assignment()  # offsets of partitions that moved away fail a commit
-            offsets = {tp: offset for tp, offset in self.to_commit.items() if tp in owned}
-            self.to_commit = {}
+            offsets, self.to_commit = self.to_commit, {}
             self._committed_s = time.monotonic()
-            try:
-                if offsets:
-                    await self.consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as exc:
-                # The partitions moved to another worker meanwhile: it re-reads from the
-                # last commit, so these messages are published twice, never lost.
-                log.warning("ingest: commit refused after a rebalance (%s)", type(exc).__name__)
-            except KafkaError as exc:  # the broker is away: committed with the next batch
-                log.warning("ingest: commit failed (%s)", type(exc).__name__)
-                for tp, offset in offsets.items():
-                    self.to_commit[tp] = max(offset, self.to_commit.get(tp, offset))
+            # Not committed (the broker was away): with the next commit, unless newer by then.
+            self.to_commit = {**await commit_owned(self.consumer, offsets, "ingest"), **self.to_commit}

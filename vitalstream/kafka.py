@@ -8,7 +8,12 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from vitalstream.settings import Settings
 
@@ -74,6 +79,25 @@ async def fetch(source: AIOKafkaConsumer, max_records: int, stage: str) -> dict:
         log.warning("%s: fetch failed (%s); retrying", stage, type(exc).__name__)
         await asyncio.sleep(0.5)
         return {}
+
+
+async def commit_owned(source: AIOKafkaConsumer, offsets: dict, stage: str) -> dict:
+    """Commit a stage's ``offsets`` (partition -> next offset) of the partitions it still
+    owns: one that moved away would fail the whole commit, and its new owner reads it
+    again from the last commit (at least once). Returns the offsets to commit again
+    later: all of them when the broker was away, else none."""
+    owned = source.assignment()
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if not offsets:
+        return {}
+    try:
+        await source.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as exc:  # the partitions moved meanwhile
+        log.warning("%s: commit refused after a rebalance (%s)", stage, type(exc).__name__)
+    except KafkaError as exc:
+        log.warning("%s: commit failed (%s)", stage, type(exc).__name__)
+        return offsets
+    return {}
 
 
 def consumer_lag(source: AIOKafkaConsumer, positions: dict) -> int:

@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import mode
@@ -43,8 +43,6 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
-    CommitFailedError,
-    IllegalStateError,
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
@@ -54,7 +52,7 @@ from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
 from vitalstream.ingest_stage import partition_for_key
-from vitalstream.kafka import FETCH_MAX_WAIT_MS, changelog_topic, consumer_lag, fetch
+from vitalstream.kafka import FETCH_MAX_WAIT_MS, changelog_topic, commit_owned, consumer_lag, fetch
 from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
 from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
@@ -364,18 +362,7 @@ class MonitorStage(mode.Service):
             if (not everything and len(self.unsettled) <= MAX_UNSETTLED
                     and not all(future.done() for *_, future in oldest.sent)):
                 return
-            while True:
-                try:
-                    metas = await asyncio.gather(*(future for *_, future in oldest.sent))
-                    break
-                except MessageSizeTooLargeError:
-                    raise
-                except KafkaError as exc:
-                    log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
-                    await asyncio.sleep(0.5)
-                    for batch in self.unsettled:
-                        batch.sent = await self.send(batch.writes)
-            self._note_written(oldest.sent, metas)
+            await self._acknowledged(self.unsettled)
             self.unsettled.popleft()
             self.to_commit.update(oldest.offsets)
             self.positions.update(oldest.offsets)
@@ -386,25 +373,10 @@ class MonitorStage(mode.Service):
         if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
             offsets, self.to_commit = self.to_commit, {}
             self._committed_s = time.monotonic()
-            await self.commit(offsets)
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        assert self.consumer is not None
-        # Offsets of partitions that moved away would fail the whole commit.
-        owned = self.consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The partitions moved during the batch: their new owner reads these records
-            # again, and the offsets in the state rows keep them from being applied twice.
-            log.warning("monitor: commit refused (%s)", type(exc).__name__)
-        except KafkaError as exc:  # the broker is away: committed with the next batch
-            log.warning("monitor: commit failed (%s)", type(exc).__name__)
-            for tp, offset in offsets.items():
-                self.to_commit[tp] = max(offset, self.to_commit.get(tp, offset))
+            # Refused after a rebalance: the new owner reads these records again, and the
+            # offsets in the state rows keep them from being applied twice. Not committed
+            # (the broker was away): with the next commit, unless newer by then.
+            self.to_commit = {**await commit_owned(self.consumer, offsets, "monitor"), **self.to_commit}
 
     async def process(self, records: list[Any]) -> tuple[list[Write], list[Any]]:
         """Score one batch of ``vitals`` records and publish the alerts it raised (steps
@@ -552,7 +524,7 @@ class MonitorStage(mode.Service):
     async def send_all(self, messages: list[Write]) -> None:
         """Send and wait for the broker's acknowledgement of every message, retrying while
         the broker is away (nothing is committed before this returns)."""
-        await self.acknowledged(messages, await self.send(messages))
+        await self._acknowledged([Unsettled(messages, await self.send(messages), {}, [])])
 
     async def send(self, messages: list[Write]) -> list[Sent]:
         """Hand messages to the producer, retrying while the broker is away; the futures
@@ -568,20 +540,23 @@ class MonitorStage(mode.Service):
                 log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
 
-    async def acknowledged(self, messages: list[Write], sent: list[Sent]) -> None:
-        """Wait until the broker has acknowledged ``sent``, sending ``messages`` again
-        until it does."""
+    async def _acknowledged(self, batches: Sequence[Unsettled]) -> None:
+        """Wait until the broker has acknowledged the first of ``batches``; if a send
+        failed, send every one of them again, in order (a patient's newest row stays the
+        last), until it has. Note the offset of our last changelog row per partition."""
+        first = batches[0]
         while True:
             try:
-                metas = await asyncio.gather(*(future for *_, future in sent))
+                metas = await asyncio.gather(*(future for *_, future in first.sent))
                 break
             except MessageSizeTooLargeError:
                 raise
             except KafkaError as exc:
                 log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
-                sent = await self.send(messages)
-        self._note_written(sent, metas)
+                for batch in batches:
+                    batch.sent = await self.send(batch.writes)
+        self._note_written(first.sent, metas)
 
     def _note_written(self, sent: list[Sent], metas: list[Any]) -> None:
         """The offset of our last changelog row per partition, from the acknowledgements."""
