@@ -120,9 +120,15 @@ def wait_processed(worker: WorkerProcess, target: float, timeout_s: float) -> fl
 
 def saturation(settings: Settings, worker: WorkerProcess, n_samples: int, per_message: int,
                n_patients: int, already: float, prefix: str) -> float:
-    """Samples/s: preload the topic while the worker is stopped (SIGSTOP), then time the drain."""
-    payloads = messages(n_samples, per_message, n_patients, int(time.time() * 1000) - 3_600_000,
-                        prefix=prefix)
+    """Samples/s: preload the topic while the worker is stopped (SIGSTOP), then time the drain.
+
+    As in the latency phases, the patients are already monitored: their history is sent
+    and scored first, so the drain does not time the admission of 1,000 new patients."""
+    t0_ms = int(time.time() * 1000) - 3_600_000
+    history = asyncio.run(send_history(settings, n_patients, prefix, end_ms=t0_ms))
+    already += history
+    wait_processed(worker, already, 120)
+    payloads = messages(n_samples, per_message, n_patients, t0_ms, prefix=prefix)
     os.kill(worker.process.pid, 19)  # SIGSTOP: the backlog builds up untouched
     try:
         asyncio.run(produce(settings, settings.topic_raw, payloads))
@@ -157,7 +163,7 @@ def quantile_from_counts(cumulative: np.ndarray, q: float) -> float:
     return lower
 
 
-async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
+async def send_history(settings: Settings, n_patients: int, prefix: str, end_ms: int | None = None) -> int:
     """The phase measures a hospital whose patients are already monitored: each gets 55 s
     of back-dated history first (sent, and scored, before the measurement starts), so the
     phase does not time the admission of 1,000 patients in its first second. Readings are
@@ -169,7 +175,7 @@ async def send_history(settings: Settings, n_patients: int, prefix: str) -> int:
     phase's own readings do."""
     gateway = producer(settings, linger_ms=5, acks=1)
     await gateway.start()
-    history_ms = int(time.time() * 1000)
+    history_ms = int(time.time() * 1000) if end_ms is None else end_ms
     count = 0
     try:
         for back_s in range(55, 0, -10):

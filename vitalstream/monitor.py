@@ -195,19 +195,26 @@ class Monitor:
         return state
 
     def snapshot_due(self, patient_id: str) -> bytes | None:
-        """The feature engine's buffers of the patient, if a snapshot is due."""
+        """The feature engine's buffers of the patient, uncompressed, if a snapshot is
+        due; ``pack_snapshot`` of them is the snapshot ``restore_engine`` takes."""
         record = self.patients[patient_id]
         if self.engine is None or not due(patient_id, record.engine_saved_ms, record.newest_ms,
                                           self.snapshot_interval_ms):
             return None
         record.engine_saved_ms = record.newest_ms
-        return self._snapshot(patient_id)
-
-    def _snapshot(self, patient_id: str) -> bytes:
-        assert self.engine is not None
         # A patient known so far only from settings or a technical event has no buffers
         # yet: give them their (empty) ones rather than fail the whole batch's save.
         self.engine.slot_for(patient_id)
+        return self.engine.snapshot_body(patient_id)
+
+    def pack_snapshot(self, body: bytes) -> bytes:
+        """Compress ``snapshot_due``'s bytes; safe to call from another thread."""
+        assert self.engine is not None
+        return self.engine.pack(body)
+
+    def _snapshot(self, patient_id: str) -> bytes:
+        assert self.engine is not None
+        self.engine.slot_for(patient_id)  # (as in snapshot_due)
         return self.engine.snapshot(patient_id)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -443,8 +450,8 @@ class Monitor:
             # With a value out of its window, the next assessment checks every window again.
             record.in_window_until_ms = -(2**62) if stale else until_ms
             key = (record.spo2_scale, *record.news2_values)
-        changed = tuple(record.changed) if record.changed_exact else None
-        record.changed, record.changed_exact = [], True
+        changed = record.changed if record.changed_exact else None
+        record.changed, record.changed_exact = [], True  # (a new list: the assessment keeps this one)
         return Assessment(
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
             news2=news2_cached(observations, record.spo2_scale, key),

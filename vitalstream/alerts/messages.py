@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vitalstream.scoring.news2 import News2
@@ -48,7 +48,7 @@ class Assessment:
     # The parameters whose latest value changed since the patient's previous assessment,
     # when the monitor knows it exactly (else None): the policy then updates what it
     # remembers of those only.
-    changed: tuple[str, ...] | None = None
+    changed: Sequence[str] | None = None
 
     def factors(self) -> list[tuple[str, float]]:
         if not self.risk_factors and self.explain is not None:

@@ -319,6 +319,10 @@ class AlertPolicy:
     def __init__(self, config: PolicyConfig | None = None) -> None:
         self.config = config or PolicyConfig()
         self.events: Counter[tuple[str, str, str]] = Counter()
+        # Read at every assessment: worked out once (the config is frozen).
+        self._lookback_ms = int(self.config.score_lookback_s * 1000)
+        self._risk_horizon_ms = int(self.config.risk_trend_s * 1000) + 10 * _MIN
+        self._quiet_below = min(self.config.news2_medium, self.config.news2_high)
 
     def new_state(self) -> PatientAlertState:
         return PatientAlertState()
@@ -430,9 +434,11 @@ class AlertPolicy:
         last_seen, last_gap = state.last_seen, state.last_gap
         observations, changed = assessment.observations, assessment.changed
         # Only a value that changed since the previous assessment can have a newer time.
-        items = observations.items() if changed is None else \
-            [(p, observations[p]) for p in changed if p in observations]
-        for parameter, (_, seen_ms) in items:
+        for parameter in observations if changed is None else changed:
+            item = observations.get(parameter)
+            if item is None:
+                continue
+            seen_ms = item[1]
             previous_ms = last_seen.get(parameter)
             if previous_ms is None:
                 last_seen[parameter] = int(seen_ms)
@@ -444,7 +450,7 @@ class AlertPolicy:
         history = state.score_history
         if not history or history[-1][1] != total:
             history.append((t, total))
-        cutoff = t - int(self.config.score_lookback_s * 1000)
+        cutoff = t - self._lookback_ms
         # The entry in force at the cutoff stays, clamped to it: it still says what was true then.
         while len(history) > 1 and history[1][0] <= cutoff:
             history.pop(0)
@@ -456,7 +462,7 @@ class AlertPolicy:
             risks = state.risk_history
             if not risks or t - risks[-1][0] >= 5 * _MIN:
                 risks.append((t, float(assessment.risk)))
-            horizon = t - int(self.config.risk_trend_s * 1000) - 10 * _MIN
+            horizon = t - self._risk_horizon_ms
             while len(risks) > 1 and risks[0][0] < horizon:
                 risks.pop(0)
             del risks[:-16]
@@ -569,8 +575,9 @@ class AlertPolicy:
         settings = state.settings
         if (state.clinical is None and state.level is None and not state.pending and not state.technical
                 and settings.spo2_scale is None
-                and news2.total < min(settings.news2_medium or config.news2_medium,
-                                      settings.news2_high or config.news2_high)
+                and news2.total < (self._quiet_below if settings.news2_medium is None and settings.news2_high is None
+                                   else min(settings.news2_medium or config.news2_medium,
+                                            settings.news2_high or config.news2_high))
                 and not (config.single_parameter_alerts and 3 in news2.components.values())
                 and (assessment.risk is None or not config.risk_thresholds)):
             # A quiet patient staying quiet (most assessments): no reasons, nothing open,

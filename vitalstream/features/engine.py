@@ -256,9 +256,17 @@ class FeatureEngine:
 
     def snapshot(self, patient_id: str) -> bytes:
         """The patient's state as compact bytes (for the patients changelog)."""
+        return self.pack(self.snapshot_body(patient_id))
+
+    def snapshot_body(self, patient_id: str) -> bytes:
+        """The patient's buffers as they are, uncompressed; ``pack`` makes the snapshot."""
         slot = self._slots[patient_id]
         a = self._state.arrays
-        body = b"".join(a[name][slot].tobytes() for name in PatientState.PERSISTENT)
+        return b"".join(a[name][slot].tobytes() for name in PatientState.PERSISTENT)
+
+    def pack(self, body: bytes) -> bytes:
+        """``snapshot_body``'s bytes compressed, with the header ``restore`` checks. Reads
+        no patient state, and zlib lets go of the GIL: a caller may pack many in a thread."""
         return self._header() + zlib.compress(body, 1)
 
     def restore(self, patient_id: str, data: bytes) -> None:
