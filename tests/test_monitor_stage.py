@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from simulators import SCENARIOS
-from vitalstream import metrics
+from vitalstream import metrics, monitor_stage
 from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
 from vitalstream.monitor import Monitor
@@ -44,3 +44,37 @@ def test_a_patient_whose_readings_fail_the_core_is_left_out_and_the_others_are_s
     assert [(a.patient_id, a.time_ms, a.news2.total) for a in result.assessments] == \
         [(a.patient_id, a.time_ms, a.news2.total) for a in clean.assessments]
     assert [a.alert_id for a in result.alerts] == [a.alert_id for a in clean.alerts]
+
+
+
+def test_feature_snapshots_packed_in_the_thread_are_the_ones_packed_inline_and_restore(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Many snapshots due at once are compressed in the stage's thread; the rows are the
+    same bytes as when compressed inline, and each restores the patient's buffers."""
+    samples = list(SCENARIOS["smoke"].cohort().samples())[:5000]
+    patients = sorted({s.patient_id for s in samples})
+    assert len(patients) >= 8
+
+    async def engine_rows(thread_from: int) -> tuple[dict[bytes, bytes], Monitor, bool]:
+        monkeypatch.setattr(monitor_stage, "PACK_IN_THREAD_FROM", thread_from)
+        monitor = Monitor(AlertPolicy(), engine=FeatureEngine())
+        monitor.process(samples)
+        stage = MonitorStage(Settings(kafka_bootstrap="127.0.0.1:1"), monitor)
+        used: list[bool] = []
+        submit = stage.packer.submit
+        monkeypatch.setattr(stage.packer, "submit", lambda *a, **k: used.append(True) or submit(*a, **k))
+        try:
+            written = await stage.state_rows(patients, set(patients))
+        finally:
+            stage.packer.shutdown()
+        return {key: value for _, key, value, _ in written if key.startswith(b"e|")}, monitor, bool(used)
+
+    threaded, monitor, thread_used = asyncio.run(engine_rows(1))
+    inline, _, inline_used_thread = asyncio.run(engine_rows(10**9))
+    assert thread_used and not inline_used_thread
+    assert len(threaded) == len(patients) and threaded == inline
+    assert monitor.engine is not None
+    for key, snapshot in threaded.items():
+        patient_id = key[2:].decode()
+        fresh = FeatureEngine()
+        fresh.restore(patient_id, snapshot)
+        assert fresh.snapshot_body(patient_id) == monitor.engine.snapshot_body(patient_id)

@@ -30,6 +30,7 @@ worker wrote to it is read again; one that never left keeps its state in memory.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 import dataclasses
 import logging
@@ -164,6 +165,8 @@ class MonitorStage(mode.Service):
         self.to_commit: dict[TopicPartition, int] = {}  # settled offsets not yet committed
         self._committed_s = 0.0
         self._trimmed_s = 0.0
+        # One thread compresses feature snapshots (one malloc arena, not one per thread).
+        self.packer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitalstream-pack")
 
     # -- lifecycle -----------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -200,6 +203,7 @@ class MonitorStage(mode.Service):
                         await client.stop()
                     except KafkaError as exc:  # a broker gone at shutdown: nothing more to do
                         log.warning("monitor: stopping a client failed (%s)", type(exc).__name__)
+        self.packer.shutdown(wait=False)
 
     def ready(self) -> bool:
         return (self.recovered.is_set() and not self.rebalancing and self.consumer is not None
@@ -531,7 +535,7 @@ class MonitorStage(mode.Service):
             pack = self.monitor.pack_snapshot
             if len(raw) >= PACK_IN_THREAD_FROM:
                 packed = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: [pack(body) for body in raw])
+                    self.packer, lambda: [pack(body) for body in raw])
             else:
                 packed = [pack(body) for body in raw]
             for i, snapshot in zip(bodies, packed, strict=True):
