@@ -72,7 +72,10 @@ STATE_KEY, ENGINE_KEY = b"s|", b"e|"
 COMMIT_INTERVAL_S = 0.2
 # Scored batches whose state rows are not yet acknowledged before the loop waits for the oldest.
 MAX_UNSETTLED = 4
-PACK_IN_THREAD_FROM = 8  # engine snapshots in one batch's rows: fewer are compressed inline
+# Feature snapshots are compressed in groups of at most PACK_CHUNK (so at most that many
+# uncompressed buffers, 55 KB each, are held at once), in a thread from PACK_IN_THREAD_FROM.
+PACK_CHUNK = 64
+PACK_IN_THREAD_FROM = 8
 TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
 
 
@@ -526,22 +529,29 @@ class MonitorStage(mode.Service):
                 if snapshot is not None:
                     bodies.append(len(rows))
                     rows.append((self.changelog, ENGINE_KEY + key, snapshot, partition))
+                    if len(bodies) == PACK_CHUNK:
+                        await self._pack(rows, bodies)
+                        bodies = []
                 row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson()}
                 rows.append((self.changelog, STATE_KEY + key, orjson.dumps(row), partition))
                 record.saved_ms = record.newest_ms
                 record.unsaved_round = False
         if bodies:
-            raw = [rows[i][2] for i in bodies]
-            pack = self.monitor.pack_snapshot
-            if len(raw) >= PACK_IN_THREAD_FROM:
-                packed = await asyncio.get_running_loop().run_in_executor(
-                    self.packer, lambda: [pack(body) for body in raw])
-            else:
-                packed = [pack(body) for body in raw]
-            for i, snapshot in zip(bodies, packed, strict=True):
-                topic, key, _, partition = rows[i]
-                rows[i] = (topic, key, snapshot, partition)
+            await self._pack(rows, bodies)
         return rows
+
+    async def _pack(self, rows: list[Write], indices: list[int]) -> None:
+        """Compress the engine buffers at these indices of ``rows``, in place."""
+        raw = [rows[i][2] for i in indices]
+        pack = self.monitor.pack_snapshot
+        if len(raw) >= PACK_IN_THREAD_FROM:
+            packed = await asyncio.get_running_loop().run_in_executor(
+                self.packer, lambda: [pack(body) for body in raw])
+        else:
+            packed = [pack(body) for body in raw]
+        for i, snapshot in zip(indices, packed, strict=True):
+            topic, key, _, partition = rows[i]
+            rows[i] = (topic, key, snapshot, partition)
 
     async def send_all(self, messages: list[Write]) -> None:
         """Send and wait for the broker's acknowledgement of every message, retrying while
