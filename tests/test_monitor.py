@@ -10,6 +10,7 @@ from simulators import SCENARIOS
 from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
 from vitalstream.monitor import Monitor
+from vitalstream.samples import CANONICAL_UNITS, Sample
 
 
 def alert_keys(alerts) -> list[tuple]:
@@ -63,8 +64,8 @@ class RemembersEverything(Monitor):
     """A monitor that never tells the policy which values changed (the policy then checks
     every observation): what the policy remembers must come out the same."""
 
-    def assess(self, record, feature_row):  # type: ignore[no-untyped-def]
-        assessment = super().assess(record, feature_row)
+    def assess(self, record):  # type: ignore[no-untyped-def]
+        assessment = super().assess(record)
         assessment.changed = None
         return assessment
 
@@ -141,3 +142,75 @@ def test_cached_news2_is_the_chart_score_of_the_same_values() -> None:
         scale = rng.choice([1, 2])
         expected = news2({**{k: v for k, (v, _) in observed.items()}, "spo2_scale": scale})
         assert news2_cached(observed, scale) == expected
+
+
+class EveryFeatureRow(Monitor):
+    """A monitor that gives every assessment its feature row, as it did before rows were
+    computed only where something may read them."""
+
+    def _wants_features(self, record, assessment, unquiet):  # type: ignore[no-untyped-def]
+        return True
+
+
+def published(monitor: Monitor, samples: list, step: int) -> tuple[list, list, list]:
+    """Everything the worker publishes of these samples, ``step`` at a time: the alerts'
+    messages (payloads with trends and features), bed states (with trends), and each
+    assessment's risk with its time."""
+    alerts, states, risks = [], [], []
+    for start in range(0, len(samples), step):
+        result = monitor.process(samples[start:start + step])
+        alerts += [orjson.loads(orjson.dumps(a.to_dict())) for a in result.alerts]
+        states += monitor.bed_states(result.assessments)
+        risks += [(a.patient_id, a.time_ms, a.risk, a.risk_ms) for a in result.assessments]
+    return alerts, states, risks
+
+
+def test_feature_rows_only_where_read_publish_the_same_as_rows_for_every_assessment() -> None:
+    from vitalstream.alerts.policy import PolicyConfig
+    from vitalstream.scoring.model import RiskModel
+
+    model = RiskModel.load(None)
+    samples = list(SCENARIOS["smoke"].cohort().samples())
+    for config in (PolicyConfig(), PolicyConfig(risk_thresholds={"medium": 0.2, "high": 0.4})):
+        for step in (len(samples), 501):
+            lazy = published(Monitor(AlertPolicy(config), engine=FeatureEngine(), model=model), samples, step)
+            full = published(EveryFeatureRow(AlertPolicy(config), engine=FeatureEngine(), model=model),
+                             samples, step)
+            alerts, states, risks = lazy
+            assert alerts and any(a["payload"].get("trends") for a in alerts)
+            assert states and any(s["trends_per_h"] for s in states)
+            assert any(risk is not None for *_, risk, _ in risks)
+            assert lazy == full
+
+
+def test_a_quiet_ward_computes_few_feature_rows() -> None:
+    # What the change is for: a ward of stable patients (each reporting one of five values
+    # a second) needs a feature row for the risk model once a minute and a bed state once
+    # a minute, not at each of its 60 assessments a minute.
+    normal = {"heart_rate": 75.0, "resp_rate": 16.0, "spo2": 97.0, "systolic_bp": 125.0, "temperature": 36.9}
+    names = list(normal)
+    t0_ms = 1_790_000_000_000
+    samples = [Sample(patient_id=f"p{patient}", ward="5A", bed=str(patient), parameter=names[second % 5],
+                      value=normal[names[second % 5]] + (second % 3) * 0.5,
+                      unit=CANONICAL_UNITS[names[second % 5]], device_time_ms=t0_ms + second * 1000,
+                      source="test", ingest_time_ms=t0_ms + second * 1000)
+               for second in range(600) for patient in range(50)]
+    from vitalstream.scoring.model import RiskModel
+
+    monitor = Monitor(AlertPolicy(), engine=FeatureEngine(), model=RiskModel.load(None))
+    asked = []
+    original = monitor.engine.features_of
+
+    def counting(slots, now_s=None):  # type: ignore[no-untyped-def]
+        asked.append(len(slots))
+        return original(slots, now_s)
+
+    monitor.engine.features_of = counting  # type: ignore[method-assign]
+    assessments = 0
+    for start in range(0, len(samples), 500):
+        result = monitor.process(samples[start:start + 500])
+        assert not result.alerts
+        monitor.bed_states(result.assessments)
+        assessments += len(result.assessments)
+    assert assessments == len(samples)
+    assert 0 < sum(asked) < assessments / 10

@@ -108,7 +108,8 @@ def build_monitor(settings: Settings) -> Monitor:
                 raise  # a model the operator named must load, or the worker must not start
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
     return Monitor(AlertPolicy(), engine=engine, model=model,
-                   news2_window_s=settings.news2_window_s, risk_interval_s=settings.risk_interval_s)
+                   news2_window_s=settings.news2_window_s, risk_interval_s=settings.risk_interval_s,
+                   bed_state_interval_s=settings.bed_state_interval_s)
 
 
 class _App(faust.App):

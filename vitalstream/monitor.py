@@ -61,6 +61,7 @@ def _phase(patient_id: str) -> int:
 R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_TIME, R_ARTEFACT = (SAMPLE_FIELDS.index(name) for name in (
     "patient_id", "ward", "bed", "parameter", "value", "device_time_ms", "artefact"))
 _NUMERIC_INDEX = {name: PARAM_INDEX[name] for name in NUMERIC_PARAMETERS}
+_SCORE = object()  # an assessment whose risk the model computes (``_process_wave``)
 
 
 class FeatureRow(Mapping[str, float]):
@@ -81,6 +82,10 @@ class FeatureRow(Mapping[str, float]):
 
     def __len__(self) -> int:
         return len(self._index)
+
+    @property
+    def row(self) -> np.ndarray:
+        return self._row
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,6 +117,9 @@ class PatientRecord:
     # list is exact (not after a restore, or a batch whose assessments were not all assessed).
     changed: list[str] = dataclasses.field(default_factory=list)
     changed_exact: bool = False
+    # The (shown, device time) of the last bed state an assessment since the last
+    # ``bed_states`` is expected to publish, if any (not kept): see ``_wants_features``.
+    bed_state_expected: tuple[tuple[Any, ...], int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.for_orjson(), "latest": {k: [v, t] for k, (v, t) in self.latest.items()},
@@ -150,7 +158,7 @@ class Monitor:
     def __init__(self, policy: AlertPolicy, engine: Any | None = None, model: Any | None = None,
                  news2_window_s: float = 1800.0, round_window_s: float = 16200.0,
                  resolution_s: float = 1.0, snapshot_interval_s: float = 60.0,
-                 risk_interval_s: float = 60.0) -> None:
+                 risk_interval_s: float = 60.0, bed_state_interval_s: float = 60.0) -> None:
         self.policy = policy
         self.engine = engine
         self.model = model
@@ -159,6 +167,7 @@ class Monitor:
         self.resolution_ms = max(1, int(resolution_s * 1000))
         self.snapshot_interval_ms = int(snapshot_interval_s * 1000)
         self.risk_interval_ms = int(risk_interval_s * 1000)
+        self.bed_state_interval_ms = int(bed_state_interval_s * 1000)
         self.patients: dict[str, PatientRecord] = {}
         self.dropped_bad_time = 0  # samples and technical events outside SHOWABLE_TIME_MS
         # Each NEWS2 input (and diastolic BP, shown beside them) with the window it counts in.
@@ -259,20 +268,28 @@ class Monitor:
         alerts do not depend on how the broker happened to batch them. The risk model
         then scores the rows of all waves in one call, and the policy sees the
         assessments in time order.
+
+        An assessment gets its feature row only if something may read it (``_wants_features``):
+        the risk model, an alert's payload or a bed state. Most assessments of a quiet ward
+        need none, and the rows (234 features) were most of the feature engine's time.
         """
         result = MonitorResult(samples=len(rows))
         rows = self._showable(rows)
         touched: dict[str, None] = {}
-        pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]] = []
+        unquiet: set[str] = set()  # patients the policy may take off its short path in this batch
+        pending: list[tuple[Assessment, PatientRecord, Any]] = []
         try:
             for wave in self._waves(rows):
-                pending.extend(self._process_wave(wave, touched))
+                pending.extend(self._process_wave(wave, touched, unquiet))
             self._score_risk(pending)
         except BaseException:
             # These assessments never reach the policy: the next ones are not relative to them.
             for patient_id in touched:
-                if patient_id in self.patients:
-                    self.patients[patient_id].changed_exact = False
+                record = self.patients.get(patient_id)
+                if record is not None:
+                    record.changed_exact = False
+                    if record.risk_carry is not None and len(record.risk_carry) == 1:
+                        record.risk_carry = None  # chosen, never scored: the next assessment scores it
             raise
         assess = self.policy.assess
         failed = result.failed
@@ -322,8 +339,12 @@ class Monitor:
             yield [row for r in readings if k < len(r) for row in r[k]]
 
     def _process_wave(self, rows: list[Sequence[Any]], touched_in_batch: dict[str, None],
-                      ) -> list[tuple[Assessment, PatientRecord, np.ndarray | None]]:
+                      unquiet: set[str]) -> list[tuple[Assessment, PatientRecord, Any]]:
+        """One wave: take its readings in, assess each patient once, and choose whose risk
+        is computed. Returns (assessment, record, risk source) per patient: ``None`` with
+        no feature data in the wave (no risk), ``_SCORE`` to compute, else the carried one."""
         touched: dict[str, PatientRecord] = {}
+        numeric: dict[str, int] = {}  # patients with feature-engine readings: their slots
         patients, engine, window_of = self.patients, self.engine, self._window_of
         slots: list[int] = []
         params: list[int] = []
@@ -359,57 +380,88 @@ class Monitor:
             if engine is not None:
                 index = _NUMERIC_INDEX.get(parameter)
                 if index is not None:
-                    slots.append(engine.slot_for(patient_id))
+                    slot = numeric.get(patient_id)
+                    if slot is None:
+                        slot = numeric[patient_id] = engine.slot_for(patient_id)
+                    slots.append(slot)
                     params.append(index)
                     times.append(time_ms)
                     values.append(row[R_VALUE])
         touched_in_batch.update(dict.fromkeys(touched))
-        features = self._update_features(slots, params, times, values, touched)
-        assess = self.assess
-        return [(assess(record, features.get(pid)), record, features.get(pid))
-                for pid, record in touched.items()]
+        if slots:
+            assert engine is not None
+            engine.add(np.array(slots, dtype=np.int64), np.array(params, dtype=np.int64),
+                       np.array(times, dtype=np.float64) / 1000.0, np.array(values, dtype=np.float64))
+        assess, wants_features, model = self.assess, self._wants_features, self.model
+        interval_ms = self.risk_interval_ms
+        out: list[tuple[Assessment, PatientRecord, Any]] = []
+        wanted_slots: list[int] = []
+        wanting: list[Assessment] = []
+        for patient_id, record in touched.items():
+            assessment = assess(record)
+            slot = numeric.get(patient_id)
+            source: Any = None
+            if slot is not None and model is not None:
+                # Chosen in wave order, as the assessments are made: at most once per
+                # interval of device time, whatever the batching (``due``).
+                if record.risk_carry is None or due(patient_id, record.risk_ms, assessment.time_ms, interval_ms):
+                    record.risk_ms, record.risk_carry = assessment.time_ms, (assessment,)
+                    source = _SCORE
+                else:
+                    source = record.risk_carry
+            wanted = wants_features(record, assessment, unquiet)  # (called for each: it keeps count)
+            if slot is not None and (source is _SCORE or wanted):
+                wanted_slots.append(slot)
+                wanting.append(assessment)
+            out.append((assessment, record, source))
+        if wanting:
+            assert engine is not None
+            index = self._feature_index
+            rows_of = engine.features_of(np.array(wanted_slots, dtype=np.int64))
+            for assessment, feature_row in zip(wanting, rows_of, strict=True):
+                assessment.features = FeatureRow(index, feature_row)
+        return out
 
-    def _update_features(self, slots: list[int], params: list[int], times_ms: list[int],
-                         values: list[float], touched: dict[str, PatientRecord]) -> dict[str, np.ndarray]:
-        if self.engine is None or not slots:
-            return {}
-        touched_slots, rows = self.engine.update(
-            np.array(slots, dtype=np.int64), np.array(params, dtype=np.int64),
-            np.array(times_ms, dtype=np.float64) / 1000.0, np.array(values, dtype=np.float64))
-        by_slot = dict(zip(touched_slots.tolist(), rows, strict=True))
-        slot_for = self.engine.slot_for
-        found = ((pid, by_slot.get(slot_for(pid))) for pid in touched)
-        return {pid: row for pid, row in found if row is not None}
+    def _wants_features(self, record: PatientRecord, assessment: Assessment, unquiet: set[str]) -> bool:
+        """Whether anything may read this assessment's feature row (the risk model's
+        choice aside): an alert's payload, if the policy may leave its short path for the
+        patient in this batch; a bed state, if ``bed_states`` (called with the batch's
+        assessments, as the stage does) will publish one. Errs towards yes: a row computed
+        for nothing costs time, a missing one would leave out trends.
 
-    def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, np.ndarray | None]]) -> None:
-        """Fill in the model's risk of the assessments that have features, in one call.
+        Exact for the policy while the patient's assessments of the batch stay on its short
+        path (which changes nothing the test reads); from the first that may not, every
+        later one of the batch gets its row."""
+        # ``bed_states``'s own test, against the bed state it will have published by then
+        # (made for every assessment, with feature data or not, to keep that in step).
+        shown_before, shown_ms = record.bed_state_expected or (record.bed_state_shown, record.bed_state_ms)
+        news2 = assessment.news2
+        shown = (news2.total, news2.band, tuple(assessment.stale))
+        wanted = shown != shown_before or assessment.time_ms - shown_ms >= self.bed_state_interval_ms
+        if wanted:
+            record.bed_state_expected = (shown, assessment.time_ms)
+        patient_id = assessment.patient_id
+        if patient_id in unquiet or self.policy.config.risk_thresholds or \
+                not self.policy.quiet(record.alert_state, news2):
+            unquiet.add(patient_id)  # its later assessments of the batch too: the policy's state moves on
+            return True
+        return wanted
 
-        A patient's risk is computed at most once per ``risk_interval_ms`` of device time
-        (its inputs are 2 h and 6 h windows); the assessments in between carry it, with
-        the time it was computed. Chosen by device time in wave order, so the choice does
-        not depend on how readings were batched."""
+    def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, Any]]) -> None:
+        """Fill in the model's risk of the assessments chosen in ``_process_wave``, in one
+        call; the assessments in between carry the last one computed, with its time."""
         if self.model is None:
             return
-        chosen: list[tuple[Assessment, PatientRecord, np.ndarray]] = []
-        carried: list[tuple[Assessment, Any]] = []  # (assessment, its source)
-        for assessment, record, features in pending:
-            if features is None:
-                continue
-            if record.risk_carry is None or due(record.patient_id, record.risk_ms, assessment.time_ms,
-                                                self.risk_interval_ms):
-                chosen.append((assessment, record, features))
-                record.risk_ms, record.risk_carry = assessment.time_ms, (assessment,)
-            else:
-                carried.append((assessment, record.risk_carry))
+        chosen = [(assessment, record) for assessment, record, source in pending if source is _SCORE]
         if chosen:
             rows = self.model.input_row(
-                np.vstack([f for _, _, f in chosen]),
-                np.array([np.nan if r.age_years is None else r.age_years for _, r, _ in chosen]),
-                np.array([np.nan if r.sex_male is None else float(r.sex_male) for _, r, _ in chosen]),
-                np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r, _ in chosen]),
+                np.vstack([a.features.row for a, _ in chosen]),
+                np.array([np.nan if r.age_years is None else r.age_years for _, r in chosen]),
+                np.array([np.nan if r.sex_male is None else float(r.sex_male) for _, r in chosen]),
+                np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r in chosen]),
             )
             probabilities = self.model.predict_proba(rows)
-            for (assessment, record, _), row, probability in zip(chosen, rows, probabilities, strict=True):
+            for (assessment, record), row, probability in zip(chosen, rows, probabilities, strict=True):
                 assessment.risk, assessment.risk_ms = float(probability), assessment.time_ms
                 assessment.model_version = self.model.version
                 # Factors cost several model calls: found only if an alert shows them.
@@ -417,13 +469,17 @@ class Monitor:
                 if record.risk_carry and record.risk_carry[0] is assessment:
                     record.risk_carry = (assessment.risk, assessment.risk_ms, assessment.model_version,
                                          assessment.explain)
-        for assessment, source in carried:
+        for assessment, _, source in pending:
+            if source is None or source is _SCORE:
+                continue
             if len(source) == 1:  # computed in this batch: read it off that assessment
                 first = source[0]
                 source = (first.risk, first.risk_ms, first.model_version, first.explain)
             assessment.risk, assessment.risk_ms, assessment.model_version, assessment.explain = source
 
-    def assess(self, record: PatientRecord, feature_row: np.ndarray | None) -> Assessment:
+    def assess(self, record: PatientRecord) -> Assessment:
+        """The patient's assessment at their newest reading time; its feature row, if
+        wanted, is filled in by ``_process_wave``."""
         now_ms = record.newest_ms
         latest = record.latest
         if now_ms <= record.in_window_until_ms:
@@ -456,15 +512,17 @@ class Monitor:
             patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
             news2=news2_cached(observations, record.spo2_scale, key),
             observations=observations,
-            features=FeatureRow(self._feature_index, feature_row) if feature_row is not None else {},
+            features={},
             stale=stale, spo2_scale=record.spo2_scale, changed=changed,
         )
 
     # -- bed state for the ward board ----------------------------------------------------
-    def bed_states(self, assessments: Sequence[Assessment], every_ms: int = 60_000) -> list[dict[str, Any]]:
+    def bed_states(self, assessments: Sequence[Assessment]) -> list[dict[str, Any]]:
         """Bed states for nursing stations: NEWS2 with its components, values with their
-        times, 2 h trends, risk and stale inputs. At most one per patient per ``every_ms``
-        of device time, and one for every change of the NEWS2 total, band or stale inputs."""
+        times, 2 h trends, risk and stale inputs. At most one per patient per
+        ``bed_state_interval_ms`` of device time, and one for every change of the NEWS2
+        total, band or stale inputs."""
+        every_ms = self.bed_state_interval_ms
         states = []
         # Every assessment, in time order: a NEWS2 that rose and fell inside one batch (a
         # fast replay) still reaches the board and the validation report.
@@ -473,6 +531,7 @@ class Monitor:
             record = self.patients.get(patient_id)
             if record is None:
                 continue
+            record.bed_state_expected = None
             shown = (assessment.news2.total, assessment.news2.band, tuple(assessment.stale))
             if record.bed_state_shown == shown and assessment.time_ms - record.bed_state_ms < every_ms:
                 continue

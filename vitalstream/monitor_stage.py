@@ -145,6 +145,7 @@ class MonitorStage(mode.Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.monitor = monitor
+        monitor.bed_state_interval_ms = int(settings.bed_state_interval_s * 1000)
         self.changelog = changelog_topic(settings)
         # One clock per partition of vitals: in a fast replay partitions run ahead of each
         # other, and a patient must not look silent because another partition is further on.
@@ -405,7 +406,7 @@ class MonitorStage(mode.Service):
         alerts.extend(result.alerts)
         alerts.extend(monitor.technical(technical))
         await self.publish_alerts(alerts)
-        states = monitor.bed_states(result.assessments, int(self.settings.bed_state_interval_s * 1000))
+        states = monitor.bed_states(result.assessments)
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]

@@ -26,7 +26,7 @@ def deteriorating(patient_id: str, ward: str, bed: str, t0_ms: int = T0_MS,
                   ack_by: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(alert messages, bed-state messages) in publication order; with ``ack_by`` the last
     alert is acknowledged at the end."""
-    monitor = Monitor(AlertPolicy())
+    monitor = Monitor(AlertPolicy(), bed_state_interval_s=600)
     alerts: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
     for minute in range(60):
@@ -35,7 +35,7 @@ def deteriorating(patient_id: str, ward: str, bed: str, t0_ms: int = T0_MS,
                    for r in readings(patient_id, ward, bed, minute, t_ms)]
         result = monitor.process(samples)
         alerts.extend(a.to_dict() for a in result.alerts)
-        states.extend(monitor.bed_states(result.assessments, 600_000))
+        states.extend(monitor.bed_states(result.assessments))
     if ack_by:
         last = alerts[-1]
         alerts.extend(a.to_dict() for a in monitor.acknowledge(patient_id, last["alert_id"], ack_by,

@@ -568,20 +568,26 @@ class AlertPolicy:
                      replaces=alert.replaces)
 
     # -- clinical ----------------------------------------------------------------------
-    def assess(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
-        """Update one patient's state with a new assessment; the alerts to publish."""
+    def quiet(self, state: PatientAlertState, news2: News2) -> bool:
+        """A quiet patient staying quiet: nothing open, pending or set for the patient, and
+        a NEWS2 that gives no reason. With no risk (or no risk thresholds), ``assess`` then
+        only updates what it remembers, and raises nothing."""
         config = self.config
-        news2 = assessment.news2
         settings = state.settings
-        if (state.clinical is None and state.level is None and not state.pending and not state.technical
+        return (state.clinical is None and state.level is None and not state.pending and not state.technical
                 and settings.spo2_scale is None
                 and news2.total < (self._quiet_below if settings.news2_medium is None and settings.news2_high is None
                                    else min(settings.news2_medium or config.news2_medium,
                                             settings.news2_high or config.news2_high))
-                and not (config.single_parameter_alerts and 3 in news2.components.values())
-                and (assessment.risk is None or not config.risk_thresholds)):
-            # A quiet patient staying quiet (most assessments): no reasons, nothing open,
-            # nothing pending, so only the memory below changes; the same as the full path.
+                and not (config.single_parameter_alerts and 3 in news2.components.values()))
+
+    def assess(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
+        """Update one patient's state with a new assessment; the alerts to publish."""
+        config = self.config
+        news2 = assessment.news2
+        if (assessment.risk is None or not config.risk_thresholds) and self.quiet(state, news2):
+            # Most assessments: no reasons, nothing open, nothing pending, so only the
+            # memory below changes; the same as the full path.
             self._remember(state, assessment, news2)
             return []
         t = assessment.time_ms

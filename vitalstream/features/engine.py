@@ -212,6 +212,17 @@ class FeatureEngine:
             np.nan if now_s is None else float(now_s),
         )
 
+    def add(self, slots: np.ndarray, params: np.ndarray, times_s: np.ndarray, values: np.ndarray) -> None:
+        """``update`` without the feature rows: add a batch of samples only. ``features_of``
+        then gives the rows ``update`` would have given, for the slots that need them."""
+        a = self._state.arrays
+        c = self.config
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
+        K.add_samples(a["buckets"], a["art"], a["pstate"], self._counters, c.cfg, c.limits, c.widths_s,
+                      slots, np.ascontiguousarray(params, dtype=np.int64),
+                      np.ascontiguousarray(times_s, dtype=np.float64),
+                      np.ascontiguousarray(values, dtype=np.float64), 0, slots.shape[0])
+
     def features_of(self, slots: np.ndarray, now_s: float | None = None) -> np.ndarray:
         """Current feature rows of these slots, without new samples."""
         a = self._state.arrays
