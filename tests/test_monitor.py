@@ -214,3 +214,15 @@ def test_a_quiet_ward_computes_few_feature_rows() -> None:
         assessments += len(result.assessments)
     assert assessments == len(samples)
     assert 0 < sum(asked) < assessments / 10
+
+
+def test_the_monitor_builds_assessments_in_their_field_order() -> None:
+    # Monitor.assess passes an Assessment's fields by position (keywords took twice as
+    # long): this is the order it relies on.
+    import dataclasses
+
+    from vitalstream.alerts import Assessment
+
+    assert [f.name for f in dataclasses.fields(Assessment)] == [
+        "patient_id", "ward", "bed", "time_ms", "news2", "observations", "features", "risk", "risk_ms",
+        "model_version", "risk_factors", "stale", "spo2_scale", "explain", "changed"]

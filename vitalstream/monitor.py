@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import types
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -62,6 +63,7 @@ R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_TIME, R_ARTEFACT = (SAMPLE_FIE
     "patient_id", "ward", "bed", "parameter", "value", "device_time_ms", "artefact"))
 _NUMERIC_INDEX = {name: PARAM_INDEX[name] for name in NUMERIC_PARAMETERS}
 _SCORE = object()  # an assessment whose risk the model computes (``_process_wave``)
+_NO_FEATURES: Mapping[str, float] = types.MappingProxyType({})  # an assessment's, until a row is wanted
 
 
 class FeatureRow(Mapping[str, float]):
@@ -508,13 +510,13 @@ class Monitor:
             key = (record.spo2_scale, *record.news2_values)
         changed = record.changed if record.changed_exact else None
         record.changed, record.changed_exact = [], True  # (a new list: the assessment keeps this one)
-        return Assessment(
-            patient_id=record.patient_id, ward=record.ward, bed=record.bed, time_ms=now_ms,
-            news2=news2_cached(observations, record.spo2_scale, key),
-            observations=observations,
-            features={},
-            stale=stale, spo2_scale=record.spo2_scale, changed=changed,
-        )
+        # Positional, in the field order of Assessment: keywords took twice as long (0.6 µs
+        # of an assessment's 1.3). Names: patient_id, ward, bed, time_ms, news2,
+        # observations, features, risk, risk_ms, model_version, risk_factors, stale,
+        # spo2_scale, explain, changed.
+        return Assessment(record.patient_id, record.ward, record.bed, now_ms,
+                          news2_cached(observations, record.spo2_scale, key), observations,
+                          _NO_FEATURES, None, None, None, (), stale, record.spo2_scale, None, changed)
 
     # -- bed state for the ward board ----------------------------------------------------
     def bed_states(self, assessments: Sequence[Assessment]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vitalstream.scoring.news2 import News2
@@ -35,11 +35,11 @@ class Assessment:
     time_ms: int
     news2: News2
     observations: dict[str, tuple[Any, int]]
-    features: dict[str, float]
+    features: Mapping[str, float]
     risk: float | None = None
     risk_ms: int | None = None  # device time the risk was computed at (it may be carried)
     model_version: str | None = None
-    risk_factors: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    risk_factors: Sequence[tuple[str, float]] = ()
     stale: list[str] = dataclasses.field(default_factory=list)
     spo2_scale: int = 1
     # Finding the factors costs several model calls: the monitor leaves how to find them
@@ -50,7 +50,7 @@ class Assessment:
     # remembers of those only.
     changed: Sequence[str] | None = None
 
-    def factors(self) -> list[tuple[str, float]]:
+    def factors(self) -> Sequence[tuple[str, float]]:
         if not self.risk_factors and self.explain is not None:
             self.risk_factors, self.explain = self.explain(), None
         return self.risk_factors
