@@ -148,7 +148,7 @@ class EveryFeatureRow(Monitor):
     """A monitor that gives every assessment its feature row, as it did before rows were
     computed only where something may read them."""
 
-    def _wants_features(self, record, assessment, unquiet):  # type: ignore[no-untyped-def]
+    def _expects_bed_state(self, record, assessment):  # type: ignore[no-untyped-def]
         return True
 
 
@@ -216,13 +216,16 @@ def test_a_quiet_ward_computes_few_feature_rows() -> None:
     assert 0 < sum(asked) < assessments / 10
 
 
-def test_the_monitor_builds_assessments_in_their_field_order() -> None:
+def test_the_monitor_builds_assessments_and_reads_rows_in_their_field_order() -> None:
     # Monitor.assess passes an Assessment's fields by position (keywords took twice as
-    # long): this is the order it relies on.
+    # long), and Monitor._process_wave unpacks a sample row whole: the orders they rely on.
     import dataclasses
 
     from vitalstream.alerts import Assessment
+    from vitalstream.samples import SAMPLE_FIELDS
 
+    assert SAMPLE_FIELDS == ("patient_id", "ward", "bed", "parameter", "value", "unit", "device_time_ms",
+                             "source", "ingest_time_ms", "source_code", "artefact")
     assert [f.name for f in dataclasses.fields(Assessment)] == [
         "patient_id", "ward", "bed", "time_ms", "news2", "observations", "features", "risk", "risk_ms",
         "model_version", "risk_factors", "stale", "spo2_scale", "explain", "changed"]

@@ -23,6 +23,11 @@ class PoisonedPolicy(AlertPolicy):
             raise ArithmeticError("a fault the core did not foresee")
         return super().assess(state, assessment)
 
+    def remember_quiet(self, state, assessment):  # type: ignore[no-untyped-def]
+        if assessment.patient_id == self.poisoned:  # (the short path of a quiet assessment)
+            raise ArithmeticError("a fault the core did not foresee")
+        return super().remember_quiet(state, assessment)
+
 
 def test_a_patient_whose_readings_fail_the_core_is_left_out_and_the_others_are_scored() -> None:
     samples = list(SCENARIOS["smoke"].cohort().samples())[:5000]

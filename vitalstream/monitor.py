@@ -59,8 +59,7 @@ def _phase(patient_id: str) -> int:
 
 
 # A sample row's fields (``vitalstream.samples.SAMPLE_FIELDS``), as the vitals topic carries them.
-R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_TIME, R_ARTEFACT = (SAMPLE_FIELDS.index(name) for name in (
-    "patient_id", "ward", "bed", "parameter", "value", "device_time_ms", "artefact"))
+R_PATIENT, R_TIME = SAMPLE_FIELDS.index("patient_id"), SAMPLE_FIELDS.index("device_time_ms")
 _NUMERIC_INDEX = {name: PARAM_INDEX[name] for name in NUMERIC_PARAMETERS}
 _SCORE = object()  # an assessment whose risk the model computes (``_process_wave``)
 _NO_FEATURES: Mapping[str, float] = types.MappingProxyType({})  # an assessment's, until a row is wanted
@@ -120,7 +119,7 @@ class PatientRecord:
     changed: list[str] = dataclasses.field(default_factory=list)
     changed_exact: bool = False
     # The (shown, device time) of the last bed state an assessment since the last
-    # ``bed_states`` is expected to publish, if any (not kept): see ``_wants_features``.
+    # ``bed_states`` is expected to publish, if any (not kept): see ``_expects_bed_state``.
     bed_state_expected: tuple[tuple[Any, ...], int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,15 +270,21 @@ class Monitor:
         then scores the rows of all waves in one call, and the policy sees the
         assessments in time order.
 
-        An assessment gets its feature row only if something may read it (``_wants_features``):
-        the risk model, an alert's payload or a bed state. Most assessments of a quiet ward
-        need none, and the rows (234 features) were most of the feature engine's time.
+        An assessment gets its feature row only if something may read it: the risk model,
+        an alert's payload (the policy may leave its short path) or a bed state
+        (``_expects_bed_state``). Most assessments of a quiet ward need none, and the rows
+        (234 features) were most of the feature engine's time.
+
+        Whether the policy's short path applies (``AlertPolicy.quiet``) is decided once per
+        assessment, as it is made. That is exact while the patient's assessments of the
+        batch stay on the short path (which changes nothing ``quiet`` reads); from the first
+        that may not, each later one of the batch goes through ``AlertPolicy.assess`` whole.
         """
         result = MonitorResult(samples=len(rows))
         rows = self._showable(rows)
         touched: dict[str, None] = {}
         unquiet: set[str] = set()  # patients the policy may take off its short path in this batch
-        pending: list[tuple[Assessment, PatientRecord, Any]] = []
+        pending: list[tuple[Assessment, PatientRecord, Any, bool]] = []
         try:
             for wave in self._waves(rows):
                 pending.extend(self._process_wave(wave, touched, unquiet))
@@ -293,14 +298,15 @@ class Monitor:
                     if record.risk_carry is not None and len(record.risk_carry) == 1:
                         record.risk_carry = None  # chosen, never scored: the next assessment scores it
             raise
-        assess = self.policy.assess
+        assess, remember = self.policy.assess, self.policy.remember_quiet
         failed = result.failed
         assessments, alerts = result.assessments, result.alerts
-        for assessment, record, _ in pending:
+        for assessment, record, _, quiet in pending:
             if failed and assessment.patient_id in failed:
                 continue
             try:
-                raised = assess(record.alert_state, assessment)
+                raised = remember(record.alert_state, assessment) if quiet else \
+                    assess(record.alert_state, assessment)
             except Exception as exc:  # a fault in the policy must not silence the other patients
                 failed[assessment.patient_id] = type(exc).__name__
                 record.changed_exact = False  # its later assessments of the batch are skipped
@@ -341,10 +347,11 @@ class Monitor:
             yield [row for r in readings if k < len(r) for row in r[k]]
 
     def _process_wave(self, rows: list[Sequence[Any]], touched_in_batch: dict[str, None],
-                      unquiet: set[str]) -> list[tuple[Assessment, PatientRecord, Any]]:
+                      unquiet: set[str]) -> list[tuple[Assessment, PatientRecord, Any, bool]]:
         """One wave: take its readings in, assess each patient once, and choose whose risk
-        is computed. Returns (assessment, record, risk source) per patient: ``None`` with
-        no feature data in the wave (no risk), ``_SCORE`` to compute, else the carried one."""
+        is computed. Returns (assessment, record, risk source, quiet) per patient; the risk
+        source is ``None`` with no feature data in the wave (no risk), ``_SCORE`` to
+        compute, else the carried one; ``quiet`` says the policy's short path applies."""
         touched: dict[str, PatientRecord] = {}
         numeric: dict[str, int] = {}  # patients with feature-engine readings: their slots
         patients, engine, window_of = self.patients, self.engine, self._window_of
@@ -353,27 +360,28 @@ class Monitor:
         times: list[int] = []
         values: list[float] = []
         for row in rows:
-            patient_id, parameter, time_ms = row[R_PATIENT], row[R_PARAMETER], row[R_TIME]
+            # Unpacked whole (SAMPLE_FIELDS order, as a test checks): faster than indexing.
+            patient_id, ward, bed, parameter, value, _, time_ms, _, _, _, artefact = row
             record = patients.get(patient_id)
             if record is None:
-                record = self._admit(patient_id, row[R_WARD], row[R_BED], time_ms)
+                record = self._admit(patient_id, ward, bed, time_ms)
             touched[patient_id] = record
-            if row[R_WARD]:
-                record.ward, record.bed = row[R_WARD], row[R_BED]
+            if ward:
+                record.ward, record.bed = ward, bed
             if parameter == "spo2_scale":
-                record.spo2_scale = int(row[R_VALUE])
+                record.spo2_scale = int(value)
                 continue
-            if row[R_ARTEFACT] or parameter not in window_of:  # (ingest passes no other parameter)
+            if artefact or parameter not in window_of:  # (ingest passes no other parameter)
                 continue
             current = record.latest.get(parameter)
             if current is None or time_ms >= current[1]:
-                record.latest[parameter] = (row[R_VALUE], time_ms)
+                record.latest[parameter] = (value, time_ms)
                 record.changed.append(parameter)
                 if parameter in ROUND_PARAMETERS:
                     record.unsaved_round = True
                 component = _COMPONENT_INDEX.get(parameter)
                 if component is not None:
-                    record.news2_values[component] = row[R_VALUE]
+                    record.news2_values[component] = value
                 until_ms = time_ms + window_of[parameter]
                 if until_ms < record.in_window_until_ms:
                     record.in_window_until_ms = until_ms
@@ -388,15 +396,17 @@ class Monitor:
                     slots.append(slot)
                     params.append(index)
                     times.append(time_ms)
-                    values.append(row[R_VALUE])
+                    values.append(value)
         touched_in_batch.update(dict.fromkeys(touched))
         if slots:
             assert engine is not None
             engine.add(np.array(slots, dtype=np.int64), np.array(params, dtype=np.int64),
                        np.array(times, dtype=np.float64) / 1000.0, np.array(values, dtype=np.float64))
-        assess, wants_features, model = self.assess, self._wants_features, self.model
+        assess, expects_bed_state, model = self.assess, self._expects_bed_state, self.model
+        is_quiet = self.policy.quiet
+        risk_alerts = bool(self.policy.config.risk_thresholds)  # then risk may raise: never quiet
         interval_ms = self.risk_interval_ms
-        out: list[tuple[Assessment, PatientRecord, Any]] = []
+        out: list[tuple[Assessment, PatientRecord, Any, bool]] = []
         wanted_slots: list[int] = []
         wanting: list[Assessment] = []
         for patient_id, record in touched.items():
@@ -411,11 +421,14 @@ class Monitor:
                     source = _SCORE
                 else:
                     source = record.risk_carry
-            wanted = wants_features(record, assessment, unquiet)  # (called for each: it keeps count)
-            if slot is not None and (source is _SCORE or wanted):
+            quiet = not risk_alerts and patient_id not in unquiet and is_quiet(record.alert_state, assessment.news2)
+            if not quiet:
+                unquiet.add(patient_id)  # its later assessments of the batch too: the policy's state moves on
+            bed_state = expects_bed_state(record, assessment)  # (asked of each: it keeps in step)
+            if slot is not None and (source is _SCORE or not quiet or bed_state):
                 wanted_slots.append(slot)
                 wanting.append(assessment)
-            out.append((assessment, record, source))
+            out.append((assessment, record, source, quiet))
         if wanting:
             assert engine is not None
             index = self._feature_index
@@ -424,37 +437,24 @@ class Monitor:
                 assessment.features = FeatureRow(index, feature_row)
         return out
 
-    def _wants_features(self, record: PatientRecord, assessment: Assessment, unquiet: set[str]) -> bool:
-        """Whether anything may read this assessment's feature row (the risk model's
-        choice aside): an alert's payload, if the policy may leave its short path for the
-        patient in this batch; a bed state, if ``bed_states`` (called with the batch's
-        assessments, as the stage does) will publish one. Errs towards yes: a row computed
-        for nothing costs time, a missing one would leave out trends.
-
-        Exact for the policy while the patient's assessments of the batch stay on its short
-        path (which changes nothing the test reads); from the first that may not, every
-        later one of the batch gets its row."""
-        # ``bed_states``'s own test, against the bed state it will have published by then
-        # (made for every assessment, with feature data or not, to keep that in step).
+    def _expects_bed_state(self, record: PatientRecord, assessment: Assessment) -> bool:
+        """Whether ``bed_states``, called with the batch's assessments in order (as the
+        stage does), will publish a bed state of this one: its own test, against the bed
+        state it will have published by then. Asked of every assessment, in order."""
         shown_before, shown_ms = record.bed_state_expected or (record.bed_state_shown, record.bed_state_ms)
         news2 = assessment.news2
         shown = (news2.total, news2.band, tuple(assessment.stale))
-        wanted = shown != shown_before or assessment.time_ms - shown_ms >= self.bed_state_interval_ms
-        if wanted:
+        if shown != shown_before or assessment.time_ms - shown_ms >= self.bed_state_interval_ms:
             record.bed_state_expected = (shown, assessment.time_ms)
-        patient_id = assessment.patient_id
-        if patient_id in unquiet or self.policy.config.risk_thresholds or \
-                not self.policy.quiet(record.alert_state, news2):
-            unquiet.add(patient_id)  # its later assessments of the batch too: the policy's state moves on
             return True
-        return wanted
+        return False
 
-    def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, Any]]) -> None:
+    def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, Any, bool]]) -> None:
         """Fill in the model's risk of the assessments chosen in ``_process_wave``, in one
         call; the assessments in between carry the last one computed, with its time."""
         if self.model is None:
             return
-        chosen = [(assessment, record) for assessment, record, source in pending if source is _SCORE]
+        chosen = [(assessment, record) for assessment, record, source, _ in pending if source is _SCORE]
         if chosen:
             rows = self.model.input_row(
                 np.vstack([a.features.row for a, _ in chosen]),
@@ -471,7 +471,7 @@ class Monitor:
                 if record.risk_carry and record.risk_carry[0] is assessment:
                     record.risk_carry = (assessment.risk, assessment.risk_ms, assessment.model_version,
                                          assessment.explain)
-        for assessment, _, source in pending:
+        for assessment, _, source, _ in pending:
             if source is None or source is _SCORE:
                 continue
             if len(source) == 1:  # computed in this batch: read it off that assessment

@@ -581,6 +581,12 @@ class AlertPolicy:
                                             settings.news2_high or config.news2_high))
                 and not (config.single_parameter_alerts and 3 in news2.components.values()))
 
+    def remember_quiet(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
+        """``assess``'s short path, for a caller that has found ``quiet`` true of this state
+        and assessment, with no risk thresholds set: remember it, raise nothing."""
+        self._remember(state, assessment, assessment.news2)
+        return []
+
     def assess(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
         """Update one patient's state with a new assessment; the alerts to publish."""
         config = self.config
@@ -588,8 +594,7 @@ class AlertPolicy:
         if (assessment.risk is None or not config.risk_thresholds) and self.quiet(state, news2):
             # Most assessments: no reasons, nothing open, nothing pending, so only the
             # memory below changes; the same as the full path.
-            self._remember(state, assessment, news2)
-            return []
+            return self.remember_quiet(state, assessment)
         t = assessment.time_ms
         score = self._score(state, assessment)
         reasons = self._reasons(state, assessment, score)
