@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import operator
 import types
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,7 @@ def _phase(patient_id: str) -> int:
 
 # A sample row's fields (``vitalstream.samples.SAMPLE_FIELDS``), as the vitals topic carries them.
 R_PATIENT, R_TIME = SAMPLE_FIELDS.index("patient_id"), SAMPLE_FIELDS.index("device_time_ms")
+_TIME_OF = operator.itemgetter(R_TIME)
 _NUMERIC_INDEX = {name: PARAM_INDEX[name] for name in NUMERIC_PARAMETERS}
 _SCORE = object()  # an assessment whose risk the model computes (``_process_wave``)
 _NO_FEATURES: Mapping[str, float] = types.MappingProxyType({})  # an assessment's, until a row is wanted
@@ -319,7 +321,7 @@ class Monitor:
 
     def _showable(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
         low, high = SHOWABLE_TIME_MS
-        if all(low <= r[R_TIME] <= high for r in rows):
+        if not rows or (low <= min(map(_TIME_OF, rows)) and max(map(_TIME_OF, rows)) <= high):
             return rows
         kept = [r for r in rows if low <= r[R_TIME] <= high]
         self.dropped_bad_time += len(rows) - len(kept)

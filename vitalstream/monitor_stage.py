@@ -34,6 +34,7 @@ import concurrent.futures
 import ctypes
 import dataclasses
 import logging
+import operator
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
@@ -66,6 +67,7 @@ RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
 ROW_WIDTH = len(SAMPLE_FIELDS)
 R_INGEST = SAMPLE_FIELDS.index("ingest_time_ms")
+_TIME_OF, _INGEST_OF, _PATIENT_OF = (operator.itemgetter(i) for i in (R_TIME, R_INGEST, R_PATIENT))
 # Keys of the patients changelog: a patient's state, and their feature engine's buffers.
 STATE_KEY, ENGINE_KEY = b"s|", b"e|"
 # Settled offsets are committed at most this often while batches keep coming.
@@ -424,7 +426,8 @@ class MonitorStage(mode.Service):
             return applied.get(str(patient_id), -1) < offset
 
         rows = body.get("rows", [])
-        if not all(type(row) is list and len(row) == ROW_WIDTH for row in rows):
+        # (map over C-level getters: a third of the time of a generator over the rows)
+        if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {ROW_WIDTH}):
             raise SampleError(f"a sample row has {ROW_WIDTH} fields")
         rows += [sample_row(sample_from_dict(s)) for s in body.get("samples", ())]
         # Only a record at or before a restored patient's applied offset can hold readings
@@ -436,7 +439,9 @@ class MonitorStage(mode.Service):
         samples.extend(rows)
         technical.extend(events)
         # A device clock years ahead must not make every bed look silent.
-        newest_ms = max((r[R_TIME] for r in rows if r[R_TIME] <= horizon_ms), default=0)
+        newest_ms = max(map(_TIME_OF, rows), default=0)
+        if newest_ms > horizon_ms:
+            newest_ms = max((r[R_TIME] for r in rows if r[R_TIME] <= horizon_ms), default=0)
         if newest_ms:
             self.clocks[record.partition].observe(newest_ms)
         if control and new(control["patient_id"]):
@@ -451,7 +456,7 @@ class MonitorStage(mode.Service):
             controlled.add(str(ack["patient_id"]))
             alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
                                                    int(ack.get("at_ms", now_ms()))))
-        patients = {r[R_PATIENT] for r in rows} | {str(t.get("patient_id")) for t in events}
+        patients = set(map(_PATIENT_OF, rows)) | {str(t.get("patient_id")) for t in events}
         patients |= {str(c["patient_id"]) for c in (control, ack) if c}
         self.applied_through[record.partition] = offset
         for patient_id in patients:  # after the checks above: this record is now applied
@@ -492,8 +497,8 @@ class MonitorStage(mode.Service):
     def _observe(self, samples: list[Any]) -> None:
         if samples:
             done_s = time.time()
-            device_s = np.fromiter((r[R_TIME] for r in samples), np.float64, len(samples)) / 1000.0
-            ingest_s = np.fromiter((r[R_INGEST] for r in samples), np.float64, len(samples)) / 1000.0
+            device_s = np.fromiter(map(_TIME_OF, samples), np.float64, len(samples)) / 1000.0
+            ingest_s = np.fromiter(map(_INGEST_OF, samples), np.float64, len(samples)) / 1000.0
             metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
             metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
             metrics.SAMPLES_PROCESSED.inc(len(samples))
