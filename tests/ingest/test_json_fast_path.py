@@ -84,6 +84,13 @@ def test_fast_path_takes_the_common_message() -> None:
     rows = json_rows(raw, RECEIVED_MS)
     assert rows == slow(raw)
     assert rows is not None and rows[0][4] == 88.0 and type(rows[0][4]) is float
+    # A gateway's list, and its {"samples": [...]}, take the fast path too.
+    second = {"patient_id": "p2", "parameter": "spo2", "value": 97.5, "device_time_ms": 1_773_569_700_001,
+              "unit": "%", "artefact": True}
+    for document in ([orjson.loads(raw), second], {"samples": [orjson.loads(raw), second], "gateway": "gw-1"}):
+        batch = orjson.dumps(document)
+        rows = json_rows(batch, RECEIVED_MS)
+        assert rows is not None and len(rows) == 2 and rows == slow(batch)
 
 
 @pytest.mark.parametrize("raw", [

@@ -19,6 +19,7 @@ import base64
 import hashlib
 from typing import Any
 
+import msgspec
 import orjson
 
 from vitalstream.ingest.result import (
@@ -82,50 +83,69 @@ _NUMERIC_UNITS = {name: CANONICAL_UNITS[name] for name in NUMERIC_PARAMETERS}
 _EXACT_FLOAT = 2**53  # integers beyond this are left to the full path (float() rounds them)
 
 
+class _Reading(msgspec.Struct):
+    """A canonical JSON sample as the fast path takes it: msgspec checks the JSON types
+    while it decodes (no coercion: a string where a number belongs fails)."""
+
+    patient_id: str
+    parameter: str
+    value: int | float
+    device_time_ms: int
+    ward: str = ""
+    bed: str = ""
+    source: str = ""
+    source_code: str = ""
+    unit: str = ""
+    artefact: bool = False
+
+
+class _Batch(msgspec.Struct):
+    samples: list[_Reading]
+
+
+_DECODE_ONE = msgspec.json.Decoder(_Reading).decode
+_DECODE_LIST = msgspec.json.Decoder(list[_Reading]).decode
+_DECODE_BATCH = msgspec.json.Decoder(_Batch).decode
+
+
 def json_rows(raw: bytes, received_ms: int) -> list[tuple[Any, ...]] | None:
     """The fast path of the commonest message: canonical JSON whose records are all plain
     numeric samples with string fields. Returns their rows (``sample_row`` order), or None
     for anything else, which ``parse_raw`` then handles (and explains, if it is wrong).
-    For a message it accepts it gives exactly what ``parse_raw`` gives (tested on both)."""
-    if len(raw) > MAX_MESSAGE_BYTES or raw[:1] not in (b"{", b"[") or b'"resourceType"' in raw[:4096]:
+    For a message it accepts it gives exactly what ``parse_raw`` gives (tested on both).
+    msgspec decodes straight into typed records: a third of the time of decoding to
+    dicts and checking each field in Python."""
+    start = raw[:1]
+    if len(raw) > MAX_MESSAGE_BYTES or start not in (b"{", b"[") or b'"resourceType"' in raw[:4096]:
         return None
     try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        if start == b"[":
+            records = _DECODE_LIST(raw)
+        elif b'"samples"' in raw:  # a gateway's {"samples": [...]} (or a field's text: then the full path)
+            records = _DECODE_BATCH(raw).samples
+        else:
+            records = [_DECODE_ONE(raw)]
+    except msgspec.DecodeError:  # (ValidationError is one)
         return None
-    if type(document) is dict:
-        records = document["samples"] if "samples" in document else [document]
-    else:
-        records = document
-    if type(records) is not list or not records:
+    if not records:
         return None
     ingest_ms = received_ms if 0 <= received_ms < MAX_TIME_MS else 0
     rows = []
     units = _NUMERIC_UNITS
     for record in records:
-        if type(record) is not dict:
+        parameter, value, time_ms, given_unit = record.parameter, record.value, record.device_time_ms, record.unit
+        unit = units.get(parameter)
+        if unit is None or not 0 <= time_ms < MAX_TIME_MS or not record.patient_id or \
+                (given_unit and given_unit != unit):
             return None
-        get = record.get
-        parameter = get("parameter")
-        unit = units.get(parameter) if type(parameter) is str else None
-        value, time_ms, patient_id = get("value"), get("device_time_ms"), get("patient_id")
-        ward, bed, source, code = get("ward", ""), get("bed", ""), get("source", ""), get("source_code", "")
-        given_unit, artefact = get("unit", ""), get("artefact", False)
-        kind = type(value)
-        if (unit is None or type(time_ms) is not int or not 0 <= time_ms < MAX_TIME_MS
-                or type(patient_id) is not str or not patient_id
-                or type(ward) is not str or type(bed) is not str or type(source) is not str
-                or type(code) is not str or type(artefact) is not bool
-                or type(given_unit) is not str or (given_unit and given_unit != unit)):
-            return None
-        if kind is float:
-            if value - value != 0.0:  # NaN or infinite
+        if type(value) is int:
+            if not -_EXACT_FLOAT < value < _EXACT_FLOAT:
                 return None
-        elif kind is int and -_EXACT_FLOAT < value < _EXACT_FLOAT:
             value = float(value)
-        else:
+        elif value - value != 0.0:  # NaN or infinite (JSON has neither; kept as a guard)
             return None
-        rows.append((patient_id, ward, bed, parameter, value, unit, time_ms, source, ingest_ms, code, artefact))
+        rows.append((record.patient_id, record.ward, record.bed, parameter, value, unit, time_ms,
+                     record.source, ingest_ms, record.source_code, record.artefact))
     return rows
 
 
