@@ -116,6 +116,8 @@ def test_healthy_adult_scores_zero_low_and_complete() -> None:
 def test_band_follows_rcp_clinical_response_thresholds(changes: dict, total: int, band: str) -> None:
     result = news2({**FULL_NORMAL, **changes})
     assert (result.total, result.band) == (total, band)
+    # A red score is a single parameter scoring 3, whatever the total.
+    assert result.red_score == (3 in result.components.values())
 
 
 def test_oxygen_adds_two_and_scale2_scores_saturation_above_target() -> None:

@@ -386,7 +386,7 @@ class AlertPolicy:
         medium, _ = self._thresholds(state)
         if score.total > medium - self.config.resolve_margin:
             return False
-        if self.config.single_parameter_alerts and any(c == 3 for c in score.components.values()):
+        if self.config.single_parameter_alerts and score.red_score:
             return False
         if assessment.risk is not None and self.config.risk_thresholds:
             lowest = min(self.config.risk_thresholds.values())
@@ -579,7 +579,7 @@ class AlertPolicy:
                 and news2.total < (self._quiet_below if settings.news2_medium is None and settings.news2_high is None
                                    else min(settings.news2_medium or config.news2_medium,
                                             settings.news2_high or config.news2_high))
-                and not (config.single_parameter_alerts and 3 in news2.components.values()))
+                and not (config.single_parameter_alerts and news2.red_score))
 
     def remember_quiet(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
         """``assess``'s short path, for a caller that has found ``quiet`` true of this state

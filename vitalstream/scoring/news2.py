@@ -43,6 +43,8 @@ class News2:
     components: dict[str, int | None]
     band: str
     partial: bool
+    # A single parameter scored 3 (a "red score"), which some wards alert on by itself.
+    red_score: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +191,8 @@ def news2(observations: Mapping[str, Any]) -> News2:
         components["temperature"] = score_temperature(observations["temperature"])
     total = sum(score for score in components.values() if score is not None)
     partial = any(score is None for score in components.values())
-    return News2(total, components, band_for(total, components), partial)
+    return News2(total, components, band_for(total, components), partial,
+                 any(score == 3 for score in components.values()))
 
 
 # Scores of observation sets already seen. Monitors report heart rate, respiration rate,
