@@ -5,11 +5,13 @@ from __future__ import annotations
 import zlib
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulators import SCENARIOS
 from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
-from vitalstream.monitor import Monitor
+from vitalstream.monitor import Monitor, due, next_due
 from vitalstream.samples import CANONICAL_UNITS, Sample
 
 
@@ -229,3 +231,12 @@ def test_the_monitor_builds_assessments_and_reads_rows_in_their_field_order() ->
     assert [f.name for f in dataclasses.fields(Assessment)] == [
         "patient_id", "ward", "bed", "time_ms", "news2", "observations", "features", "risk", "risk_ms",
         "model_version", "risk_factors", "stale", "spo2_scale", "explain", "changed"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(min_size=1, max_size=12), st.integers(0, 2**45), st.integers(0, 10**8),
+       st.sampled_from([0, 1, 1000, 60_000, 3_600_000]))
+def test_next_due_is_when_due_turns_true(patient_id: str, last_ms: int, later_ms: int, interval_ms: int) -> None:
+    # The risk is checked with next_due (one comparison); it must agree with due.
+    now_ms = last_ms + later_ms
+    assert due(patient_id, last_ms, now_ms, interval_ms) == (now_ms >= next_due(patient_id, last_ms, interval_ms))

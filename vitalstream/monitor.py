@@ -54,6 +54,15 @@ def due(patient_id: str, last_ms: int, now_ms: int, interval_ms: int) -> bool:
     return (now_ms + phase) // interval_ms != (last_ms + phase) // interval_ms
 
 
+def next_due(patient_id: str, last_ms: int, interval_ms: int) -> int:
+    """The device time from which ``due(patient_id, last_ms, now_ms, interval_ms)`` is
+    true, for ``now_ms >= last_ms``: one comparison per check instead of ``due``'s work."""
+    if interval_ms <= 0:
+        return last_ms
+    phase = _phase(patient_id) % interval_ms
+    return ((last_ms + phase) // interval_ms + 1) * interval_ms - phase
+
+
 @functools.lru_cache(maxsize=65536)
 def _phase(patient_id: str) -> int:
     return zlib.crc32(patient_id.encode())
@@ -109,7 +118,7 @@ class PatientRecord:
     bed_state_shown: tuple[Any, ...] = ()
     saved_ms: int = -(2**62)
     unsaved_round: bool = False  # a round-charted value arrived since the last save
-    risk_ms: int = -(2**62)  # device time of the last risk computed
+    risk_due_ms: int = -(2**62)  # device time from which the next risk is due (``next_due``)
     risk_carry: tuple[Any, ...] | None = None  # (risk, its time, model version, explain) of that one
     bed_state_ms: int = -(2**62)
     # For ``Monitor.assess``: the NEWS2 inputs in chart order, and the device time until
@@ -418,8 +427,10 @@ class Monitor:
             if slot is not None and model is not None:
                 # Chosen in wave order, as the assessments are made: at most once per
                 # interval of device time, whatever the batching (``due``).
-                if record.risk_carry is None or due(patient_id, record.risk_ms, assessment.time_ms, interval_ms):
-                    record.risk_ms, record.risk_carry = assessment.time_ms, (assessment,)
+                # (a patient's assessment times never go back: newest_ms only grows)
+                if record.risk_carry is None or assessment.time_ms >= record.risk_due_ms:
+                    record.risk_due_ms = next_due(patient_id, assessment.time_ms, interval_ms)
+                    record.risk_carry = (assessment,)
                     source = _SCORE
                 else:
                     source = record.risk_carry
@@ -445,11 +456,12 @@ class Monitor:
         state it will have published by then. Asked of every assessment, in order."""
         shown_before, shown_ms = record.bed_state_expected or (record.bed_state_shown, record.bed_state_ms)
         news2 = assessment.news2
-        shown = (news2.total, news2.band, tuple(assessment.stale))
-        if shown != shown_before or assessment.time_ms - shown_ms >= self.bed_state_interval_ms:
-            record.bed_state_expected = (shown, assessment.time_ms)
-            return True
-        return False
+        if (assessment.time_ms - shown_ms < self.bed_state_interval_ms and len(shown_before) == 3
+                and news2.total == shown_before[0] and news2.band == shown_before[1]
+                and tuple(assessment.stale) == shown_before[2]):
+            return False
+        record.bed_state_expected = ((news2.total, news2.band, tuple(assessment.stale)), assessment.time_ms)
+        return True
 
     def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, Any, bool]]) -> None:
         """Fill in the model's risk of the assessments chosen in ``_process_wave``, in one

@@ -72,6 +72,7 @@ PAYLOAD_SCHEMA = 1
 # readings a device reported without a value.
 RUN_KINDS = ("artefact", "no_value")
 _MIN = 60_000
+_RISK_STEP_MS = 5 * _MIN  # the risk history keeps a point at most this often
 
 
 def _by_priority(high: float, medium: float, low: float) -> dict[str, float]:
@@ -438,13 +439,13 @@ class AlertPolicy:
             item = observations.get(parameter)
             if item is None:
                 continue
-            seen_ms = item[1]
+            seen_ms = int(item[1])
             previous_ms = last_seen.get(parameter)
             if previous_ms is None:
-                last_seen[parameter] = int(seen_ms)
+                last_seen[parameter] = seen_ms
             elif seen_ms > previous_ms:
-                last_gap[parameter] = int(seen_ms) - previous_ms
-                last_seen[parameter] = int(seen_ms)
+                last_gap[parameter] = seen_ms - previous_ms
+                last_seen[parameter] = seen_ms
         total = score.total
         state.last_news2 = (t, total)
         history = state.score_history
@@ -460,12 +461,13 @@ class AlertPolicy:
             del history[:-24]
         if assessment.risk is not None:
             risks = state.risk_history
-            if not risks or t - risks[-1][0] >= 5 * _MIN:
+            if not risks or t - risks[-1][0] >= _RISK_STEP_MS:
                 risks.append((t, float(assessment.risk)))
             horizon = t - self._risk_horizon_ms
             while len(risks) > 1 and risks[0][0] < horizon:
                 risks.pop(0)
-            del risks[:-16]
+            if len(risks) > 16:
+                del risks[:-16]
 
     # -- payloads ----------------------------------------------------------------------
     def _base_payload(self, state: PatientAlertState, alert: OpenAlert, status: str,
