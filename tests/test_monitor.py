@@ -240,3 +240,19 @@ def test_next_due_is_when_due_turns_true(patient_id: str, last_ms: int, later_ms
     # The risk is checked with next_due (one comparison); it must agree with due.
     now_ms = last_ms + later_ms
     assert due(patient_id, last_ms, now_ms, interval_ms) == (now_ms >= next_due(patient_id, last_ms, interval_ms))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABCD"), st.integers(0, 5)), max_size=40), st.booleans())
+def test_waves_in_one_pass_are_the_sorted_waves(readings: list, in_order: bool) -> None:
+    # Wave k holds each patient's readings of their k-th reading time, in arrival order.
+    if in_order:
+        readings = sorted(readings, key=lambda r: r[1])
+    rows = [[patient, "5A", "1", "heart_rate", float(i), "/min", 1000 * second, "t", 0, "", False]
+            for i, (patient, second) in enumerate(readings)]
+    monitor = Monitor(AlertPolicy())
+
+    def by_patient(waves: list) -> list:
+        return [sorted((row[0], row[4]) for row in wave) for wave in waves]
+
+    assert by_patient(monitor._waves(rows)) == by_patient(monitor._waves_sorted(rows))

@@ -336,7 +336,34 @@ class Monitor:
         self.dropped_bad_time += len(rows) - len(kept)
         return kept
 
-    def _waves(self, rows: Sequence[Sequence[Any]]) -> Iterable[list[Sequence[Any]]]:
+    def _waves(self, rows: Sequence[Sequence[Any]]) -> list[list[Sequence[Any]]]:
+        """The batch's waves: wave k holds each patient's readings of their k-th reading
+        time. One pass while each patient's readings come in time order (as they do, on
+        the patient's partition); otherwise ``_waves_sorted``. The same readings go to the
+        same waves either way, each patient's in arrival order (a test checks this)."""
+        resolution = self.resolution_ms
+        seen: dict[str, tuple[int, int]] = {}  # patient -> (their latest reading time, its wave)
+        waves: list[list[Sequence[Any]]] = []
+        for row in rows:
+            patient_id = row[R_PATIENT]
+            moment = row[R_TIME] // resolution
+            last = seen.get(patient_id)
+            if last is None:
+                wave = 0
+            elif moment == last[0]:
+                wave = last[1]
+            elif moment > last[0]:
+                wave = last[1] + 1
+            else:
+                return self._waves_sorted(rows)
+            seen[patient_id] = (moment, wave)
+            if wave == len(waves):
+                waves.append([row])
+            else:
+                waves[wave].append(row)
+        return waves
+
+    def _waves_sorted(self, rows: Sequence[Sequence[Any]]) -> list[list[Sequence[Any]]]:
         resolution = self.resolution_ms
         by_patient: dict[str, dict[int, list[Sequence[Any]]]] = {}
         for row in rows:
@@ -349,13 +376,9 @@ class Monitor:
                 times[moment] = [row]
             else:
                 readings.append(row)
-        if all(len(times) == 1 for times in by_patient.values()):  # one reading time each
-            yield [row for times in by_patient.values() for readings in times.values() for row in readings]
-            return
         readings = [[times[t] for t in sorted(times)] for times in by_patient.values()]
         depth = max((len(r) for r in readings), default=0)
-        for k in range(depth):
-            yield [row for r in readings if k < len(r) for row in r[k]]
+        return [[row for r in readings if k < len(r) for row in r[k]] for k in range(depth)]
 
     def _process_wave(self, rows: list[Sequence[Any]], touched_in_batch: dict[str, None],
                       unquiet: set[str]) -> list[tuple[Assessment, PatientRecord, Any, bool]]:
