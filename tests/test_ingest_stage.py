@@ -82,3 +82,15 @@ def test_device_time_beyond_any_calendar_is_rejected_at_the_edge() -> None:
                       "device_time_ms": 10**30}).encode()
     batch = ingest_batch([RawMessage(far)], received_ms=0, partitions=1)
     assert sum(batch.rejected.values()) == 1 and batch.samples == 0
+
+
+def test_a_dead_letter_names_the_consumer_record_it_came_from() -> None:
+    # The stage passes the consumer record itself; its place is written out for a dead letter only.
+    class Record:
+        topic, partition, offset = "vitals.raw", 3, 1234
+
+    batch = ingest_batch([RawMessage(b"{not json", record=Record()),
+                          RawMessage(reading("p1", 1000), record=Record())], received_ms=0, partitions=1)
+    (_, letter), = batch.dead_letters
+    assert orjson.loads(letter)["source"] == "vitals.raw/3@1234"
+    assert batch.samples == 1
