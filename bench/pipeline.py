@@ -7,7 +7,8 @@ Starts the embedded broker, one worker process and a load generator, and measure
 run (this machine is noisy, so every figure has its baseline beside it):
 - the ceiling: a bare aiokafka consumer draining N one-sample messages;
 - saturation of the full pipeline (ingest, features, scores, alert policy) with one sample
-  per message and with gateway-sized messages (10 samples);
+  per message keyed by patient (``pipeline_samples_per_s``, as a gateway sends them), the
+  same unkeyed, and gateway-sized messages (10 samples), each on patients already monitored;
 - latency from device time to sample scored (worker histogram, and a real Prometheus
   server's histogram_quantile over the same run) and to alert on the alerts topic, at fixed
   offered loads;
@@ -75,12 +76,13 @@ def messages(n_samples: int, per_message: int, n_patients: int, t0_ms: int,
     return out
 
 
-async def produce(settings: Settings, topic: str, payloads: list[bytes]) -> float:
+async def produce(settings: Settings, topic: str, payloads: list[bytes], keys: list[bytes] | None = None) -> float:
     gateway = producer(settings, linger_ms=5, acks=1)
     await gateway.start()
     started = time.perf_counter()
     try:
-        futures = [await gateway.send(topic, payload) for payload in payloads]
+        futures = [await gateway.send(topic, payload, key=keys[i] if keys else None)
+                   for i, payload in enumerate(payloads)]
         await gateway.flush()
         await asyncio.gather(*futures)
     finally:
@@ -119,7 +121,7 @@ def wait_processed(worker: WorkerProcess, target: float, timeout_s: float) -> fl
 
 
 def saturation(settings: Settings, worker: WorkerProcess, n_samples: int, per_message: int,
-               n_patients: int, already: float, prefix: str) -> float:
+               n_patients: int, already: float, prefix: str, keyed: bool) -> float:
     """Samples/s: preload the topic while the worker is stopped (SIGSTOP), then time the drain.
 
     As in the latency phases, the patients are already monitored: their history is sent
@@ -129,9 +131,14 @@ def saturation(settings: Settings, worker: WorkerProcess, n_samples: int, per_me
     already += history
     wait_processed(worker, already, 120)
     payloads = messages(n_samples, per_message, n_patients, t0_ms, prefix=prefix)
+    # Keyed: one reading a message, keyed by patient as a gateway keys it (and as the
+    # latency phases are). Unkeyed, a patient's readings are spread over the partitions of
+    # vitals.raw and reach the monitor out of time order, which it must sort; a message of
+    # ten holds ten patients' readings and has no one key.
+    keys = [orjson.loads(payload)["patient_id"].encode() for payload in payloads] if keyed else None
     os.kill(worker.process.pid, 19)  # SIGSTOP: the backlog builds up untouched
     try:
-        asyncio.run(produce(settings, settings.topic_raw, payloads))
+        asyncio.run(produce(settings, settings.topic_raw, payloads, keys))
     finally:
         os.kill(worker.process.pid, 18)  # SIGCONT
     started = time.perf_counter()
@@ -323,12 +330,14 @@ def main() -> int:
             wait_processed(worker, 2_000, 120)
             result["rss_mb_1000_patients"] = round(rss_mb(worker.process.pid), 1)
 
-            for per_message in (1, 10):
+            for per_message, keyed, key in ((1, True, "pipeline_samples_per_s"),
+                                            (1, False, "pipeline_samples_per_s_unkeyed"),
+                                            (10, False, "pipeline_samples_per_s_10_per_message")):
                 done = worker.metric("vitalstream_samples_processed_total")
-                log(f"pipeline saturation, {per_message} sample(s) per message: {n_saturation:,} samples")
+                log(f"pipeline saturation, {per_message} sample(s) per message, "
+                    f"{'keyed by patient' if keyed else 'unkeyed'}: {n_saturation:,} samples")
                 rate = saturation(settings, worker, n_saturation, per_message, 1000, done,
-                                  prefix=f"s{per_message}-")
-                key = "pipeline_samples_per_s" if per_message == 1 else "pipeline_samples_per_s_10_per_message"
+                                  prefix=f"s{per_message}{'k' if keyed else 'u'}-", keyed=keyed)
                 result[key] = round(rate)
                 log(f"  {rate:,.0f} samples/s")
             result["ratio"] = round(result["pipeline_samples_per_s"] / bare, 3)
