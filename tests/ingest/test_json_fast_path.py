@@ -103,6 +103,9 @@ def test_fast_path_takes_the_common_message() -> None:
     b'MSH|^~\\&|',
     b'[]',
     b'not json',
+    b'{"patient_id": "p1", "parameter": "heart_rate", "value": 80, "device_time_ms": 1, "x": '
+    + b'{"a": ' * 5000 + b'1' + b'}' * 5001,  # nested deeper than the decoder recurses
+    b'{"patient_id": "p\x80", "parameter": "heart_rate", "value": 80, "device_time_ms": 1}',  # not UTF-8
 ])
 def test_everything_else_goes_to_the_full_path(raw: bytes) -> None:
     assert json_rows(raw, RECEIVED_MS) is None

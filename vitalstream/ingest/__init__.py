@@ -125,7 +125,9 @@ def json_rows(raw: bytes, received_ms: int) -> list[tuple[Any, ...]] | None:
             records = _DECODE_BATCH(raw).samples
         else:
             records = [_DECODE_ONE(raw)]
-    except msgspec.DecodeError:  # (ValidationError is one)
+    # (ValidationError is a DecodeError; invalid UTF-8 in a string is a UnicodeDecodeError;
+    # nesting deep inside an unknown field recurses): the full path explains each of them.
+    except (msgspec.DecodeError, ValueError, RecursionError):
         return None
     if not records:
         return None
