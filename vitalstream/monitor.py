@@ -306,6 +306,7 @@ class Monitor:
                 record = self.patients.get(patient_id)
                 if record is not None:
                     record.changed_exact = False
+                    record.bed_state_expected = None  # (bed_states will not see these assessments)
                     if record.risk_carry is not None and len(record.risk_carry) == 1:
                         record.risk_carry = None  # chosen, never scored: the next assessment scores it
             raise

@@ -171,11 +171,17 @@ class MonitorStage(mode.Service):
         self.to_commit: dict[TopicPartition, int] = {}  # settled offsets not yet committed
         self._committed_s = 0.0
         self._trimmed_s = 0.0
-        # One thread compresses feature snapshots (one malloc arena, not one per thread).
-        self.packer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitalstream-pack")
+        # One thread compresses feature snapshots (one malloc arena, not one per thread);
+        # made again at each start, as a stop shuts it down (its thread starts at first use).
+        self.packer = self._new_packer()
 
     # -- lifecycle -----------------------------------------------------------------------
+    @staticmethod
+    def _new_packer() -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitalstream-pack")
+
     async def on_start(self) -> None:
+        self.packer = self._new_packer()
         kafka = self.settings.kafka_client_kwargs()
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=0, acks="all",
