@@ -478,14 +478,22 @@ class Monitor:
         """Whether ``bed_states``, called with the batch's assessments in order (as the
         stage does), will publish a bed state of this one: its own test, against the bed
         state it will have published by then. Asked of every assessment, in order."""
-        shown_before, shown_ms = record.bed_state_expected or (record.bed_state_shown, record.bed_state_ms)
-        news2 = assessment.news2
-        if (assessment.time_ms - shown_ms < self.bed_state_interval_ms and len(shown_before) == 3
-                and news2.total == shown_before[0] and news2.band == shown_before[1]
-                and tuple(assessment.stale) == shown_before[2]):
+        shown = self._bed_state_shown(assessment, *(record.bed_state_expected
+                                                    or (record.bed_state_shown, record.bed_state_ms)))
+        if shown is None:
             return False
-        record.bed_state_expected = ((news2.total, news2.band, tuple(assessment.stale)), assessment.time_ms)
+        record.bed_state_expected = (shown, assessment.time_ms)
         return True
+
+    def _bed_state_shown(self, assessment: Assessment, shown_before: tuple[Any, ...],
+                         shown_ms: int) -> tuple[Any, ...] | None:
+        """What a bed state of this assessment shows (NEWS2 total, band, stale inputs), if
+        it is published after one that showed ``shown_before`` at ``shown_ms``: when that
+        changed, or ``bed_state_interval_ms`` of device time passed. Else None."""
+        shown = (assessment.news2.total, assessment.news2.band, tuple(assessment.stale))
+        if shown == shown_before and assessment.time_ms - shown_ms < self.bed_state_interval_ms:
+            return None
+        return shown
 
     def _score_risk(self, pending: list[tuple[Assessment, PatientRecord, Any, bool]]) -> None:
         """Fill in the model's risk of the assessments chosen in ``_process_wave``, in one
@@ -562,7 +570,6 @@ class Monitor:
         times, 2 h trends, risk and stale inputs. At most one per patient per
         ``bed_state_interval_ms`` of device time, and one for every change of the NEWS2
         total, band or stale inputs."""
-        every_ms = self.bed_state_interval_ms
         states = []
         # Every assessment, in time order: a NEWS2 that rose and fell inside one batch (a
         # fast replay) still reaches the board and the validation report.
@@ -572,8 +579,8 @@ class Monitor:
             if record is None:
                 continue
             record.bed_state_expected = None
-            shown = (assessment.news2.total, assessment.news2.band, tuple(assessment.stale))
-            if record.bed_state_shown == shown and assessment.time_ms - record.bed_state_ms < every_ms:
+            shown = self._bed_state_shown(assessment, record.bed_state_shown, record.bed_state_ms)
+            if shown is None:
                 continue
             record.bed_state_shown, record.bed_state_ms = shown, assessment.time_ms
             trends = {}
