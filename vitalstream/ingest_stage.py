@@ -31,15 +31,13 @@ from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
 from vitalstream.ingest import Rejection, dead_letter, json_rows, parse_raw
-from vitalstream.kafka import FETCH_MAX_WAIT_MS, commit_owned, consumer_lag, fetch
+from vitalstream.kafka import FETCH_MAX_WAIT_MS, PendingCommits, consumer_lag, fetch
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.ingest")
 
 FORMAT_HEADER = "vitalstream-format"
-# Acknowledged offsets are committed at most this often while batches keep coming.
-COMMIT_INTERVAL_S = 0.2
 # Batches sent but not yet acknowledged by the broker before the loop waits for the oldest.
 MAX_IN_FLIGHT = 4
 # Samples per vitals record: keeps a record far below the broker's 1 MB default limit.
@@ -119,7 +117,6 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
     rows: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     technical: dict[int, list[dict[str, Any]]] = defaultdict(list)
     fast_messages = fast_samples = 0
-    known = _PARTITIONS
     for message in messages:
         if message.fmt is None or message.fmt == "json":
             fast = json_rows(message.value, received_ms)
@@ -127,8 +124,7 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
                 fast_messages += 1
                 fast_samples += len(fast)
                 for row in fast:
-                    number = known.get((row[0], partitions))
-                    rows[partition_for(row[0], partitions) if number is None else number].append(row)
+                    rows[partition_for(row[0], partitions)].append(row)
                 continue
         result = parse_raw(message.value, received_ms, message.fmt)
         batch.messages_in[result.format] += 1
@@ -216,8 +212,7 @@ class IngestService(mode.Service):
         self.producer: AIOKafkaProducer | None = None
         self.positions: dict[Any, int] = {}  # partition -> next offset to read
         self.in_flight: deque[InFlight] = deque()  # batches sent, not yet acknowledged and committed
-        self.to_commit: dict[Any, int] = {}  # offsets of acknowledged batches not yet committed
-        self._committed_s = 0.0
+        self.to_commit = PendingCommits("ingest")  # offsets of acknowledged batches
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka_client_kwargs()
@@ -308,14 +303,8 @@ class IngestService(mode.Service):
                     for sent in self.in_flight:
                         sent.futures = await self.send(sent.batch)
             self.in_flight.popleft()
-            self.to_commit.update(oldest.offsets)
+            self.to_commit.add(oldest.offsets)
             count(oldest.batch)
             self.positions.update(oldest.offsets)
             metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))
-        # A commit is a round trip: made at most every COMMIT_INTERVAL_S under load, at
-        # once when everything is settled (idle, stopping).
-        if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
-            offsets, self.to_commit = self.to_commit, {}
-            self._committed_s = time.monotonic()
-            # Not committed (the broker was away): with the next commit, unless newer by then.
-            self.to_commit = {**await commit_owned(self.consumer, offsets, "ingest"), **self.to_commit}
+        await self.to_commit.commit(self.consumer, everything)

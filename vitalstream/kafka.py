@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -79,6 +80,36 @@ async def fetch(source: AIOKafkaConsumer, max_records: int, stage: str) -> dict:
         log.warning("%s: fetch failed (%s); retrying", stage, type(exc).__name__)
         await asyncio.sleep(0.5)
         return {}
+
+
+# Settled offsets are committed at most this often while batches keep coming.
+COMMIT_INTERVAL_S = 0.2
+
+
+class PendingCommits:
+    """A stage's settled offsets (partition -> next offset) not yet committed. A commit is
+    a round trip: made at most every ``COMMIT_INTERVAL_S`` under load, at once when the
+    stage has settled everything (idle, a rebalance, a timer, stopping). Offsets of
+    partitions the stage no longer owns are dropped (their new owner reads them again);
+    offsets not committed because the broker was away go with the next commit, unless
+    newer ones came by then."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.offsets: dict = {}
+        self._committed_s = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.offsets)
+
+    def add(self, offsets: dict) -> None:
+        self.offsets.update(offsets)
+
+    async def commit(self, source: AIOKafkaConsumer, everything: bool) -> None:
+        if self.offsets and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
+            offsets, self.offsets = self.offsets, {}
+            self._committed_s = time.monotonic()
+            self.offsets = {**await commit_owned(source, offsets, self.stage), **self.offsets}
 
 
 async def commit_owned(source: AIOKafkaConsumer, offsets: dict, stage: str) -> dict:

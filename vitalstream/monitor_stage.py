@@ -15,7 +15,7 @@ owner then scored that patient from older state). Here each batch is
 4. only then are its offsets committed. The loop does not wait for step 3's
    acknowledgement: it scores the next batch meanwhile (up to ``MAX_UNSETTLED`` batches
    unsettled), settles batches oldest first, and commits at most every
-   ``COMMIT_INTERVAL_S`` under load.
+   ``kafka.COMMIT_INTERVAL_S`` under load.
 
 Each changelog row carries the offset of the last ``vitals`` record applied to the
 patient, so a batch read again after a crash (state written, offsets not yet committed)
@@ -54,7 +54,13 @@ from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
 from vitalstream.ingest_stage import partition_for_key
-from vitalstream.kafka import FETCH_MAX_WAIT_MS, changelog_topic, commit_owned, consumer_lag, fetch
+from vitalstream.kafka import (
+    FETCH_MAX_WAIT_MS,
+    PendingCommits,
+    changelog_topic,
+    consumer_lag,
+    fetch,
+)
 from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
 from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
@@ -70,8 +76,6 @@ R_INGEST = SAMPLE_FIELDS.index("ingest_time_ms")
 _TIME_OF, _INGEST_OF, _PATIENT_OF = (operator.itemgetter(i) for i in (R_TIME, R_INGEST, R_PATIENT))
 # Keys of the patients changelog: a patient's state, and their feature engine's buffers.
 STATE_KEY, ENGINE_KEY = b"s|", b"e|"
-# Settled offsets are committed at most this often while batches keep coming.
-COMMIT_INTERVAL_S = 0.2
 # Scored batches whose state rows are not yet acknowledged before the loop waits for the oldest.
 MAX_UNSETTLED = 4
 # Feature snapshots are compressed in groups of at most PACK_CHUNK (so at most that many
@@ -168,8 +172,7 @@ class MonitorStage(mode.Service):
         self.save_interval_ms = int(settings.state_save_interval_s * 1000)
         self._counted: dict[str, dict[str, int]] = defaultdict(dict)
         self.unsettled: deque[Unsettled] = deque()  # batches whose state rows are in flight
-        self.to_commit: dict[TopicPartition, int] = {}  # settled offsets not yet committed
-        self._committed_s = 0.0
+        self.to_commit = PendingCommits("monitor")  # settled offsets not yet committed
         self._trimmed_s = 0.0
         # One thread compresses feature snapshots (one malloc arena, not one per thread);
         # made again at each start, as a stop shuts it down (its thread starts at first use).
@@ -381,19 +384,13 @@ class MonitorStage(mode.Service):
                 return
             await self._acknowledged(self.unsettled)
             self.unsettled.popleft()
-            self.to_commit.update(oldest.offsets)
+            self.to_commit.add(oldest.offsets)
             self.positions.update(oldest.offsets)
             self._observe(oldest.samples)
             metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
-        # A commit is a round trip: made at most every COMMIT_INTERVAL_S under load, at
-        # once when everything is settled (idle, a rebalance, a timer, stopping).
-        if self.to_commit and (everything or time.monotonic() - self._committed_s >= COMMIT_INTERVAL_S):
-            offsets, self.to_commit = self.to_commit, {}
-            self._committed_s = time.monotonic()
-            # Refused after a rebalance: the new owner reads these records again, and the
-            # offsets in the state rows keep them from being applied twice. Not committed
-            # (the broker was away): with the next commit, unless newer by then.
-            self.to_commit = {**await commit_owned(self.consumer, offsets, "monitor"), **self.to_commit}
+        # Refused after a rebalance: the new owner reads these records again, and the
+        # offsets in the state rows keep them from being applied twice.
+        await self.to_commit.commit(self.consumer, everything)
 
     async def process(self, records: list[Any]) -> tuple[list[Write], list[Any]]:
         """Score one batch of ``vitals`` records and publish the alerts it raised (steps
