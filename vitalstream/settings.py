@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(1000, description="Max events taken from a stream in one batch.")
     batch_timeout_s: float = Field(0.005, description="Max wait to fill a batch, seconds.")
 
+    signing_keys: SecretStr = Field(
+        SecretStr(""), description="Keys that sign and verify control and alert messages: JSON "
+        "{key_id: {\"service\": worker|station|gateway|admin, \"secret\": at least 32 characters}} "
+        "(secret). Every process that reads alerts or control messages needs the keys of the "
+        "services that write them; see vitalstream/signing.py and docs/reliability.md.")
+    signing_key_id: str = Field(
+        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with.")
+
     model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
