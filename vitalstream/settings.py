@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="NEWS2 uses the latest value of each parameter measured within this many "
         "seconds of device time (30 min: readings taken separately still make a score).",
     )
+    device_time_max_ahead_s: float = Field(
+        300.0, ge=0, description="A reading (or technical event) stamped more than this many seconds "
+        "after the wall clock is refused as `future_time` by ingest and both front doors: device "
+        "clocks drift a little, but one reading far ahead would move its patient's clock and make "
+        "every later real reading look late.")
     ingest_batch_size: int = Field(
         20000, description="Max raw messages the ingest stage parses and publishes per batch.")
     state_save_interval_s: float = Field(
