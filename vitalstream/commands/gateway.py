@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import logging
 
-from vitalstream.gateway.security import DoorConfigError, DoorSecurity
+from vitalstream.gateway.security import DoorConfigError, DoorSecurity, pin_library_logs
 from vitalstream.settings import Settings
 
 NAME = "gateway"
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except DoorConfigError as exc:
         raise UsageError(f"vitalstream gateway: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
+    pin_library_logs()
     try:
         asyncio.run(serve(settings, args.door, args.host, args.port,
                           getattr(args, "metrics_port", 0), security))

@@ -184,3 +184,11 @@ def http_server_logger() -> logging.Logger:
     if not any(isinstance(f, QuietProtocolErrors) for f in logger.filters):
         logger.addFilter(QuietProtocolErrors())
     return logger
+
+
+def pin_library_logs() -> None:
+    """aiokafka at DEBUG logs every record it sends, key (the patient id) and value: a door
+    keeps it at INFO whatever the root level, so no level of the door's logs holds them."""
+    kafka = logging.getLogger("aiokafka")
+    if kafka.getEffectiveLevel() < logging.INFO:
+        kafka.setLevel(logging.INFO)
