@@ -4,6 +4,7 @@ way in: canonical JSON (fast path and full parser), HL7 v2, FHIR and the replay 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import orjson
@@ -144,3 +145,30 @@ def test_replay_files_leave_out_impossible_values(tmp_path: Path) -> None:
     csv.write_text("patient_id,device_time_ms,heart_rate,resp_rate\np,1000,-50,18\np,2000,80,-3\n")
     recording = read_csv(csv)
     assert len(recording) == 2 and recording.refused == {"heart_rate": 1, "resp_rate": 1}
+
+
+# What reaches a nurse: whatever a gateway sends, a summary never prints a value outside
+# the table (the fix is at the door; this holds the pipeline's core to it).
+SHOWN = re.compile(r"\b(HR|RR|SpO2|SBP|DBP|Temp) (-?[0-9][0-9.e+]*)")
+LABELS = {"HR": "heart_rate", "RR": "resp_rate", "SpO2": "spo2", "SBP": "systolic_bp",
+          "DBP": "diastolic_bp", "Temp": "temperature"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.fixed_dictionaries({p: values for p in NUMERIC_PARAMETERS}), min_size=3, max_size=8))
+def test_no_summary_prints_a_value_outside_the_possible_range(reports: list[dict[str, float]]) -> None:
+    from vitalstream.alerts import AlertPolicy
+    from vitalstream.features import FeatureEngine
+    from vitalstream.monitor import Monitor
+
+    monitor = Monitor(AlertPolicy(), engine=FeatureEngine())
+    summaries = []
+    for minute, values in enumerate(reports):
+        samples = [reading(p, v, ahead_ms=-(len(reports) - minute) * 60_000) for p, v in values.items()]
+        # Each reading is its own message, so one impossible value refuses only itself.
+        accepted = [s for one in samples for s in parse_raw(to_json([one]), NOW_MS).samples]
+        summaries += [alert.summary for alert in monitor.process(accepted).alerts]
+    for summary in summaries:
+        for label, number in SHOWN.findall(summary):
+            bounds = PLAUSIBILITY[LABELS[label]]
+            assert bounds.possible_low <= float(number) <= bounds.possible_high, summary
