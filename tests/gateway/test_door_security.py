@@ -77,12 +77,15 @@ def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixtu
     """Every log record at every level, for the identifier check, as the door configures
     its loggers (`vitalstream gateway` pins aiokafka, which logs record keys at DEBUG, to INFO)."""
     caplog.set_level(logging.DEBUG)
-    for name in ("aiohttp", "aiohttp.server", "aiohttp.access", "aiohttp.web", "asyncio",
-                 "vitalstream", "vitalstream.gateway.http"):
+    names = ("aiohttp", "aiohttp.server", "aiohttp.access", "aiohttp.web", "asyncio",
+             "vitalstream", "vitalstream.gateway.http", "aiokafka")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names[:-1]:
         logging.getLogger(name).setLevel(logging.DEBUG)
     pin_library_logs()
     yield caplog
-    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def assert_no_identifier(caplog: pytest.LogCaptureFixture) -> None:

@@ -86,8 +86,8 @@ def parse_json(raw: bytes, received_ms: int) -> IngestResult:
     return IngestResult(samples=samples)
 
 
-_NUMERIC_UNITS = {name: CANONICAL_UNITS[name] for name in NUMERIC_PARAMETERS}
-_BOUNDS = {name: tuple(PLAUSIBILITY[name]) for name in NUMERIC_PARAMETERS}
+# Parameter -> (canonical unit, possible low, high, plausible low, high): one lookup a record.
+_NUMERIC = {name: (CANONICAL_UNITS[name], *PLAUSIBILITY[name]) for name in NUMERIC_PARAMETERS}
 _EXACT_FLOAT = 2**53  # integers beyond this are left to the full path (float() rounds them)
 
 
@@ -143,18 +143,19 @@ def json_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) ->
     # The same checks as `vet`, inline: anything they refuse goes to the full path, which says why.
     latest_ms = min(received_ms + max_ahead_ms, MAX_TIME_MS - 1) if received_ms > 0 else MAX_TIME_MS - 1
     rows = []
-    units = _NUMERIC_UNITS
+    numeric = _NUMERIC
     for record in records:
         parameter, value, time_ms, given_unit = record.parameter, record.value, record.device_time_ms, record.unit
-        unit = units.get(parameter)
-        if unit is None or not 0 <= time_ms <= latest_ms or not record.patient_id or \
-                (given_unit and given_unit != unit):
+        limits = numeric.get(parameter)
+        if limits is None or not 0 <= time_ms <= latest_ms or not record.patient_id:
+            return None
+        unit, possible_low, possible_high, plausible_low, plausible_high = limits
+        if given_unit and given_unit != unit:
             return None
         if type(value) is int:
             if not -_EXACT_FLOAT < value < _EXACT_FLOAT:
                 return None
             value = float(value)
-        possible_low, possible_high, plausible_low, plausible_high = _BOUNDS[parameter]
         if not possible_low <= value <= possible_high:  # (NaN too)
             return None
         artefact = record.artefact or not plausible_low <= value <= plausible_high
