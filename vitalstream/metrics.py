@@ -33,6 +33,10 @@ MONITOR_ERRORS = Counter(
     "the other patients of each batch were scored",
 )
 SAMPLES_PROCESSED = Counter("vitalstream_samples_processed", "Canonical samples scored by the monitor")
+FUTURE_READINGS_DROPPED = Counter(
+    "vitalstream_future_readings_dropped", "Samples and technical events on vitals stamped further "
+    "ahead of the wall clock than ingest allows (written past ingest), counted and dropped"
+)
 LATE_SAMPLES_DROPPED = Counter(
     "vitalstream_late_samples_dropped", "Samples older than the late tolerance, counted and dropped"
 )

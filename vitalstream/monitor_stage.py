@@ -67,8 +67,6 @@ from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.monitor")
 
-# Device times further ahead of the wall clock than this do not move the stream clock.
-CLOCK_FUTURE_TOLERANCE_S = 3600.0
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
 ROW_WIDTH = len(SAMPLE_FIELDS)
@@ -118,13 +116,16 @@ def now_ms() -> int:
 class StreamClock:
     """Device-time "now" for stale-data checks: the newest device time seen, advanced by
     the wall time since it was seen. Live, this is the wall clock; in a fast replay it
-    follows the recording, and when data stop it keeps running, so silence shows."""
+    follows the recording, and when data stop it keeps running, so silence shows.
+    It never runs ahead of the wall clock: one device stamped ahead (within ingest's
+    tolerance) must not make the other patients of its partition look silent."""
 
     def __init__(self) -> None:
         self.device_ms = 0
         self.seen_at_s = time.monotonic()
 
-    def observe(self, device_ms: int) -> None:
+    def observe(self, device_ms: int, wall_ms: int | None = None) -> None:
+        device_ms = min(device_ms, now_ms() if wall_ms is None else wall_ms)
         if device_ms > self.device_ms:
             self.device_ms = device_ms
             self.seen_at_s = time.monotonic()
@@ -398,10 +399,10 @@ class MonitorStage(mode.Service):
         monitor = self.monitor
         samples, technical, alerts = [], [], []
         controlled: set[str] = set()
-        horizon_ms = now_ms() + int(CLOCK_FUTURE_TOLERANCE_S * 1000)
+        wall_ms = now_ms()
         for record in records:
             try:
-                self._take(record, samples, technical, alerts, controlled, horizon_ms)
+                self._take(record, samples, technical, alerts, controlled, wall_ms)
             except (orjson.JSONDecodeError, SampleError, TypeError, AttributeError, KeyError, ValueError) as exc:
                 # vitals is internal: a record here that is not ours is a bug or an
                 # intruder; count it and go on rather than stop every patient's monitor.
@@ -418,10 +419,12 @@ class MonitorStage(mode.Service):
         return writes + await self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
-              controlled: set[str], horizon_ms: int) -> None:
+              controlled: set[str], wall_ms: int) -> None:
         """Unpack one vitals record: samples and technical events to score, control records
         (acknowledgements, settings) applied at once. Parts of it already in a patient's
-        saved state (the record is read again after a crash or rebalance) are skipped."""
+        saved state (the record is read again after a crash or rebalance) are skipped, and
+        so are readings further ahead of the wall clock than ingest lets through (counted):
+        one would move its patient's clock and drop their real readings as late."""
         body = orjson.loads(record.value)
         offset, applied = record.offset, self.applied
 
@@ -438,15 +441,19 @@ class MonitorStage(mode.Service):
         if offset <= self.replay_until.get(record.partition, -1):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
+        horizon_ms = wall_ms + int(self.settings.device_time_max_ahead_s * 1000)
+        if max(map(_TIME_OF, rows), default=0) > horizon_ms or any(
+                int(t.get("device_time_ms") or 0) > horizon_ms for t in events):
+            kept = [r for r in rows if r[R_TIME] <= horizon_ms]
+            kept_events = [t for t in events if int(t.get("device_time_ms") or 0) <= horizon_ms]
+            metrics.FUTURE_READINGS_DROPPED.inc(len(rows) - len(kept) + len(events) - len(kept_events))
+            rows, events = kept, kept_events
         control, ack = body.get("settings"), body.get("ack")
         samples.extend(rows)
         technical.extend(events)
-        # A device clock years ahead must not make every bed look silent.
         newest_ms = max(map(_TIME_OF, rows), default=0)
-        if newest_ms > horizon_ms:
-            newest_ms = max((r[R_TIME] for r in rows if r[R_TIME] <= horizon_ms), default=0)
         if newest_ms:
-            self.clocks[record.partition].observe(newest_ms)
+            self.clocks[record.partition].observe(newest_ms, wall_ms)
         if control and new(control["patient_id"]):
             controlled.add(str(control["patient_id"]))
             try:

@@ -35,3 +35,7 @@ def count(door: str, outcome: str, reason: str = "", samples: int = 0) -> None:
     GATEWAY_OUTCOMES.labels(door, outcome, reason).inc()
     if samples:
         GATEWAY_SAMPLES.labels(door).inc(samples)
+GATEWAY_CONNECTIONS_REFUSED = Counter(
+    "vitalstream_gateway_connections_refused", "Connections a door closed before any message: "
+    "source not allowed, too many connections, idle or too slow", ["door", "reason"]
+)

@@ -10,6 +10,11 @@ each is answered before the next is read (HL7 original-mode acknowledgement):
 
 Bytes outside any frame are dead-lettered (``mllp_framing``) instead of dropped.
 
+Transport (`security.DoorSecurity`): TLS when a certificate is configured (MLLP over TLS),
+a source allow-list, a connection cap, and idle sessions closed after
+``idle_timeout_s`` without a complete frame (the bytes of a frame left unfinished are
+dead-lettered). None of this logs a peer's bytes or a patient identifier.
+
     server = MllpServer(publisher, port=2575)
     await server.start()
 """
@@ -23,7 +28,8 @@ from collections.abc import Callable
 
 from vitalstream.gateway import metrics
 from vitalstream.gateway.publish import Publisher
-from vitalstream.ingest import MAX_MESSAGE_BYTES, Rejection, parse_raw
+from vitalstream.gateway.security import DoorSecurity
+from vitalstream.ingest import MAX_AHEAD_MS, MAX_MESSAGE_BYTES, Rejection, parse_raw
 from vitalstream.ingest.hl7v2 import MLLP_END, MLLP_START, hl7_ack
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,7 @@ ERROR_CODES: dict[str, str] = {
     "not_hl7": "102", "malformed_hl7": "102", "unsupported_message": "200",
     "missing_patient": "101", "no_observations": "101", "bad_timestamp": "102",
     "bad_value": "102", "bad_unit": "103", "missing_unit": "101", "implausible_value": "207",
+    "future_time": "102",
 }
 
 
@@ -50,17 +57,23 @@ class MllpServer:
 
     def __init__(self, publisher: Publisher, host: str = "127.0.0.1", port: int = 2575,
                  clock_ms: Callable[[], int] = now_ms,
-                 publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+                 publish_timeout_s: float = PUBLISH_TIMEOUT_S,
+                 security: DoorSecurity | None = None, max_ahead_ms: int = MAX_AHEAD_MS) -> None:
         self.publisher = publisher
         self.publish_timeout_s = publish_timeout_s
         self.host = host
         self.port = port
         self.clock_ms = clock_ms
+        self.security = security or DoorSecurity()
+        self.max_ahead_ms = max_ahead_ms
+        self.connections = 0
         self.server: asyncio.Server | None = None
 
     async def start(self) -> MllpServer:
-        self.server = await asyncio.start_server(self._connection, self.host, self.port,
-                                                 limit=READ_LIMIT_BYTES)
+        tls = self.security.ssl_context
+        self.server = await asyncio.start_server(
+            self._connection, self.host, self.port, limit=READ_LIMIT_BYTES, ssl=tls,
+            ssl_handshake_timeout=self.security.request_timeout_s if tls else None)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -76,10 +89,23 @@ class MllpServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "mllp"
+        refusal = ("not_allowed" if not self.security.source_ok(peer[0] if isinstance(peer, tuple) else "")
+                   else "too_many_connections" if self.connections >= self.security.max_connections
+                   else "")
+        if refusal:
+            metrics.GATEWAY_CONNECTIONS_REFUSED.labels(DOOR, refusal).inc()
+            writer.close()
+            return
+        self.connections += 1
         try:
             while True:
                 try:
-                    chunk = await reader.readuntil(MLLP_END)
+                    chunk = await asyncio.wait_for(reader.readuntil(MLLP_END), self.security.idle_timeout_s)
+                except TimeoutError:  # idle, or a frame that never ends: its bytes are kept
+                    metrics.GATEWAY_CONNECTIONS_REFUSED.labels(DOOR, "idle_timeout").inc()
+                    reader.feed_eof()
+                    await self._junk(await reader.read(), source)
+                    return
                 except asyncio.IncompleteReadError as exc:  # connection closed
                     await self._junk(exc.partial, source)
                     return
@@ -99,6 +125,7 @@ class MllpServer:
         except (ConnectionError, asyncio.CancelledError):
             return
         finally:
+            self.connections -= 1
             writer.close()
 
     async def _junk(self, data: bytes, source: str) -> None:
@@ -120,7 +147,7 @@ class MllpServer:
         if len(raw) > MAX_MESSAGE_BYTES:
             metrics.count(DOOR, "refused", "too_large")
             return hl7_ack(raw, "AR", f"too_large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", received_ms)
-        result = parse_raw(raw, received_ms, "hl7")
+        result = parse_raw(raw, received_ms, "hl7", self.max_ahead_ms)
         try:
             await asyncio.wait_for(self.publisher.publish_raw(raw, "hl7", DOOR, key=result.patient_id),
                                    self.publish_timeout_s)

@@ -20,7 +20,7 @@ REASON_CODES: frozenset[str] = frozenset({
     "not_hl7", "malformed_hl7", "unsupported_message",
     "invalid_fhir", "unsupported_resource",
     "missing_patient", "bad_timestamp", "bad_value", "missing_unit", "bad_unit",
-    "implausible_value", "no_observations",
+    "implausible_value", "future_time", "no_observations",
 })
 
 
