@@ -77,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
                          "--bootstrap (or start one with `vitalstream broker`)")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"vitalstream gateway: port {args.port} is not 0-65535")
+    from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+
+    try:  # the door checks messages with the same tables as the worker
+        configure_site_codes(settings.site_code_table)
+    except SiteCodeError as exc:
+        raise UsageError(f"vitalstream gateway: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
     try:
         asyncio.run(serve(settings, args.door, args.host, args.port,

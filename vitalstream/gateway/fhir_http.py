@@ -44,7 +44,11 @@ REASON_STATUS: dict[str, tuple[int, str]] = {
     "bad_timestamp": (422, "value"), "bad_value": (422, "value"), "bad_unit": (422, "value"),
     "missing_unit": (422, "required"), "implausible_value": (422, "business-rule"),
     "no_observations": (422, "not-found"), "too_large": (413, "too-costly"),
+    # FHIR issue type "extension": a modifierExtension was not recognised.
+    "unknown_modifier": (422, "extension"), "empty_message": (400, "required"),
 }
+FHIR_PATHS = ("/fhir", "/fhir/Observation", "/fhir/Bundle")
+_BOM = b"\xef\xbb\xbf"
 _PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 _CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock_ms", Callable[[], int])
 _TIMEOUT: web.AppKey[float] = web.AppKey("publish_timeout_s", float)
@@ -70,7 +74,7 @@ def _accepted(body: bytes, result: IngestResult) -> web.Response:
     summary = (f"accepted: {len(result.samples)} samples, {len(result.technical)} technical "
                f"events, {result.ignored} observations ignored")
     try:
-        document = orjson.loads(body)
+        document = orjson.loads(body.removeprefix(_BOM))
     except orjson.JSONDecodeError:
         document = {}
     bundle_type = document.get("type") if document.get("resourceType") == "Bundle" else None
@@ -100,6 +104,9 @@ async def receive(request: web.Request) -> web.Response:
     if result.rejection is not None and result.rejection.reason == "too_large":
         metrics.count(DOOR, "refused", "too_large")
         return _error(413, "too-costly", "too_large", result.rejection.detail)
+    if result.rejection is not None and result.rejection.reason == "empty_message":
+        metrics.count(DOOR, "refused", "empty_message")  # nothing to publish
+        return _error(400, "required", "empty_message", "nothing received: the body is empty")
     try:
         await asyncio.wait_for(publisher.publish_raw(body, "fhir", DOOR, key=result.patient_id),
                                request.app[_TIMEOUT])
@@ -113,6 +120,15 @@ async def receive(request: web.Request) -> web.Response:
         return _error(status, code, result.rejection.reason, result.rejection.detail)
     metrics.count(DOOR, "accepted", samples=len(result.samples))
     return _accepted(body, result)
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    """Any method but POST on a FHIR path: 405 with an OperationOutcome (this door only takes
+    data; it serves no search or read), and the Allow header HTTP requires."""
+    response = _error(405, "not-supported", "method_not_allowed",
+                      f"{request.method} {request.path}: this door only takes POST")
+    response.headers["Allow"] = "POST"
+    return response
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
@@ -142,8 +158,9 @@ def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
     app[_PUBLISHER] = publisher
     app[_CLOCK] = clock_ms or (lambda: int(time.time() * 1000))
     app[_TIMEOUT] = publish_timeout_s
-    for path in ("/fhir", "/fhir/Observation", "/fhir/Bundle"):
+    for path in FHIR_PATHS:
         app.router.add_post(path, receive)
+        app.router.add_route("*", path, method_not_allowed)
     app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/health", health)
     return app
