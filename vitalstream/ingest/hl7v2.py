@@ -502,7 +502,8 @@ def hl7_ack(raw: bytes, code: str, text: str, now_ms: int, error_code: str = "20
         separator.join(["MSH", encoding, msh(5) or "VITALSTREAM", msh(6), msh(3), msh(4), stamp, "",
                         component.join(["ACK", trigger, "ACK"]), f"ACK{now_ms}", msh(11) or "P",
                         msh(12) or "2.6"]),
-        separator.join(["MSA", code, msh(10), safe_text[:80]]),
+        # MSA-2 is required; with no MSH-10 to echo (not HL7, an empty frame) it is the HL7 null "".
+        separator.join(["MSA", code, msh(10) or '""', safe_text[:80]]),
     ]
     if code != "AA":
         severity = "E"
