@@ -331,3 +331,10 @@ def test_ingest_command_reports_an_empty_file_as_a_rejection(tmp_path: Path) -> 
     assert done.returncode == 1, "nothing received is not a success"
     assert "empty_message: nothing received" in done.stderr
     assert "0 messages" not in done.stderr
+
+
+def test_byte_order_mark_is_skipped_for_every_format() -> None:
+    bom = b"\xef\xbb\xbf"
+    canonical = b'{"patient_id": "p1", "parameter": "spo2", "value": 97, "device_time_ms": 1773569700000}'
+    assert values(parse_raw(bom + canonical, RECEIVED_MS)) == {"spo2": 97.0}
+    assert values(parse_raw(bom + oru_r01([HR_MDC]).encode(), RECEIVED_MS)) == {"heart_rate": 72.0}

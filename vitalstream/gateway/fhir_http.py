@@ -7,8 +7,9 @@ Answers: 200 with an OperationOutcome (information) for an accepted Observation 
 collection Bundle, 200 with a batch-response or transaction-response Bundle for batch and
 transaction Bundles; on error an OperationOutcome: 400 (not JSON, not valid FHIR), 415
 (media type), 422 (valid FHIR that cannot become samples), 413 (too large, not taken), 503
-(broker unavailable, not taken: resend). Rejected content (400/422) is on vitals.raw all
-the same, and ingest dead-letters it with the reason given here.
+(broker unavailable, not taken: resend), 405 for another method on a FHIR path. Rejected
+content (400/422) is on vitals.raw all the same, and ingest dead-letters it with the reason
+given here; an empty body (400 empty_message) is not published.
 
     app = fhir_app(publisher)
     runner = web.AppRunner(app); await runner.setup()

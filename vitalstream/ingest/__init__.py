@@ -172,6 +172,8 @@ def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None) -> IngestRes
                                                   "no content)"))
         result.format = fmt if fmt in FORMATS else "unknown"
         return result
+    if raw[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (.NET, Windows) is no content
+        raw = raw[3:]
     fmt = fmt or detect_format(raw)
     try:
         if fmt == "json":
