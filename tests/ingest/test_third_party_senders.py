@@ -338,3 +338,18 @@ def test_byte_order_mark_is_skipped_for_every_format() -> None:
     canonical = b'{"patient_id": "p1", "parameter": "spo2", "value": 97, "device_time_ms": 1773569700000}'
     assert values(parse_raw(bom + canonical, RECEIVED_MS)) == {"spo2": 97.0}
     assert values(parse_raw(bom + oru_r01([HR_MDC]).encode(), RECEIVED_MS)) == {"heart_rate": 72.0}
+
+
+def test_modifier_extension_on_a_bundle_entry_stops_it() -> None:
+    import orjson
+
+    bundle = orjson.loads(transaction("urn:uuid:5d3c1b8e-0000-4000-8000-000000000001"))
+    bundle["entry"][0]["modifierExtension"] = MODIFIER  # on the Patient's entry
+    rejection = parse_raw(orjson.dumps(bundle), RECEIVED_MS).rejection
+    assert rejection is not None and rejection.reason == "unknown_modifier"
+
+
+@pytest.mark.parametrize("system", ["LN", "LOINC", "2.16.840.1.113883.6.1"])
+def test_loinc_coding_system_names_senders_write(system: str) -> None:
+    result = parse_raw(oru_r01([nm(f"9279-1^Respiratory rate^{system}", "17", "/min")]).encode(), RECEIVED_MS)
+    assert values(result) == {"resp_rate": 17.0}

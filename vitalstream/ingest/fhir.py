@@ -100,11 +100,11 @@ def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
                 index[full_url] = resource
             if kind and resource_id:
                 index[f"{kind}/{resource_id}"] = resource
+            if "modifierExtension" in _obj(entry) and (kind == "Observation" or kind in _REFERENCED_TYPES):
+                result.rejection = Rejection("unknown_modifier", f"Bundle.entry[{position}] ({kind}) has "
+                                             "a modifierExtension that is not understood")
+                return result
             if kind == "Observation":
-                if "modifierExtension" in _obj(entry):
-                    result.rejection = Rejection("unknown_modifier", f"Bundle.entry[{position}] has a "
-                                                 "modifierExtension that is not understood")
-                    return result
                 observations.append(resource)
             elif kind not in _REFERENCED_TYPES:
                 result.ignored += 1

@@ -24,6 +24,7 @@ from vitalstream.ingest import codes
 from vitalstream.ingest.codes import (
     HL7_LOINC_SYSTEM,
     HL7_MDC_SYSTEM,
+    MDC_SYSTEM,
     MDC_TECHNICAL_EVENTS,
     compound_for_mdc,
     declared_unit,
@@ -320,11 +321,16 @@ class _Term:
         self.event = event
 
 
+# OBX-3 coding-system names (HL7 table 0396 and the ISO OIDs senders also write).
+_MDC_SYSTEMS = frozenset({"", HL7_MDC_SYSTEM, MDC_SYSTEM.upper(), "ISO11073", "2.16.840.1.113883.6.24"})
+_LOINC_SYSTEMS = frozenset({"", HL7_LOINC_SYSTEM, "LOINC", "2.16.840.1.113883.6.1"})
+
+
 def _coded(identifier: str, text: str, system: str) -> _Term | None:
     """One CWE triplet of OBX-3: an MDC, LOINC or site-table code (MDC is assumed when the
     coding system is empty, as PCD-01 writes it)."""
     folded = system.upper()
-    if folded in ("", HL7_MDC_SYSTEM):
+    if folded in _MDC_SYSTEMS:
         if identifier in MDC_TECHNICAL_EVENTS:
             return _Term(MDC_TECHNICAL_EVENTS[identifier][0], f"MDC:{identifier}",
                          event=MDC_TECHNICAL_EVENTS[identifier])
@@ -334,7 +340,7 @@ def _coded(identifier: str, text: str, system: str) -> _Term | None:
         term = mdc_term(identifier) or mdc_term(text)
         if term is not None:
             return _Term(term.name, f"MDC:{term.code}", parameter=term.parameter)
-    if folded in ("", HL7_LOINC_SYSTEM, "LOINC"):
+    if folded in _LOINC_SYSTEMS:
         parameter = parameter_for_loinc(identifier)
         if parameter is not None:
             return _Term(f"LOINC {identifier}", f"LOINC:{identifier}", parameter=parameter)
