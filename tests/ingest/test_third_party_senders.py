@@ -163,9 +163,20 @@ def test_vendor_codes_map_through_the_site_table(site_table: Path) -> None:
 
 
 def test_vendor_codes_without_a_site_table_are_ignored_not_guessed() -> None:
-    assert codes.site_codes.observations == {}
+    assert codes.site_table().observations == {}
     result = parse_raw(oru_r01([nm("0002-4182^HR^MDIL", "77", "0004-0aa0^bpm^MDIL")]).encode(), RECEIVED_MS)
     assert result.rejection is not None and result.rejection.reason == "no_observations"
+
+
+def test_site_table_named_by_the_environment_serves_library_callers(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse_raw called by a program that never ran a vitalstream command still reads the
+    table that VITALSTREAM_SITE_CODE_TABLE names."""
+    path = tmp_path / "env-codes.csv"
+    path.write_text(SITE_TABLE)
+    monkeypatch.setenv("VITALSTREAM_SITE_CODE_TABLE", str(path))
+    result = parse_raw(oru_r01([nm("0002-4182^HR^MDIL", "66", "0004-0aa0^bpm^MDIL")]).encode(), RECEIVED_MS)
+    assert values(result) == {"heart_rate": 66.0}
 
 
 def test_site_table_maps_fhir_codings_too(site_table: Path) -> None:

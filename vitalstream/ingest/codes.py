@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -345,13 +346,17 @@ def load_site_codes(path: str) -> SiteCodes:
 
 
 EMPTY_SITE_CODES = SiteCodes({}, {})
-# The table in use by this process: set once at start (`install_site_codes`), read by the parsers.
-site_codes: SiteCodes = EMPTY_SITE_CODES
+SITE_CODE_TABLE_ENV = "VITALSTREAM_SITE_CODE_TABLE"
+# The table a command installed at its start (`configure_site_codes`); None: follow the
+# environment variable (a library caller of `parse_raw` that never ran a command).
+_installed: SiteCodes | None = None
+_from_environment: tuple[str, SiteCodes] = ("", EMPTY_SITE_CODES)
 
 
-def install_site_codes(table: SiteCodes) -> None:
-    global site_codes
-    site_codes = table
+def install_site_codes(table: SiteCodes | None) -> None:
+    """Use ``table`` in this process (None: the table VITALSTREAM_SITE_CODE_TABLE names)."""
+    global _installed
+    _installed = table
 
 
 def configure_site_codes(path: str) -> SiteCodes:
@@ -359,5 +364,22 @@ def configure_site_codes(path: str) -> SiteCodes:
     Called by every command that parses messages, at its start, so a bad table stops it
     with one line instead of refusing messages later."""
     table = load_site_codes(path) if path else EMPTY_SITE_CODES
-    install_site_codes(table)
+    install_site_codes(table if path else None)
     return table
+
+
+def site_table() -> SiteCodes:
+    """The site code table the parsers use: the installed one, else the one the environment
+    names (read once per path; a file that cannot be used counts as no table, and the
+    commands, which check it at start, say why)."""
+    global _from_environment
+    if _installed is not None:
+        return _installed
+    path = os.environ.get(SITE_CODE_TABLE_ENV, "")
+    if path != _from_environment[0]:
+        try:
+            table = load_site_codes(path) if path else EMPTY_SITE_CODES
+        except SiteCodeError:
+            table = EMPTY_SITE_CODES
+        _from_environment = (path, table)
+    return _from_environment[1]

@@ -141,7 +141,7 @@ def _concept_parameter(concept: Any) -> tuple[str, str] | None:
         if term is not None:
             return term.parameter, f"MDC:{term.code}"
     for system, code in codes:  # a vendor code the site's code table maps
-        site = codes_table.site_codes.parameter(system, code) if system and code else None
+        site = codes_table.site_table().parameter(system, code) if system and code else None
         if site is not None:
             return site, f"{system}:{code}"
     return None
@@ -272,7 +272,7 @@ def _quantity(holder: dict[str, Any], where: str, parameter: str = "") -> tuple[
                                "comparator: a bound, not an exact reading")
     code, system, text = _text(quantity.get("code")), _text(quantity.get("system")), _text(quantity.get("unit"))
     if code and system and system != UCUM_SYSTEM:
-        site = codes_table.site_codes.unit(system, code)
+        site = codes_table.site_table().unit(system, code)
         if site:
             return float(value), site
     return float(value), declared_unit(parameter, (code, text)) if parameter else (code or text)

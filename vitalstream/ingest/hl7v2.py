@@ -345,7 +345,7 @@ def _coded(identifier: str, text: str, system: str) -> _Term | None:
         if parameter is not None:
             return _Term(f"LOINC {identifier}", f"LOINC:{identifier}", parameter=parameter)
     if system and identifier:
-        parameter = codes.site_codes.parameter(system, identifier)
+        parameter = codes.site_table().parameter(system, identifier)
         if parameter is not None:
             return _Term(f"{system} {identifier}", f"{system}:{identifier}", parameter=parameter)
     return None
@@ -367,7 +367,7 @@ def _unit(obx: Segment, parameter: str) -> str:
         return code  # the common case: an MDC or UCUM code in component 1
     for code_at, system_at in ((1, 3), (4, 6)):
         system, vendor = obx.get(6, 1, system_at), obx.get(6, 1, code_at)
-        site = codes.site_codes.unit(system, vendor) if system and vendor else None
+        site = codes.site_table().unit(system, vendor) if system and vendor else None
         if site:
             return site
     return declared_unit(parameter, (code, obx.get(6, 1, 2), obx.get(6, 1, 4), obx.get(6, 1, 5)))
