@@ -156,13 +156,14 @@ async def test_fhir_door_as_an_httpx_client_uses_it(broker):
             async with httpx.AsyncClient(base_url=base) as client:
                 get = await client.get("/fhir/Observation")
                 delete = await client.delete("/fhir/Bundle")
+                update = await client.put("/fhir/Observation/obs-1", content=b"{}", headers=headers)
                 bom = await client.post("/fhir", content=with_bom, headers=headers)
                 modifier = await client.post("/fhir", content=orjson.dumps(modified), headers=headers)
                 empty = await client.post("/fhir/Observation", content=b"", headers=headers)
         finally:
             await runner.cleanup()
 
-    for response in (get, delete):
+    for response in (get, delete, update):
         assert response.status_code == 405 and response.headers["Allow"] == "POST"
         assert response.headers["Content-Type"].startswith("application/fhir+json")
         outcome = OperationOutcome.model_validate(response.json())

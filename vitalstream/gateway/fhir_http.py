@@ -162,6 +162,8 @@ def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
     for path in FHIR_PATHS:
         app.router.add_post(path, receive)
         app.router.add_route("*", path, method_not_allowed)
+    for path in ("/fhir/Observation/{id}", "/fhir/Bundle/{id}"):  # read, update, delete: not here
+        app.router.add_route("*", path, method_not_allowed)
     app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/health", health)
     return app
