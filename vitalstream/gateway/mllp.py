@@ -166,12 +166,12 @@ class MllpServer:
             metrics.count(DOOR, "refused", "empty_message")
             return hl7_ack(raw, "AR", "empty_message: nothing received (an empty frame)", received_ms,
                            ERROR_CODES["empty_message"])
-        refusal = not_accepted_here(raw)
-        if refusal is not None:
-            return await self._refuse(raw, *refusal, received_ms)
         if len(raw) > MAX_MESSAGE_BYTES:
             metrics.count(DOOR, "refused", "too_large")
             return hl7_ack(raw, "AR", f"too_large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", received_ms)
+        refusal = not_accepted_here(raw)
+        if refusal is not None:
+            return await self._refuse(raw, *refusal, received_ms)
         result = parse_raw(raw, received_ms, "hl7")
         try:
             await asyncio.wait_for(self.publisher.publish_raw(raw, "hl7", DOOR, key=result.patient_id),
