@@ -326,20 +326,29 @@ _MDC_SYSTEMS = frozenset({"", HL7_MDC_SYSTEM, MDC_SYSTEM.upper(), "ISO11073", "2
 _LOINC_SYSTEMS = frozenset({"", HL7_LOINC_SYSTEM, "LOINC", "2.16.840.1.113883.6.1"})
 
 
+def _mdc(identifier: str, text: str) -> _Term | None:
+    if identifier in MDC_TECHNICAL_EVENTS:
+        return _Term(MDC_TECHNICAL_EVENTS[identifier][0], f"MDC:{identifier}",
+                     event=MDC_TECHNICAL_EVENTS[identifier])
+    compound = compound_for_mdc(identifier) or compound_for_mdc(text)
+    if compound is not None:
+        return _Term(compound[1], f"MDC:{compound[0]}", positions=compound[2])
+    term = mdc_term(identifier) or mdc_term(text)
+    if term is not None:
+        return _Term(term.name, f"MDC:{term.code}", parameter=term.parameter)
+    return None
+
+
 def _coded(identifier: str, text: str, system: str) -> _Term | None:
     """One CWE triplet of OBX-3: an MDC, LOINC or site-table code (MDC is assumed when the
-    coding system is empty, as PCD-01 writes it)."""
+    coding system is empty, as PCD-01 writes it). Under a coding-system name that is neither
+    and that the site table does not map, MDC terms are still known by their code or
+    reference id, as gateways that misname the system have always been read."""
     folded = system.upper()
     if folded in _MDC_SYSTEMS:
-        if identifier in MDC_TECHNICAL_EVENTS:
-            return _Term(MDC_TECHNICAL_EVENTS[identifier][0], f"MDC:{identifier}",
-                         event=MDC_TECHNICAL_EVENTS[identifier])
-        compound = compound_for_mdc(identifier) or compound_for_mdc(text)
-        if compound is not None:
-            return _Term(compound[1], f"MDC:{compound[0]}", positions=compound[2])
-        term = mdc_term(identifier) or mdc_term(text)
+        term = _mdc(identifier, text)
         if term is not None:
-            return _Term(term.name, f"MDC:{term.code}", parameter=term.parameter)
+            return term
     if folded in _LOINC_SYSTEMS:
         parameter = parameter_for_loinc(identifier)
         if parameter is not None:
@@ -348,6 +357,8 @@ def _coded(identifier: str, text: str, system: str) -> _Term | None:
         parameter = codes.site_table().parameter(system, identifier)
         if parameter is not None:
             return _Term(f"{system} {identifier}", f"{system}:{identifier}", parameter=parameter)
+    if folded not in _MDC_SYSTEMS and folded not in _LOINC_SYSTEMS:
+        return _mdc(identifier, text)
     return None
 
 
