@@ -203,14 +203,18 @@ def test_a_bad_site_table_is_one_readable_line(tmp_path: Path, text: str, compla
     assert complaint in message and "\n" not in message and str(path) in message
 
 
-def test_ingest_command_stops_at_start_on_a_bad_site_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["ingest", "--format", "hl7"], ["gateway", "mllp", "--port", "0"],
+                                     ["worker"]])
+def test_commands_stop_at_start_on_a_bad_site_table(tmp_path: Path, command: list[str]) -> None:
     path = tmp_path / "codes.csv"
     path.write_text("kind,system,code,maps_to\nobservation,MDIL,0002-4182,pulse\n")
     message = tmp_path / "m.hl7"
     message.write_text(oru_r01([HR_MDC]))
-    done = subprocess.run([sys.executable, "-m", "vitalstream", "ingest", "--format", "hl7", str(message)],
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "VITALSTREAM_SITE_CODE_TABLE": str(path)})
+    argv = [*command, str(message)] if command[0] == "ingest" else command
+    # A broker address nothing listens on: the table is checked before any connection.
+    done = subprocess.run([sys.executable, "-m", "vitalstream", *argv], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "VITALSTREAM_SITE_CODE_TABLE": str(path),
+                                           "VITALSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "codes.csv:2" in done.stderr
     assert "Traceback" not in done.stderr
