@@ -183,6 +183,13 @@ def parameter_for_loinc(code: str) -> str | None:
     return term.parameter if term else None
 
 
+# Every MDC code and reference id some table here knows (observations, compounds, events):
+# one set lookup tells a parser that an OBX-3 names none of them (MDS, VMD, channel rows).
+MDC_KNOWN: frozenset[str] = frozenset(
+    {term.code for term in MDC_OBSERVATIONS} | {term.name for term in MDC_OBSERVATIONS}
+    | set(MDC_COMPOUNDS) | set(_COMPOUND_BY_NAME) | set(MDC_TECHNICAL_EVENTS))
+
+
 def compound_for_mdc(code_or_name: str) -> tuple[str, str, tuple[str | None, ...]] | None:
     """(code, name, parameter per position) of an MDC compound metric, or None.
 

@@ -24,8 +24,10 @@ from vitalstream.ingest import codes
 from vitalstream.ingest.codes import (
     HL7_LOINC_SYSTEM,
     HL7_MDC_SYSTEM,
+    MDC_KNOWN,
     MDC_SYSTEM,
     MDC_TECHNICAL_EVENTS,
+    SiteCodes,
     compound_for_mdc,
     declared_unit,
     mdc_term,
@@ -208,9 +210,10 @@ def _number(text: str) -> float | None:
 class _Context:
     """The PID/PV1/OBR group an OBX belongs to."""
 
-    __slots__ = ("patient_id", "ward", "bed", "obr_time", "msh_time", "sender")
+    __slots__ = ("patient_id", "ward", "bed", "obr_time", "msh_time", "sender", "site")
 
     def __init__(self, msh_time: str, sender: str) -> None:
+        self.site = codes.site_table()  # once per message
         self.patient_id = ""
         self.ward = ""
         self.bed = ""
@@ -327,6 +330,8 @@ _LOINC_SYSTEMS = frozenset({"", HL7_LOINC_SYSTEM, "LOINC", "2.16.840.1.113883.6.
 
 
 def _mdc(identifier: str, text: str) -> _Term | None:
+    if identifier not in MDC_KNOWN and text not in MDC_KNOWN:
+        return None
     if identifier in MDC_TECHNICAL_EVENTS:
         return _Term(MDC_TECHNICAL_EVENTS[identifier][0], f"MDC:{identifier}",
                      event=MDC_TECHNICAL_EVENTS[identifier])
@@ -339,7 +344,7 @@ def _mdc(identifier: str, text: str) -> _Term | None:
     return None
 
 
-def _coded(identifier: str, text: str, system: str) -> _Term | None:
+def _coded(identifier: str, text: str, system: str, site: SiteCodes) -> _Term | None:
     """One CWE triplet of OBX-3: an MDC, LOINC or site-table code (MDC is assumed when the
     coding system is empty, as PCD-01 writes it). Under a coding-system name that is neither
     and that the site table does not map, MDC terms are still known by their code or
@@ -353,8 +358,8 @@ def _coded(identifier: str, text: str, system: str) -> _Term | None:
         parameter = parameter_for_loinc(identifier)
         if parameter is not None:
             return _Term(f"LOINC {identifier}", f"LOINC:{identifier}", parameter=parameter)
-    if system and identifier:
-        parameter = codes.site_table().parameter(system, identifier)
+    if system and identifier and site.observations:
+        parameter = site.parameter(system, identifier)
         if parameter is not None:
             return _Term(f"{system} {identifier}", f"{system}:{identifier}", parameter=parameter)
     if folded not in _MDC_SYSTEMS and folded not in _LOINC_SYSTEMS:
@@ -362,30 +367,34 @@ def _coded(identifier: str, text: str, system: str) -> _Term | None:
     return None
 
 
-def _term(obx: Segment) -> _Term | None:
+def _term(obx: Segment, site: SiteCodes) -> _Term | None:
     """OBX-3 components 1-3, else the alternate code in components 4-6."""
-    return (_coded(obx.get(3, 1, 1), obx.get(3, 1, 2), obx.get(3, 1, 3))
-            or _coded(obx.get(3, 1, 4), obx.get(3, 1, 5), obx.get(3, 1, 6)))
+    parts = obx.components(3) + ["", "", ""]
+    term = _coded(parts[0], parts[1], parts[2], site)
+    if term is None and len(parts) > 6 and (parts[3] or parts[4]):
+        term = _coded(parts[3], parts[4], parts[5], site)
+    return term
 
 
-def _unit(obx: Segment, parameter: str) -> str:
+def _unit(obx: Segment, parameter: str, site: SiteCodes) -> str:
     """OBX-6 as a unit normalisation reads: the first of its identifier, text, alternate
     identifier and alternate text that is a known unit for ``parameter`` (a site-table vendor
     unit becomes its UCUM code, a listed unit text too); else its identifier or text as sent,
     which normalisation then refuses with the reason."""
-    code = obx.get(6, 1, 1)
+    parts = obx.components(6) + ["", "", "", "", "", ""]
+    code = parts[0]
     if code and (ucum_for_mdc_unit(code) or code.casefold() in UNIT_CONVERSIONS.get(parameter, {})):
         return code  # the common case: an MDC or UCUM code in component 1
-    for code_at, system_at in ((1, 3), (4, 6)):
-        system, vendor = obx.get(6, 1, system_at), obx.get(6, 1, code_at)
-        site = codes.site_table().unit(system, vendor) if system and vendor else None
-        if site:
-            return site
-    return declared_unit(parameter, (code, obx.get(6, 1, 2), obx.get(6, 1, 4), obx.get(6, 1, 5)))
+    if site.units:
+        for code_at, system_at in ((0, 2), (3, 5)):
+            vendor_unit = site.unit(parts[system_at], parts[code_at]) if parts[code_at] else None
+            if vendor_unit:
+                return vendor_unit
+    return declared_unit(parameter, (code, parts[1], parts[3], parts[4]))
 
 
 def _observation(obx: Segment, context: _Context, received_ms: int, result: IngestResult) -> None:
-    term = _term(obx)
+    term = _term(obx, context.site)
     if term is None:
         result.ignored += 1
         return
@@ -435,7 +444,7 @@ def _observation(obx: Segment, context: _Context, received_ms: int, result: Inge
         number = _number(text)
         if number is None:
             raise ObservationError("bad_value", f"{term.label} value {text!r} is not a number")
-        value, outside_plausible = canonical_value(parameter, number, _unit(obx, parameter))
+        value, outside_plausible = canonical_value(parameter, number, _unit(obx, parameter, context.site))
         result.samples.append(Sample(
             patient_id=context.patient_id, ward=context.ward, bed=context.bed,
             parameter=parameter, value=value, unit=CANONICAL_UNITS[parameter],
