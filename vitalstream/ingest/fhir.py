@@ -129,10 +129,10 @@ def _codes(concept: Any) -> list[tuple[str, str]]:
             for c in _items(_obj(concept).get("coding"))]
 
 
-def _concept_parameter(concept: Any) -> tuple[str, str] | None:
-    """(parameter, source code) of a CodeableConcept: LOINC first, else an MDC coding, else a
-    coding the site code table maps."""
-    codes = _codes(concept)
+def _concept_parameter(concept: Any, codes: list[tuple[str, str]] | None = None) -> tuple[str, str] | None:
+    """(parameter, source code) of a CodeableConcept (or of its ``codes``, already read):
+    LOINC first, else an MDC coding, else a coding the site code table maps."""
+    codes = _codes(concept) if codes is None else codes
     for system, code in codes:
         if system == LOINC_SYSTEM and parameter_for_loinc(code):
             return str(parameter_for_loinc(code)), f"LOINC:{code}"
@@ -140,10 +140,12 @@ def _concept_parameter(concept: Any) -> tuple[str, str] | None:
         term = mdc_term(code) if system == MDC_SYSTEM else None
         if term is not None:
             return term.parameter, f"MDC:{term.code}"
-    for system, code in codes:  # a vendor code the site's code table maps
-        site = codes_table.site_table().parameter(system, code) if system and code else None
-        if site is not None:
-            return site, f"{system}:{code}"
+    site_codes = codes_table.site_table()
+    if site_codes.observations:
+        for system, code in codes:  # a vendor code the site's code table maps
+            site = site_codes.parameter(system, code) if system and code else None
+            if site is not None:
+                return site, f"{system}:{code}"
     return None
 
 
@@ -294,13 +296,14 @@ def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]]
         return
     if status not in USABLE_STATUSES:
         raise ObservationError("invalid_fhir", f"{where}: status {status!r} is not an Observation status")
-    code = observation.get("code")
+    coded = _codes(observation.get("code"))
+    loinc_codes = {code for system, code in coded if system == LOINC_SYSTEM}
     components = [_obj(c) for c in _items(observation.get("component"))]
-    is_bp_panel = any(_has_loinc(code, panel) for panel in LOINC_BP_PANELS)
+    is_bp_panel = not loinc_codes.isdisjoint(LOINC_BP_PANELS)
     # The vital-signs panel with values in its components is read like the BP panel; without
     # components it only groups members that come as their own Observations.
-    is_panel = is_bp_panel or (bool(components) and _has_loinc(code, LOINC_VITAL_SIGNS_PANEL))
-    mapped = None if is_panel else _concept_parameter(code)
+    is_panel = is_bp_panel or (bool(components) and LOINC_VITAL_SIGNS_PANEL in loinc_codes)
+    mapped = None if is_panel else _concept_parameter(None, coded)
     if not is_panel and mapped is None:
         result.ignored += 1  # unknown code, or the vital-signs panel whose members come apart
         return
