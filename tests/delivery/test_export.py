@@ -86,6 +86,7 @@ def test_oru_r40_follows_the_pcd04_profile(alerts: list[dict]) -> None:
         kinds = [line[:3] for line in text.split("\r")]
         assert kinds == ["MSH", "PID", "PV1", "OBR"] + ["OBX"] * 7, "PCD-04 segment order"
         parsed = segments(alert_to_oru_r40(alert))
+        assert parsed["MSH"][0].get(21) == "IHE_PCD_ACM_001", "MSH-21 names the PCD-04 profile"
         assert parsed["OBR"][0].get(4) == "196616"
         for facet, (obx, expected) in enumerate(zip(parsed["OBX"], PCD04_ROWS, strict=True), start=1):
             assert obx.get(4) == f"1.0.0.0.{facet}", "OBX-4 sub-id: the alert's path and its facet"

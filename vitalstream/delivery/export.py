@@ -224,7 +224,7 @@ def alert_to_oru_r40(alert: dict[str, Any], sending_facility: str = "HOSPITAL") 
     segments = [
         "|".join(["MSH", "^~\\&", "VITALSTREAM", _escape(sending_facility), "", "", stamp, "",
                   "ORU^R40^ORU_R40", control_id(event_id), "P", "2.6", "", "", "AL", "NE", "",
-                  "UNICODE UTF-8", "", "", "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4.1^ISO"]),
+                  "UNICODE UTF-8", "", "", "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.4.1^ISO"]),
         "|".join(["PID", "", "", f"{_escape(alert['patient_id'])}^^^VITALSTREAM^PI", "", UNSPECIFIED_NAME]),
         "|".join(["PV1", "", "I", f"{_escape(alert['ward'])}^^{_escape(alert['bed'])}"]),
         "|".join(["OBR", "1", f"{alert_id}^VITALSTREAM", f"{alert_id}^VITALSTREAM",
