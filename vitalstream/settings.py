@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         "(counted in vitalstream_gateway_connections_refused).")
 
     model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
+    site_code_table: str = Field(
+        "", description="Site code table: a CSV file mapping vendor-private codes (e.g. Philips "
+        "MDIL in OBX-3/OBX-6, or a FHIR coding's system and code) to canonical parameters and "
+        "UCUM units (columns kind,system,code,maps_to; format in docs/ingest.md). Read by the "
+        "worker, the gateways and `vitalstream ingest` at start; a bad file stops them with one "
+        "line. Empty: the built-in MDC and LOINC tables only.")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""

@@ -78,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
                          "--bootstrap (or start one with `vitalstream broker`)")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"vitalstream gateway: port {args.port} is not 0-65535")
-    try:
+    from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+
+    try:  # the door checks messages with the same tables as the worker
+        configure_site_codes(settings.site_code_table)
         security = DoorSecurity.from_settings(settings)
         security.check_binding(args.door, args.host)
-    except DoorConfigError as exc:
+    except (SiteCodeError, DoorConfigError) as exc:
         raise UsageError(f"vitalstream gateway: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
     pin_library_logs()

@@ -39,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                          "(or start one with `vitalstream broker`)")
+    from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+
+    try:
+        configure_site_codes(settings.site_code_table)
+    except SiteCodeError as exc:
+        raise UsageError(f"vitalstream worker: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)

@@ -35,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream.delivery import metrics
 from vitalstream.delivery.config import Station, StationAccess, StationConfig
-from vitalstream.delivery.export import alert_to_fhir_flag
+from vitalstream.delivery.export import alert_to_fhir_flag, alert_to_fhir_flags
 from vitalstream.delivery.feeds import (
     KEEP_ALIVE,
     StationHub,
@@ -164,13 +164,14 @@ class StationService:
                     for record in records:
                         try:
                             alert = orjson.loads(record.value)
-                            flag = orjson.dumps(alert_to_fhir_flag(alert))
+                            flags = [orjson.dumps(flag) for flag in alert_to_fhir_flags(alert)]
                             message = alert_to_oru_r40(alert)
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                             metrics.EVENTS.labels("export", "malformed").inc()
                             continue
                         key = str(alert.get("ward", "")).encode()
-                        await self.producer.send(self.config.topic_alerts_fhir, key=key, value=flag)
+                        for flag in flags:  # a replaced alert's Flag is closed first
+                            await self.producer.send(self.config.topic_alerts_fhir, key=key, value=flag)
                         await self.producer.send(self.config.topic_alerts_hl7, key=key, value=message)
                         metrics.EVENTS.labels("export", "published").inc()
                 if batch:

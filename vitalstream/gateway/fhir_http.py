@@ -7,8 +7,9 @@ Answers: 200 with an OperationOutcome (information) for an accepted Observation 
 collection Bundle, 200 with a batch-response or transaction-response Bundle for batch and
 transaction Bundles; on error an OperationOutcome: 400 (not JSON, not valid FHIR), 415
 (media type), 422 (valid FHIR that cannot become samples), 413 (too large, not taken), 503
-(broker unavailable, not taken: resend). Rejected content (400/422) is on vitals.raw all
-the same, and ingest dead-letters it with the reason given here.
+(broker unavailable, not taken: resend), 405 for another method on a FHIR path. Rejected
+content (400/422) is on vitals.raw all the same, and ingest dead-letters it with the reason
+given here; an empty body (400 empty_message) is not published.
 
 Transport (`security.DoorSecurity`): 401 without a configured bearer token; 408 for a body
 not received whole within ``request_timeout_s``; optional TLS and mutual TLS; idle or
@@ -53,7 +54,11 @@ REASON_STATUS: dict[str, tuple[int, str]] = {
     "missing_unit": (422, "required"), "implausible_value": (422, "business-rule"),
     "future_time": (422, "business-rule"),
     "no_observations": (422, "not-found"), "too_large": (413, "too-costly"),
+    # FHIR issue type "extension": a modifierExtension was not recognised.
+    "unknown_modifier": (422, "extension"), "empty_message": (400, "required"),
 }
+FHIR_PATHS = ("/fhir", "/fhir/Observation", "/fhir/Bundle")
+_BOM = b"\xef\xbb\xbf"
 _PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher", Publisher)
 _CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock_ms", Callable[[], int])
 _TIMEOUT: web.AppKey[float] = web.AppKey("publish_timeout_s", float)
@@ -81,7 +86,7 @@ def _accepted(body: bytes, result: IngestResult) -> web.Response:
     summary = (f"accepted: {len(result.samples)} samples, {len(result.technical)} technical "
                f"events, {result.ignored} observations ignored")
     try:
-        document = orjson.loads(body)
+        document = orjson.loads(body.removeprefix(_BOM))
     except orjson.JSONDecodeError:
         document = {}
     bundle_type = document.get("type") if document.get("resourceType") == "Bundle" else None
@@ -123,6 +128,9 @@ async def receive(request: web.Request) -> web.Response:
     if result.rejection is not None and result.rejection.reason == "too_large":
         metrics.count(DOOR, "refused", "too_large")
         return _error(413, "too-costly", "too_large", result.rejection.detail)
+    if result.rejection is not None and result.rejection.reason == "empty_message":
+        metrics.count(DOOR, "refused", "empty_message")  # nothing to publish
+        return _error(400, "required", "empty_message", "nothing received: the body is empty")
     try:
         await asyncio.wait_for(publisher.publish_raw(body, "fhir", DOOR, key=result.patient_id),
                                request.app[_TIMEOUT])
@@ -136,6 +144,15 @@ async def receive(request: web.Request) -> web.Response:
         return _error(status, code, result.rejection.reason, result.rejection.detail)
     metrics.count(DOOR, "accepted", samples=len(result.samples))
     return _accepted(body, result)
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    """Any method but POST on a FHIR path: 405 with an OperationOutcome (this door only takes
+    data; it serves no search or read), and the Allow header HTTP requires."""
+    response = _error(405, "not-supported", "method_not_allowed",
+                      f"{request.method} {request.path}: this door only takes POST")
+    response.headers["Allow"] = "POST"
+    return response
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
@@ -168,8 +185,11 @@ def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
     app[_TIMEOUT] = publish_timeout_s
     app[_SECURITY] = security or DoorSecurity()
     app[_MAX_AHEAD] = max_ahead_ms
-    for path in ("/fhir", "/fhir/Observation", "/fhir/Bundle"):
+    for path in FHIR_PATHS:
         app.router.add_post(path, receive)
+        app.router.add_route("*", path, method_not_allowed)
+    for path in ("/fhir/Observation/{id}", "/fhir/Bundle/{id}"):  # read, update, delete: not here
+        app.router.add_route("*", path, method_not_allowed)
     app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/health", health)
     return app

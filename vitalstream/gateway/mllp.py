@@ -6,9 +6,13 @@ each is answered before the next is read (HL7 original-mode acknowledgement):
 - AA: parsed into samples or technical events, and on the broker;
 - AE: the content was rejected (the reason is in MSA-3 and ERR-8); the bytes are on the
   broker all the same, and ingest dead-letters them with that reason;
-- AR: not taken (broker unavailable, message too large): the sender keeps it and resends.
+- AR: not taken: broker unavailable or message too large (the sender keeps it and resends),
+  a message type this door does not read (`not_accepted_here`: e.g. ADT, dead-lettered so
+  it is not lost), or an empty frame (nothing received).
 
-Bytes outside any frame are dead-lettered (``mllp_framing``) instead of dropped.
+A batch (FHS/BHS ... BTS/FTS) in one frame is taken message by message, and answered in one
+frame by a batch holding an ACK per message (`hl7_batch_ack`). Bytes outside any frame are
+dead-lettered (``mllp_framing``) instead of dropped.
 
 Transport (`security.DoorSecurity`): TLS when a certificate is configured (MLLP over TLS),
 a source allow-list, a connection cap, and idle sessions closed after
@@ -30,7 +34,15 @@ from vitalstream.gateway import metrics
 from vitalstream.gateway.publish import Publisher
 from vitalstream.gateway.security import DoorSecurity
 from vitalstream.ingest import MAX_AHEAD_MS, MAX_MESSAGE_BYTES, Rejection, parse_raw
-from vitalstream.ingest.hl7v2 import MLLP_END, MLLP_START, hl7_ack
+from vitalstream.ingest.hl7v2 import (
+    MLLP_END,
+    MLLP_START,
+    hl7_ack,
+    hl7_batch_ack,
+    is_batch,
+    message_type,
+    split_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +51,34 @@ PUBLISH_TIMEOUT_S = 15.0
 # Reader buffer: a frame larger than this cannot be framed at all and closes the connection.
 READ_LIMIT_BYTES = 4 * MAX_MESSAGE_BYTES
 
-# Dead-letter reason -> HL7 table 0357 error code for ERR-3.
+# Dead-letter reason -> HL7 table 0357 error code for ERR-3. An implausible value is a
+# number of the right type that no patient can have (a unit or mapping error): 102 "data
+# type error" is the data error the table has for a value the field cannot hold; 207
+# "application internal error" would blame vitalstream, and 103 is for coded table values.
 ERROR_CODES: dict[str, str] = {
-    "not_hl7": "102", "malformed_hl7": "102", "unsupported_message": "200",
+    "not_hl7": "100", "malformed_hl7": "102", "unsupported_message": "200",
     "missing_patient": "101", "no_observations": "101", "bad_timestamp": "102",
-    "bad_value": "102", "bad_unit": "103", "missing_unit": "101", "implausible_value": "207",
-    "future_time": "102",
+    "bad_value": "102", "bad_unit": "103", "missing_unit": "101", "implausible_value": "102",
+    "future_time": "102", "empty_message": "100",
 }
+# The message types (MSH-9 code, trigger) this door reads; anything else is answered AR.
+ACCEPTED_MESSAGE_TYPES: frozenset[tuple[str, str]] = frozenset({("ORU", "R01")})
+
+
+def not_accepted_here(raw: bytes, accepted: frozenset[tuple[str, str]] = ACCEPTED_MESSAGE_TYPES,
+                      ) -> tuple[Rejection, str] | None:
+    """(rejection, ERR-3 code) for an HL7 message whose type this door does not read, else
+    None (also for text with no MSH: the content check answers that, AE not_hl7).
+    HL7 v2 answers an unsupported MSH-9 with AR: 200 unsupported message type, or 201
+    unsupported event code when the message code is read here with another trigger."""
+    kind = message_type(raw)
+    if kind is None or kind in accepted:
+        return None
+    code, trigger = kind
+    error = "201" if code in {known for known, _ in accepted} else "200"
+    wanted = ", ".join("^".join(pair) for pair in sorted(accepted))
+    return Rejection("unsupported_message", f"message type {code}^{trigger} is not accepted here "
+                     f"(this door reads {wanted})"), error
 
 
 def now_ms() -> int:
@@ -142,11 +175,29 @@ class MllpServer:
         metrics.count(DOOR, "deadlettered", "mllp_framing")
 
     async def handle(self, raw: bytes) -> bytes:
-        """One framed message -> its ACK, after publishing it."""
+        """One frame -> its answer: an ACK, or for a batch a batch of ACKs."""
+        if is_batch(raw):
+            messages = split_batch(raw)
+            if not messages:
+                metrics.count(DOOR, "refused", "empty_message")
+                return hl7_ack(b"", "AR", "empty_message: the batch holds no message",
+                               self.clock_ms(), ERROR_CODES["empty_message"])
+            return hl7_batch_ack(raw, [await self.handle_message(m) for m in messages], self.clock_ms())
+        return await self.handle_message(raw)
+
+    async def handle_message(self, raw: bytes) -> bytes:
+        """One message -> its ACK, after publishing it."""
         received_ms = self.clock_ms()
+        if not raw.strip(b" \t\r\n"):
+            metrics.count(DOOR, "refused", "empty_message")
+            return hl7_ack(raw, "AR", "empty_message: nothing received (an empty frame)", received_ms,
+                           ERROR_CODES["empty_message"])
         if len(raw) > MAX_MESSAGE_BYTES:
             metrics.count(DOOR, "refused", "too_large")
             return hl7_ack(raw, "AR", f"too_large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", received_ms)
+        refusal = not_accepted_here(raw)
+        if refusal is not None:
+            return await self._refuse(raw, *refusal, received_ms)
         result = parse_raw(raw, received_ms, "hl7", self.max_ahead_ms)
         try:
             await asyncio.wait_for(self.publisher.publish_raw(raw, "hl7", DOOR, key=result.patient_id),
@@ -161,3 +212,16 @@ class MllpServer:
                            received_ms, ERROR_CODES.get(result.rejection.reason, "207"))
         metrics.count(DOOR, "accepted", samples=len(result.samples))
         return hl7_ack(raw, "AA", "", received_ms)
+
+    async def _refuse(self, raw: bytes, rejection: Rejection, error_code: str, received_ms: int) -> bytes:
+        """AR for a message this door does not read; its bytes go to the dead-letter topic
+        (not to vitals.raw), so that nothing sent here is lost silently."""
+        try:
+            await asyncio.wait_for(self.publisher.publish_dead_letter(
+                raw, rejection, "hl7", DOOR, received_ms), self.publish_timeout_s)
+        except Exception as exc:  # the sender is told AR either way, and keeps the message
+            log.warning("could not dead-letter a refused HL7 message: %s", type(exc).__name__)
+            metrics.count(DOOR, "refused", "broker_unavailable")
+        else:
+            metrics.count(DOOR, "deadlettered", rejection.reason)
+        return hl7_ack(raw, "AR", f"{rejection.reason}: {rejection.detail}", received_ms, error_code)

@@ -56,7 +56,7 @@ FORMATS: tuple[str, ...] = ("hl7", "fhir", "json")
 def detect_format(raw: bytes) -> str:
     """Sniff the gateway format: HL7 v2 (MSH or MLLP start block), FHIR JSON, or canonical JSON."""
     head = raw.lstrip()[:64]
-    if head.startswith(b"\x0b") or head.startswith(b"MSH"):
+    if head.startswith(b"\x0b") or head[:3] in (b"MSH", b"FHS", b"BHS"):
         return "hl7"
     if b'"resourceType"' in raw[:4096]:
         return "fhir"
@@ -185,6 +185,14 @@ def vet(result: IngestResult, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS
     return result
 
 
+_BLANK_BYTES = b" \t\r\n\x0b\x1c\x00"
+_BLANK_START = frozenset(_BLANK_BYTES + b"\xef")  # whitespace, MLLP framing, a UTF-8 BOM
+
+
+def _has_content(raw: bytes) -> bool:
+    return bool(raw.strip(_BLANK_BYTES).removeprefix(b"\xef\xbb\xbf").strip(_BLANK_BYTES))
+
+
 def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None,
               max_ahead_ms: int = MAX_AHEAD_MS) -> IngestResult:
     """Parse one raw message of any supported format (sniffed when ``fmt`` is None), then
@@ -194,6 +202,14 @@ def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None,
     if not isinstance(raw, bytes | bytearray | memoryview):
         return IngestResult(rejection=Rejection("not_bytes", f"got {type(raw).__name__}"))
     raw = bytes(raw)
+    if not raw or (raw[0] in _BLANK_START and not _has_content(raw)):
+        # An empty frame, body or file is nothing received, not a message with nothing in it.
+        result = IngestResult(rejection=Rejection("empty_message", f"nothing received ({len(raw)} bytes, "
+                                                  "no content)"))
+        result.format = fmt if fmt in FORMATS else "unknown"
+        return result
+    if raw[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (.NET, Windows) is no content
+        raw = raw[3:]
     fmt = fmt or detect_format(raw)
     try:
         if fmt == "json":
