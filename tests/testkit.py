@@ -45,3 +45,30 @@ async def send_all(settings: Any, messages: list[bytes], topic: str | None = Non
         await out.flush()
     finally:
         await out.stop()
+
+
+def keyring(service: str | None = None) -> Any:
+    """This test run's signing keys (set by conftest), signing as ``service``."""
+    from vitalstream.signing import Keyring
+
+    ring = Keyring.from_json(os.environ["VITALSTREAM_SIGNING_KEYS"])
+    return ring.for_service(service) if service else ring
+
+
+async def send_signed(settings: Any, topic: str, key: bytes | None, value: bytes,
+                      service: str | None = "station") -> None:
+    """Publish one record signed with ``service``'s key (None: unsigned, as a forger would)."""
+    from vitalstream.kafka import producer
+
+    headers = keyring(service).sign(topic, key, value) if service else None
+    out = producer(settings)
+    await out.start()
+    try:
+        await out.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await out.stop()
+
+
+def actor(role: str = "bedside_nurse", name: str = "Anna Smith", user_id: str = "u-anna") -> dict[str, str]:
+    """The signed-in user an acknowledgement or settings record carries."""
+    return {"user_id": user_id, "role": role, "name": name}

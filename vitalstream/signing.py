@@ -156,6 +156,30 @@ class Keyring:
     def from_settings(cls, settings: Any) -> Keyring:
         return cls.from_json(settings.signing_keys.get_secret_value(), settings.signing_key_id or None)
 
+    @classmethod
+    def for_process(cls, settings: Any, service: str | None) -> Keyring:
+        """The keyring of a process that runs as ``service`` (None: it only verifies).
+
+        No keys at all is refused (a consumer without keys would have to trust anything or
+        refuse everything); without ``VITALSTREAM_SIGNING_KEY_ID`` the process signs with the
+        first key of its own service, and a key id of another service is refused."""
+        ring = cls.from_settings(settings)
+        if not ring._keys:
+            raise KeyringError("no signing keys: set VITALSTREAM_SIGNING_KEYS "
+                               "(`vitalstream keys` prints a fresh set; docs/reliability.md)")
+        if service is None:
+            return ring
+        if ring.current is None:
+            return ring.for_service(service)
+        if ring.service != service:
+            raise KeyringError(f"VITALSTREAM_SIGNING_KEY_ID {ring.current!r} is a {ring.service} key, "
+                               f"not a {service} key")
+        return ring
+
+    def services(self) -> set[str]:
+        """The services that have a key here."""
+        return {service for service, _ in self._keys.values()}
+
 
 def generate_keys(services: Iterable[str] = SERVICES) -> dict[str, dict[str, str]]:
     """Fresh random keys, one per service (the demo and the tests use them)."""
@@ -165,3 +189,20 @@ def generate_keys(services: Iterable[str] = SERVICES) -> dict[str, dict[str, str
 
 def keys_json(keys: Mapping[str, Mapping[str, str]]) -> str:
     return orjson.dumps(dict(keys)).decode()
+
+
+_RUN_KEYS: list[str] = []
+
+
+def run_keys() -> str:
+    """``VITALSTREAM_SIGNING_KEYS`` of this process's environment, or else a fresh set made
+    once per process: what the demo, the validation run and the tests hand to the worker and
+    station processes they start (each signs with its own service's key)."""
+    import os
+
+    configured = os.environ.get("VITALSTREAM_SIGNING_KEYS", "")
+    if configured.strip():
+        return configured
+    if not _RUN_KEYS:
+        _RUN_KEYS.append(keys_json(generate_keys()))
+    return _RUN_KEYS[0]

@@ -39,9 +39,15 @@ def run(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                          "(or start one with `vitalstream broker`)")
+    from vitalstream.signing import Keyring, KeyringError
+
+    try:  # before the broker: a worker without keys must not start at all
+        keyring = Keyring.for_process(settings, "worker")
+    except KeyringError as exc:
+        raise UsageError(f"vitalstream worker: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
+    app = create_app(settings, keyring=keyring)
     # The worker is one asyncio thread. OpenMP threads inside a model call cost more to
     # wake than the small batches they score (about 90 ms against 7 ms measured here).
     # Limited after create_app: threadpoolctl only reaches libraries already loaded.
