@@ -85,7 +85,9 @@ class Settings(BaseSettings):
         "(secret). Every process that reads alerts or control messages needs the keys of the "
         "services that write them; see vitalstream/signing.py and docs/reliability.md.")
     signing_key_id: str = Field(
-        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with.")
+        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with; "
+        "empty: the first key of its own service (worker or station). The worker and the station "
+        "refuse to start without signing keys (exit 2).")
 
     model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
 
