@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import AlertPolicy
-from vitalstream.alerts.settings import SettingsError, check_role
+from vitalstream.alerts.settings import PatientSettings, SettingsError, apply_settings, check_role
 from vitalstream.auth.roles import ActorError, actor_from, may
 from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest_stage import IngestService
@@ -237,6 +237,9 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
             raise Refused("actor", str(exc)) from None
         if not may(actor["role"], "acknowledge"):
             raise Refused("role", f"role {actor['role']} may not acknowledge")
+        wards = ack.get("actor_wards")
+        if not isinstance(wards, list) or ack.get("ward") not in wards:
+            raise Refused("ward", "the acknowledging user is not granted the alert's ward")
         ack["actor"], ack["by"] = actor, actor["name"]
         return patient_id
 
@@ -251,6 +254,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
             raise Refused("actor", str(exc)) from None
         except SettingsError as exc:
             raise Refused("role", str(exc)) from None
+        try:  # the bounds, before the record reaches any patient's monitor
+            apply_settings(PatientSettings(), control["record"])
+        except SettingsError as exc:
+            raise Refused("out_of_bounds", str(exc)) from None
         return patient_id
 
     # Acknowledgements and settings arrive keyed by ward or station; they are re-keyed by

@@ -490,6 +490,12 @@ class MonitorStage(mode.Service):
             except (SettingsError, KeyError, TypeError, ValueError) as exc:
                 metrics.SETTINGS_REJECTED.inc()
                 log.warning("per-patient settings refused: %s", exc)
+        patient = self.monitor.patients.get(str(ack["patient_id"])) if ack else None
+        if patient is not None and patient.ward and ack.get("ward") != patient.ward:
+            # Signed by a station for one ward, about a patient on another: not applied.
+            metrics.CONTROL_REFUSED.labels("ack", "ward").inc()
+            log.warning("refused an acknowledgement for a patient of another ward")
+            ack = None
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
             actor = ack.get("actor") if isinstance(ack.get("actor"), dict) else None
