@@ -437,8 +437,8 @@ class StationService:
             for limiter, key in keys:
                 limiter.failed(key, now_s)
             raise web.HTTPSeeOther("/?failed=1")
-        for limiter, key in keys:
-            limiter.succeeded(key)
+        if username:  # the address keeps its count: one good account must not reset it
+            self.user_failures.succeeded(username)
         metrics.SIGNINS.labels("signed_in").inc()
         response = web.HTTPSeeOther("/board")
         response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict",
