@@ -60,13 +60,10 @@ class KeyringError(ValueError):
 
 
 def _mac(secret: bytes, topic: str, key: bytes | None, value: bytes) -> bytes:
-    mac = hmac.new(secret, _TAG, hashlib.sha256)
-    mac.update(topic.encode())
-    mac.update(b"\x00")
-    mac.update(key or b"")
-    mac.update(b"\x00")
-    mac.update(value)
-    return mac.digest()
+    # One-shot C HMAC over the joined parts: a few µs for a 2.5 KB alert (bench/signing.py),
+    # less than updating an hmac object part by part.
+    return hmac.digest(secret, b"".join((_TAG, topic.encode(), b"\x00", key or b"", b"\x00", value)),
+                       hashlib.sha256)
 
 
 class Keyring:
@@ -85,6 +82,7 @@ class Keyring:
             raise KeyringError(f"VITALSTREAM_SIGNING_KEY_ID {current!r} is not among the signing keys")
         self._keys = dict(keys)
         self.current = current
+        self._prefix = (current or "").encode() + b":"
 
     def __repr__(self) -> str:  # never the secrets
         return f"Keyring({sorted(self._keys)}, current={self.current!r})"
@@ -102,7 +100,7 @@ class Keyring:
         if self.current is None:
             raise KeyringError("no signing key for this process (VITALSTREAM_SIGNING_KEY_ID)")
         mac = _mac(self._keys[self.current][1], topic, key, value)
-        return [(HEADER, self.current.encode() + b":" + base64.urlsafe_b64encode(mac).rstrip(b"="))]
+        return [(HEADER, self._prefix + base64.urlsafe_b64encode(mac).rstrip(b"="))]
 
     def verify(self, topic: str, key: bytes | None, value: bytes, headers: Iterable[tuple[str, Any]] | None,
                services: Collection[str]) -> str:
