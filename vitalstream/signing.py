@@ -14,9 +14,10 @@ cannot be moved to another topic or another key (an acknowledgement for one ward
 as another's). What a replay of the same record on the same topic does is each consumer's
 business (acknowledgements are checked against the open alert and their time).
 
-Keys come from ``VITALSTREAM_SIGNING_KEYS``, a JSON object ``{key_id: {"service": name,
-"secret": text}}`` (at least 32 characters of secret), and the key this process signs with
-from ``VITALSTREAM_SIGNING_KEY_ID``. Services: ``worker``, ``station``, ``gateway``,
+Keys come from ``VITALSTREAM_SIGNING_KEYS`` (or the file ``VITALSTREAM_SIGNING_KEYS_FILE``),
+a JSON object ``{key_id: {"service": name, "secret": text}}`` (at least 32 characters of
+secret), and the key this process signs with from ``VITALSTREAM_SIGNING_KEY_ID`` (else the
+first key of its own service). Without keys the worker and the station do not start. Services: ``worker``, ``station``, ``gateway``,
 ``admin``. Rotation: add the new key beside the old one everywhere, move signers to the new
 key id, then remove the old one (``docs/reliability.md``).
 
@@ -152,7 +153,16 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Keyring:
-        return cls.from_json(settings.signing_keys.get_secret_value(), settings.signing_key_id or None)
+        """The keys of ``VITALSTREAM_SIGNING_KEYS``, else of ``VITALSTREAM_SIGNING_KEYS_FILE``."""
+        text = settings.signing_keys.get_secret_value()
+        path = getattr(settings, "signing_keys_file", "")
+        if not text.strip() and path:
+            try:
+                with open(path, encoding="utf-8") as keys_file:
+                    text = keys_file.read()
+            except OSError as exc:
+                raise KeyringError(f"cannot read VITALSTREAM_SIGNING_KEYS_FILE {path}: {exc.strerror}") from None
+        return cls.from_json(text, settings.signing_key_id or None)
 
     @classmethod
     def for_process(cls, settings: Any, service: str | None) -> Keyring:
