@@ -225,3 +225,19 @@ def test_the_station_and_the_worker_refuse_to_start_without_signing_keys(tmp_pat
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (command, done.stderr)
         assert "no signing keys" in done.stderr
+
+
+@pytest.mark.parametrize("proxies, signed_in", [("127.0.0.1", True), ("10.9.8.7", False)])
+async def test_single_sign_on_header_is_trusted_only_from_the_configured_proxy(
+        station: StationProcess, tmp_path: Path, proxies: str, signed_in: bool) -> None:
+    env = {"VITALSTREAM_STATION_SSO_HEADER": "X-Remote-User", "VITALSTREAM_STATION_SSO_PROXIES": proxies}
+    with StationProcess(station.bootstrap, {TOKEN: ["4B"]}, env=env, users_file=station.users_path,
+                        log_path=tmp_path / "sso.log") as sso:
+        async with aiohttp.ClientSession(headers={"X-Remote-User": "dora"}) as client:
+            async with client.get(f"{sso.url}/api/me") as me:
+                if signed_in:
+                    assert me.status == 200 and (await me.json())["user"]["role"] == "physician"
+                else:
+                    assert me.status == 401, "the header from an untrusted address must be ignored"
+            async with client.get(f"{sso.url}/api/me", headers={"X-Remote-User": "nobody-of-this-ward"}) as me:
+                assert me.status == 401
