@@ -94,7 +94,7 @@ def test_deteriorating_patient_alerts_on_ward_topic_and_stable_patient_does_not(
         # comes back on the ward's alert stream with who acknowledged it.
         latest = alerts[-1]
         ack = {"patient_id": latest["patient_id"], "alert_id": latest["alert_id"], "ward": "4B",
-               "actor": actor(name="nurse-7"), "at_ms": int(time.time() * 1000)}
+               "actor": actor(name="nurse-7"), "actor_wards": ["4B"], "at_ms": int(time.time() * 1000)}
         asyncio.run(send_signed(settings, settings.topic_acks, b"4B", orjson.dumps(ack)))
         acked = asyncio.run(collect(
             settings, settings.topic_alerts,
