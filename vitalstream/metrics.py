@@ -61,6 +61,14 @@ ACKS_REJECTED = Counter(
 SETTINGS_REJECTED = Counter(
     "vitalstream_patient_settings_rejected", "Per-patient settings records the policy refused"
 )
+CONTROL_REFUSED = Counter(
+    "vitalstream_control_refused",
+    "Control records (acknowledgements, settings) refused by the worker, by where they came "
+    "(ack, settings: the station topics; vitals: a control record written onto vitals) and why "
+    "(unsigned, bad_signature, unknown_key, wrong_service, malformed, actor, role, ward); "
+    "each is dead-lettered to vitals.deadletter",
+    ["source", "reason"],
+)
 ALERT_LATENCY = Histogram(
     "vitalstream_alert_latency_seconds",
     "From the device time of the sample that triggered an alert to the alert's publication",

@@ -89,8 +89,15 @@ class Settings(BaseSettings):
         "{key_id: {\"service\": worker|station|gateway|admin, \"secret\": at least 32 characters}} "
         "(secret). Every process that reads alerts or control messages needs the keys of the "
         "services that write them; see vitalstream/signing.py and docs/reliability.md.")
+    signing_keys_file: str = Field(
+        "", description="A file holding the VITALSTREAM_SIGNING_KEYS JSON (a mounted secret: "
+        "preferred in production, not visible in the environment); read when "
+        "VITALSTREAM_SIGNING_KEYS is empty. Give each service only the keys it needs: "
+        "deploy/make-secrets.sh writes one file per service.")
     signing_key_id: str = Field(
-        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with.")
+        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with; "
+        "empty: the first key of its own service (worker or station). The worker and the station "
+        "refuse to start without signing keys (exit 2).")
 
     gateway_tokens: SecretStr = Field(
         SecretStr(""), description="Bearer tokens the FHIR door accepts, comma-separated, each at least "

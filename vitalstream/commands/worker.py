@@ -40,14 +40,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                          "(or start one with `vitalstream broker`)")
     from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+    from vitalstream.signing import Keyring, KeyringError
 
-    try:
+    try:  # before the broker: a worker without keys or with a bad code table must not start
         configure_site_codes(settings.site_code_table)
-    except SiteCodeError as exc:
+        keyring = Keyring.for_process(settings, "worker")
+    except (SiteCodeError, KeyringError) as exc:
         raise UsageError(f"vitalstream worker: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
+    app = create_app(settings, keyring=keyring)
     # The worker is one asyncio thread. OpenMP threads inside a model call cost more to
     # wake than the small batches they score (about 90 ms against 7 ms measured here).
     # Limited after create_app: threadpoolctl only reaches libraries already loaded.
