@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
     patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
                                        value_serializer="raw")
+    oversight_topic = app.topic(settings.topic_oversight, key_serializer="raw", value_serializer="raw")
 
     # The two stages start with the app, not after Faust's own consumer group has settled
     # (where Faust starts extra services): each group join takes the broker's rebalance
@@ -211,6 +212,28 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 log.warning("ignored malformed settings message: %s", type(exc).__name__)
                 continue
             await forward(patient_id, orjson.dumps({"settings": control}))
+
+    @app.agent(oversight_topic)
+    async def forward_oversight(stream: faust.StreamT) -> None:
+        async for value in stream:
+            try:
+                if len(value or b"") > MAX_CONTROL_BYTES:
+                    raise ValueError(f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
+                record = orjson.loads(value)
+                if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
+                        and isinstance(record.get("type"), str)):
+                    raise TypeError("patient_id and type must be strings")
+            except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+                metrics.OVERSIGHT_REFUSED.labels("malformed").inc()
+                log.warning("ignored malformed oversight message: %s", type(exc).__name__)
+                continue
+            await forward(record["patient_id"], orjson.dumps({"oversight": record}))
+
+    @app.timer(settings.oversight_interval_s)
+    async def oversight_check() -> None:
+        stage = stages.get("monitor")
+        if stage is not None:
+            await stage.check_oversight()
 
     @app.timer(10.0)
     async def stale_check() -> None:

@@ -75,6 +75,22 @@ PROCESSING_LATENCY = Histogram(
 PATIENTS_MONITORED = Gauge("vitalstream_patients_monitored", "Patients with state in this worker")
 STALE_PATIENTS = Gauge("vitalstream_stale_patients", "Patients with at least one stale NEWS2 input")
 BROKER_UP = Gauge("vitalstream_broker_up", "1 when the worker's last broker operation succeeded")
+# Human oversight (vitalstream/oversight): labels are ward, priority, role and reason codes,
+# never a patient or a user.
+_RESPONSE_BUCKETS_S = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+TIME_TO_ACK = Histogram(
+    "vitalstream_alert_time_to_acknowledge_seconds", "Wall time from an alert's raise to its acknowledgement",
+    ["ward", "priority"], buckets=_RESPONSE_BUCKETS_S)
+TIME_TO_ANSWER = Histogram(
+    "vitalstream_alert_time_to_answer_seconds", "Wall time from an alert's raise to its answer",
+    ["ward", "priority"], buckets=_RESPONSE_BUCKETS_S)
+ESCALATIONS = Counter(
+    "vitalstream_escalations", "Alerts passed to the next responder, by the role called and why "
+    "(no_acknowledgement, unanswered, declined)", ["ward", "role", "reason"])
+ANSWERS = Counter("vitalstream_alert_answers", "Answers to alerts by reason code", ["ward", "priority", "reason"])
+OVERSIGHT_REFUSED = Counter(
+    "vitalstream_oversight_refused", "Acknowledgements, answers, snoozes, goals and census messages refused, "
+    "by reason", ["reason"])
 CONSUMER_LAG = Gauge(
     "vitalstream_consumer_lag_messages", "Messages behind the end of the input topics", ["topic"]
 )

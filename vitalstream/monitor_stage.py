@@ -62,6 +62,8 @@ from vitalstream.kafka import (
     fetch,
 )
 from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
+from vitalstream.oversight import OversightConfig, OversightDesk, Refused, check_actor
+from vitalstream.oversight.desk import STATUSES as OVERSIGHT_STATUSES
 from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
 
@@ -177,6 +179,8 @@ class MonitorStage(mode.Service):
         # One thread compresses feature snapshots (one malloc arena, not one per thread);
         # made again at each start, as a stop shuts it down (its thread starts at first use).
         self.packer = self._new_packer()
+        # Who holds each open alert, answers, snoozes, goals (raises at start if misconfigured).
+        self.desk = OversightDesk(OversightConfig.from_json(settings.escalation_chains, settings.snooze_max_s))
 
     # -- lifecycle -----------------------------------------------------------------------
     @staticmethod
@@ -267,6 +271,7 @@ class MonitorStage(mode.Service):
         """Drop the patients, clocks and positions of every partition but ``keep``."""
         for patient_id in [p for p in self.monitor.patients if self.partition_of.get(p) not in keep]:
             self.monitor.discharge(patient_id)
+            self.desk.forget(patient_id)
             self.applied.pop(patient_id, None)
             self.partition_of.pop(patient_id, None)
         for table in (self.clocks, self.written, self.replay_until, self.applied_through):
@@ -328,6 +333,8 @@ class MonitorStage(mode.Service):
                 row = orjson.loads(value)
                 self.monitor.restore(row["state"])
                 patient_id = str(row["state"]["patient_id"])
+                if row.get("oversight"):
+                    self.desk.restore(row["oversight"])
                 self.applied[patient_id] = int(row["offset"])
                 self.partition_of[patient_id] = partition
                 self.replay_until[partition] = max(self.replay_until.get(partition, -1), int(row["offset"]))
@@ -410,6 +417,7 @@ class MonitorStage(mode.Service):
         result = self._score(samples)
         alerts.extend(result.alerts)
         alerts.extend(monitor.technical(technical))
+        self.desk.on_alerts(alerts, now_ms())
         await self.publish_alerts(alerts)
         states = monitor.bed_states(result.assessments)
         changed = controlled | {a.patient_id for a in alerts}
@@ -457,10 +465,13 @@ class MonitorStage(mode.Service):
                 log.warning("per-patient settings refused: %s", exc)
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
-            alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
-                                                   int(ack.get("at_ms", now_ms()))))
+            alerts.extend(self._acknowledge(ack))
+        oversight = body.get("oversight")
+        if oversight and new(oversight["patient_id"]):
+            controlled.add(str(oversight["patient_id"]))
+            alerts.extend(self._oversee(oversight))
         patients = set(map(_PATIENT_OF, rows)) | {str(t.get("patient_id")) for t in events}
-        patients |= {str(c["patient_id"]) for c in (control, ack) if c}
+        patients |= {str(c["patient_id"]) for c in (control, ack, oversight) if c}
         self.applied_through[record.partition] = offset
         for patient_id in patients:  # after the checks above: this record is now applied
             applied[patient_id] = offset
@@ -542,6 +553,9 @@ class MonitorStage(mode.Service):
                         await self._pack(rows, bodies)
                         bodies = []
                 row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson()}
+                oversight = self.desk.export(patient_id)
+                if oversight is not None:
+                    row["oversight"] = oversight
                 rows.append((self.changelog, STATE_KEY + key, orjson.dumps(row), partition))
                 record.saved_ms = record.newest_ms
                 record.unsaved_round = False
@@ -633,6 +647,7 @@ class MonitorStage(mode.Service):
     async def publish_alerts(self, alerts: list[Alert]) -> None:
         for (event, kind, priority), count in self.monitor.policy.drain_events().items():
             metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
+        self._count_oversight()
         if not alerts:
             return
         published_s = time.time()
@@ -643,7 +658,8 @@ class MonitorStage(mode.Service):
         for alert in alerts:
             metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(
-            [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
+            [published_s - alert.device_time_ms / 1000.0 for alert in alerts
+             if alert.status not in OVERSIGHT_STATUSES]))
 
     async def check_stale(self) -> None:
         """Technical "no data" alerts, each patient by its partition's clock."""
@@ -655,7 +671,63 @@ class MonitorStage(mode.Service):
             fallback_ms = max(now_by_partition.values())
             alerts = self.monitor.check_stale(lambda patient_id: now_by_partition.get(
                 self.partition_of.get(patient_id, -1), fallback_ms))
+            self.desk.on_alerts(alerts, now_ms())
             await self.publish_alerts(alerts)
             raised = {a.patient_id for a in alerts}
             await self.send_all(await self.state_rows(raised, raised))
             metrics.STALE_PATIENTS.set(self.monitor.stale_patients())
+
+    # -- human oversight (vitalstream/oversight): alert transitions, control messages, a timer
+    def _acknowledge(self, ack: dict[str, Any]) -> list[Alert]:
+        """An acknowledgement: by a signed-in actor whose role may acknowledge (else
+        refused and counted, nothing changes), or a legacy one with a name only."""
+        actor = ack.get("actor")
+        if actor is not None:
+            try:
+                actor = check_actor(actor if isinstance(actor, dict) else None)
+            except Refused as exc:
+                self.desk.counts[("refused", f"ack_{exc}")] += 1
+                log.warning("acknowledgement refused: %s", exc)
+                return []
+        by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
+        at_ms = int(ack.get("at_ms", now_ms()))
+        acknowledged = self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], by, at_ms)
+        # At the acknowledgement's own time: the same when applied again after a crash.
+        self.desk.on_alerts(acknowledged, at_ms, actor)
+        return acknowledged
+
+    def _oversee(self, record: dict[str, Any]) -> list[Alert]:
+        """An answer, snooze, disposition or care goal from a station."""
+        patient_id = str(record["patient_id"])
+        if patient_id not in self.monitor.patients:
+            self.desk.counts[("refused", "unknown_patient")] += 1
+            return []
+        try:
+            return self.desk.control(patient_id, record, record.get("actor"), now_ms())
+        except Refused as exc:
+            log.warning("oversight message refused: %s", exc)
+            return []
+
+    async def check_oversight(self) -> None:
+        """Call the next responder, end snoozes and goals that are due (a timer)."""
+        if not self.desk.next_ms or min(self.desk.next_ms.values()) > now_ms():
+            self._count_oversight()
+            return
+        async with self.lock:
+            await self.settle()  # its rows first: a patient's rows reach the changelog in order
+            events = self.desk.due(now_ms())
+            await self.publish_alerts(events)
+            touched = {e.patient_id for e in events}
+            await self.send_all(await self.state_rows(touched, touched))
+
+    def _count_oversight(self) -> None:
+        counts, timings = self.desk.drain()
+        for key, count in counts.items():
+            if key[0] == "escalation":
+                metrics.ESCALATIONS.labels(*key[1:]).inc(count)
+            elif key[0] == "answer":
+                metrics.ANSWERS.labels(*key[1:]).inc(count)
+            elif key[0] == "refused":
+                metrics.OVERSIGHT_REFUSED.labels(key[1]).inc(count)
+        for what, ward, priority, seconds in timings:
+            (metrics.TIME_TO_ACK if what == "ack" else metrics.TIME_TO_ANSWER).labels(ward, priority).observe(seconds)

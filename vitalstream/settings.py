@@ -88,6 +88,24 @@ class Settings(BaseSettings):
         "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with.")
 
     model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
+    topic_oversight: str = Field(
+        "alerts.oversight", description="Answers, snoozes, dispositions and care goals from stations, "
+        "forwarded by patient into vitals like acknowledgements.")
+    topic_census: str = Field(
+        "census", description="Admissions, transfers and discharges (from HL7 ADT and FHIR Encounter), "
+        "keyed by patient, forwarded into vitals.")
+    escalation_chains: str = Field(
+        "", description="Escalation chain per ward as JSON {ward or \"*\": {\"steps\": [{\"role\", "
+        "\"after_s\": seconds or {priority: seconds}}, ...], \"answer_within_s\": {priority: seconds}}}; "
+        "empty: bedside nurse, charge nurse after 2/5/15 min (high/medium/low), rapid response after "
+        "5/10 min more (high/medium), answer within 15/30/60 min. Checked at start "
+        "(vitalstream/oversight/config.py, docs/station.md).")
+    snooze_max_s: str = Field(
+        "", description="Longest snooze by priority, JSON {\"high\": s, \"medium\": s, \"low\": s}; "
+        "empty: 300/1800/3600 s.")
+    oversight_interval_s: float = Field(
+        1.0, description="How often the worker's timer calls the next responder, ends snoozes and "
+        "expires care goals (wall time; only patients with something due are looked at).")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""

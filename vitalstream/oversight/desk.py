@@ -312,6 +312,9 @@ class OversightDesk:
         at_ms = record.get("at_ms", now_ms)
         if isinstance(at_ms, bool) or not isinstance(at_ms, int) or abs(now_ms - at_ms) > self.config.control_window_s * 1000:
             raise Refused("stale_or_future")
+        # From here the message's own time: applied again after a crash (its state row not yet
+        # written), it makes the same snooze end and the same event ids.
+        now_ms = at_ms
         if kind in ("goal", "goal_end"):
             by = check_actor(actor, GOAL_ROLES)
             state = self._state(patient_id)
