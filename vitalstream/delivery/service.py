@@ -186,7 +186,8 @@ class StationService:
             await asyncio.sleep(KEEP_ALIVE_TICK_S)
             self.hub.keep_alive(self._subscribers, HEARTBEAT_S)
 
-    async def acknowledge(self, station: Station, alert_id: str, by: str) -> dict[str, Any]:
+    async def acknowledge(self, station: Station, alert_id: str, by: str,
+                          actor: dict[str, Any] | None = None) -> dict[str, Any]:
         """Publish a station's acknowledgement of an open alert of one of its wards."""
         alert = self.hub.store.open_alert(station.wards, alert_id)
         if alert is None:
@@ -197,6 +198,8 @@ class StationService:
         ack = {"patient_id": alert["patient_id"], "alert_id": alert_id,
                "by": f"{nurse} ({station.name})" if nurse else station.name,
                "at_ms": int(time.time() * 1000), "ward": alert["ward"]}
+        if actor is not None:  # who accepts the alert (oversight: it is then theirs to answer)
+            ack["actor"] = actor
         await self.producer.send_and_wait(self.settings.topic_acks, key=alert["ward"].encode(),
                                           value=orjson.dumps(ack))
         metrics.ACKS.labels("sent").inc()
@@ -411,7 +414,9 @@ class StationService:
             raise web.HTTPBadRequest(text='{"error": "expected {\\"alert_id\\": ...}"}',
                                      content_type="application/json") from None
         try:
-            result = await self.acknowledge(station, alert_id, str(body.get("by", "")))
+            from vitalstream.delivery.oversight import actor_of
+
+            result = await self.acknowledge(station, alert_id, str(body.get("by", "")), actor_of(request, body))
         except AckRejected as exc:
             return web.json_response({"error": exc.reason}, status=exc.status)
         return web.json_response(result, status=202)
@@ -455,6 +460,9 @@ class StationService:
             web.get("/metrics", self.metrics_page),
             web.static("/static", WEB_DIR, append_version=False),
         ])
+        from vitalstream.delivery.oversight import OversightRoutes
+
+        app.add_routes(OversightRoutes(self).routes())  # answers, snoozes, dispositions, goals
         return app
 
     # -- lifecycle ---------------------------------------------------------------------
