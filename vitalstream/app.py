@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
                                        value_serializer="raw")
     oversight_topic = app.topic(settings.topic_oversight, key_serializer="raw", value_serializer="raw")
+    census_topic = app.topic(settings.topic_census, key_serializer="raw", value_serializer="raw")
 
     # The two stages start with the app, not after Faust's own consumer group has settled
     # (where Faust starts extra services): each group join takes the broker's rebalance
@@ -228,6 +229,25 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 log.warning("ignored malformed oversight message: %s", type(exc).__name__)
                 continue
             await forward(record["patient_id"], orjson.dumps({"oversight": record}))
+
+    @app.agent(census_topic)
+    async def forward_census(stream: faust.StreamT) -> None:
+        from vitalstream.ingest.adt import CENSUS_EVENTS
+
+        async for value in stream:
+            try:
+                if len(value or b"") > MAX_CONTROL_BYTES:
+                    raise ValueError(f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
+                record = orjson.loads(value)
+                if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
+                        and record.get("event") in CENSUS_EVENTS
+                        and isinstance(record.get("ward", ""), str) and isinstance(record.get("bed", ""), str)):
+                    raise TypeError("patient_id, ward and bed must be strings, event a census event")
+            except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+                metrics.OVERSIGHT_REFUSED.labels("census_malformed").inc()
+                log.warning("ignored malformed census message: %s", type(exc).__name__)
+                continue
+            await forward(record["patient_id"], orjson.dumps({"census": record}))
 
     @app.timer(settings.oversight_interval_s)
     async def oversight_check() -> None:

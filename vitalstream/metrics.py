@@ -91,6 +91,11 @@ ANSWERS = Counter("vitalstream_alert_answers", "Answers to alerts by reason code
 OVERSIGHT_REFUSED = Counter(
     "vitalstream_oversight_refused", "Acknowledgements, answers, snoozes, goals and census messages refused, "
     "by reason", ["reason"])
+CENSUS_EVENTS = Counter("vitalstream_census_events", "Census records applied by the worker", ["event"])
+CENSUS_QUARANTINED = Counter(
+    "vitalstream_census_quarantined", "Readings of patients not admitted (or discharged): kept on vitals, not scored")
+CENSUS_QUARANTINE_PATIENTS = Gauge(
+    "vitalstream_census_quarantine_patients", "Distinct patients not admitted whose readings arrived (bounded)")
 CONSUMER_LAG = Gauge(
     "vitalstream_consumer_lag_messages", "Messages behind the end of the input topics", ["topic"]
 )

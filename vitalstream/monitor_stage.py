@@ -36,7 +36,7 @@ import dataclasses
 import logging
 import operator
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,6 +53,7 @@ from aiokafka.errors import (
 from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
+from vitalstream.ingest.adt import CENSUS_EVENTS
 from vitalstream.ingest_stage import partition_for_key
 from vitalstream.kafka import (
     FETCH_MAX_WAIT_MS,
@@ -64,7 +65,7 @@ from vitalstream.kafka import (
 from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
 from vitalstream.oversight import OversightConfig, OversightDesk, Refused, check_actor
 from vitalstream.oversight.desk import STATUSES as OVERSIGHT_STATUSES
-from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
+from vitalstream.samples import SAMPLE_FIELDS, Sample, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
 
 log = logging.getLogger("vitalstream.monitor")
@@ -85,6 +86,10 @@ MAX_UNSETTLED = 4
 PACK_CHUNK = 64
 PACK_IN_THREAD_FROM = 8
 TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
+# Patients remembered as discharged (their later readings are not scored), and patients
+# not admitted whose readings are counted in quarantine: both bounded, oldest forgotten.
+MAX_DISCHARGED = 100_000
+MAX_QUARANTINED = 10_000
 
 
 # A message to write: (topic, key, value, partition or None for the key's partition).
@@ -181,6 +186,11 @@ class MonitorStage(mode.Service):
         self.packer = self._new_packer()
         # Who holds each open alert, answers, snoozes, goals (raises at start if misconfigured).
         self.desk = OversightDesk(OversightConfig.from_json(settings.escalation_chains, settings.snooze_max_s))
+        # Census (ADT): patient -> (ward, bed) as admitted; discharged patients; quarantine.
+        self.census: dict[str, tuple[str, str]] = {}
+        self.discharged: OrderedDict[str, int] = OrderedDict()
+        self.quarantine: OrderedDict[str, int] = OrderedDict()
+        self._census_writes: list[Write] = []  # vacated beds and discharge rows of the batch
 
     # -- lifecycle -----------------------------------------------------------------------
     @staticmethod
@@ -274,6 +284,9 @@ class MonitorStage(mode.Service):
             self.desk.forget(patient_id)
             self.applied.pop(patient_id, None)
             self.partition_of.pop(patient_id, None)
+        for table in (self.census, self.discharged, self.quarantine):
+            for patient_id in [p for p in table if self.partition_of.get(p) not in keep]:
+                del table[patient_id]
         for table in (self.clocks, self.written, self.replay_until, self.applied_through):
             for partition in [p for p in table if p not in keep]:
                 del table[partition]
@@ -331,6 +344,15 @@ class MonitorStage(mode.Service):
                 continue
             try:
                 row = orjson.loads(value)
+                if row.get("state") is None:  # a discharged patient's last row
+                    patient_id = key[len(STATE_KEY):].decode()
+                    self.discharged[patient_id] = int((row.get("census") or {}).get("at_ms", 0))
+                    self.applied[patient_id] = int(row["offset"])
+                    self.partition_of[patient_id] = partition
+                    continue
+                if row.get("census"):
+                    self.census[str(row["state"]["patient_id"])] = (str(row["census"]["ward"]),
+                                                                    str(row["census"]["bed"]))
                 self.monitor.restore(row["state"])
                 patient_id = str(row["state"]["patient_id"])
                 if row.get("oversight"):
@@ -416,6 +438,7 @@ class MonitorStage(mode.Service):
                 log.error("unreadable record on %s: %s", self.settings.topic_vitals, type(exc).__name__)
         result = self._score(samples)
         alerts.extend(result.alerts)
+        census_writes, self._census_writes = self._census_writes, []
         alerts.extend(monitor.technical(technical))
         self.desk.on_alerts(alerts, now_ms())
         await self.publish_alerts(alerts)
@@ -423,7 +446,7 @@ class MonitorStage(mode.Service):
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
-        return writes + await self.state_rows(touched, changed), samples
+        return writes + census_writes + await self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
               controlled: set[str], horizon_ms: int) -> None:
@@ -441,11 +464,14 @@ class MonitorStage(mode.Service):
         if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {ROW_WIDTH}):
             raise SampleError(f"a sample row has {ROW_WIDTH} fields")
         rows += [sample_row(sample_from_dict(s)) for s in body.get("samples", ())]
+        if self.census or self.discharged or self.settings.census_required:
+            rows = self._admitted(rows)
         # Only a record at or before a restored patient's applied offset can hold readings
         # already in the state: after recovery, the partition's first records.
         if offset <= self.replay_until.get(record.partition, -1):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
-        events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
+        events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))
+                  and self._monitored(str(t.get("patient_id")))]
         control, ack = body.get("settings"), body.get("ack")
         samples.extend(rows)
         technical.extend(events)
@@ -470,8 +496,12 @@ class MonitorStage(mode.Service):
         if oversight and new(oversight["patient_id"]):
             controlled.add(str(oversight["patient_id"]))
             alerts.extend(self._oversee(oversight))
+        census = body.get("census")
+        if census and new(census["patient_id"]):
+            controlled.add(str(census["patient_id"]))
+            alerts.extend(self._admit(census))
         patients = set(map(_PATIENT_OF, rows)) | {str(t.get("patient_id")) for t in events}
-        patients |= {str(c["patient_id"]) for c in (control, ack, oversight) if c}
+        patients |= {str(c["patient_id"]) for c in (control, ack, oversight, census) if c}
         self.applied_through[record.partition] = offset
         for patient_id in patients:  # after the checks above: this record is now applied
             applied[patient_id] = offset
@@ -538,6 +568,11 @@ class MonitorStage(mode.Service):
         for patient_id in patient_ids:
             record = self.monitor.patients.get(patient_id)
             if record is None:
+                if patient_id in self.discharged:  # the last row says so: not restored
+                    row = {"offset": self.applied.get(patient_id, -1), "state": None,
+                           "census": {"status": "discharged", "at_ms": self.discharged[patient_id]}}
+                    rows.append((self.changelog, STATE_KEY + patient_id.encode(), orjson.dumps(row),
+                                 self.partition_of.get(patient_id)))
                 continue
             # A value charted at a round (temperature, BP, ACVPU, oxygen) comes once in hours:
             # saved at once, so a crash cannot leave the score without it until the next round.
@@ -556,6 +591,9 @@ class MonitorStage(mode.Service):
                 oversight = self.desk.export(patient_id)
                 if oversight is not None:
                     row["oversight"] = oversight
+                if patient_id in self.census:
+                    ward, bed = self.census[patient_id]
+                    row["census"] = {"ward": ward, "bed": bed}
                 rows.append((self.changelog, STATE_KEY + key, orjson.dumps(row), partition))
                 record.saved_ms = record.newest_ms
                 record.unsaved_round = False
@@ -731,3 +769,98 @@ class MonitorStage(mode.Service):
                 metrics.OVERSIGHT_REFUSED.labels(key[1]).inc(count)
         for what, ward, priority, seconds in timings:
             (metrics.TIME_TO_ACK if what == "ack" else metrics.TIME_TO_ANSWER).labels(ward, priority).observe(seconds)
+
+    # -- census (ADT): who is monitored, in which bed ----------------------------------------
+    def _monitored(self, patient_id: str) -> bool:
+        if patient_id in self.census:
+            return True
+        if patient_id in self.discharged or self.settings.census_required:
+            self._quarantine(patient_id, 1)
+            return False
+        return True
+
+    def _quarantine(self, patient_id: str, readings: int) -> None:
+        """Readings of a patient not admitted (or discharged): on vitals still, not scored."""
+        metrics.CENSUS_QUARANTINED.inc(readings)
+        quarantine = self.quarantine
+        quarantine[patient_id] = quarantine.pop(patient_id, 0) + readings
+        while len(quarantine) > MAX_QUARANTINED:
+            quarantine.popitem(last=False)
+        metrics.CENSUS_QUARANTINE_PATIENTS.set(len(quarantine))
+
+    def _admitted(self, rows: list[Any]) -> list[Any]:
+        """The rows of patients the census lets the monitor score, in the census's ward and
+        bed (a gateway's label can lag a transfer); the others are counted in quarantine."""
+        census, kept = self.census, []
+        for row in rows:
+            place = census.get(row[R_PATIENT])
+            if place is not None:
+                if (row[1], row[2]) != place:
+                    row = [row[0], *place, *row[3:]]
+                kept.append(row)
+            elif self._monitored(row[R_PATIENT]):
+                kept.append(row)
+        return kept
+
+    def _vacate(self, patient_id: str, ward: str, bed: str) -> None:
+        """A bed state that tells the ward's boards the patient left this bed."""
+        if ward and bed:
+            vacated = {"ward": ward, "bed": bed, "patient_id": patient_id, "time_ms": now_ms(), "vacated": True}
+            self._census_writes.append((self.settings.topic_bed_state, ward.encode(), orjson.dumps(vacated), None))
+
+    def _adopt(self, patient_id: str) -> None:
+        """Open alerts the desk does not follow yet (state from before oversight): followed
+        from now, so a transfer or discharge reaches them too."""
+        record = self.monitor.patients.get(patient_id)
+        tracked = self.desk.patients.get(patient_id)
+        if record is None:
+            return
+        for open_alert in record.alert_state.open_alerts():
+            if tracked is None or open_alert.alert_id not in tracked.alerts:
+                self.desk.on_alerts([Alert(open_alert.alert_id, patient_id, record.ward, record.bed,
+                                           open_alert.kind, open_alert.priority, "raised", "", open_alert.raised_ms,
+                                           {})], now_ms())
+
+    def _admit(self, census: dict[str, Any]) -> list[Alert]:
+        """Apply one census record: admit or update sets the patient's ward and bed, a
+        transfer moves their open alerts to the new ward's boards, a discharge closes them
+        and forgets the patient (no more "no data" alerts; the changelog keeps the last row)."""
+        patient_id, event = str(census["patient_id"]), census.get("event")
+        ward, bed = str(census.get("ward") or ""), str(census.get("bed") or "")
+        if event not in CENSUS_EVENTS or (event != "discharge" and not (ward and bed)):
+            metrics.OVERSIGHT_REFUSED.labels("census_malformed").inc()
+            return []
+        record = self.monitor.patients.get(patient_id)
+        self._adopt(patient_id)
+        if event == "discharge":
+            self.census.pop(patient_id, None)
+            self.discharged.pop(patient_id, None)
+            self.discharged[patient_id] = int(census.get("at_ms") or now_ms())
+            while len(self.discharged) > MAX_DISCHARGED:
+                self.discharged.popitem(last=False)
+            out = self.desk.discharge(patient_id, now_ms())
+            if record is not None:
+                self._vacate(patient_id, record.ward, record.bed)
+                state = record.alert_state
+                state.clinical, state.level, state.clear_since_ms = None, None, None
+                state.technical.clear()
+                state.pending.clear()
+                self.monitor.discharge(patient_id)
+            metrics.CENSUS_EVENTS.labels("discharge").inc()
+            return out
+        self.discharged.pop(patient_id, None)
+        self.quarantine.pop(patient_id, None)
+        self.census[patient_id] = (ward, bed)
+        metrics.CENSUS_EVENTS.labels(str(event)).inc()
+        if record is None:
+            self.monitor.record_for(Sample(patient_id=patient_id, ward=ward, bed=bed, parameter="spo2_scale",
+                                           value=1, unit="scale", device_time_ms=int(census.get("at_ms") or 0),
+                                           source="census", ingest_time_ms=0))
+            return []
+        if (record.ward, record.bed) == (ward, bed):
+            return []
+        self._vacate(patient_id, record.ward, record.bed)
+        record.ward, record.bed = ward, bed
+        record.alert_state.ward, record.alert_state.bed = ward, bed
+        record.bed_state_shown = ()  # the new bed shows the patient at the next reading
+        return self.desk.transfer(patient_id, ward, bed, now_ms())

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     snooze_max_s: str = Field(
         "", description="Longest snooze by priority, JSON {\"high\": s, \"medium\": s, \"low\": s}; "
         "empty: 300/1800/3600 s.")
+    census_beds: str = Field(
+        "", description="The beds of each ward, JSON {ward: \"1-24\" or [bed, ...]}: an ADT or Encounter "
+        "for another bed is refused (HL7 AE with ERR, FHIR 422). Empty: any bed.")
+    census_required: bool = Field(
+        False, description="Monitor only patients admitted by the census (ADT/Encounter): readings of "
+        "anyone else are kept on vitals but not scored, and counted (vitalstream_census_quarantined). "
+        "Off: a patient's first reading admits them, as before. Readings of a discharged patient are "
+        "never scored until they are admitted again.")
     oversight_interval_s: float = Field(
         1.0, description="How often the worker's timer calls the next responder, ends snoozes and "
         "expires care goals (wall time; only patients with something due are looked at).")

@@ -26,8 +26,8 @@ ADMIN = {"user_id": "u-adm", "role": "admin", "name": "Ad Min"}
 
 
 class Stack:
-    def __init__(self, settings: Settings, station: StationProcess) -> None:
-        self.settings, self.station = settings, station
+    def __init__(self, settings: Settings, station: StationProcess, worker: WorkerProcess) -> None:
+        self.settings, self.station, self.worker = settings, station, worker
 
     def post(self, path: str, body: dict[str, Any], token: str = TOKEN_4B) -> httpx.Response:
         return httpx.post(self.station.url + path, json=body, headers={"Authorization": f"Bearer {token}"},
@@ -68,9 +68,9 @@ def stack(module_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactor
     asyncio.run(ensure_topics(settings))
     logs = tmp_path_factory.mktemp("oversight")
     tokens = {TOKEN_4B: {"station": "4B desk", "wards": ["4B"]}, TOKEN_5C: {"station": "5C desk", "wards": ["5C"]}}
-    with WorkerProcess(module_broker.bootstrap, env=ENV, log_path=logs / "worker.log"), \
+    with WorkerProcess(module_broker.bootstrap, env=ENV, log_path=logs / "worker.log") as worker, \
             StationProcess(module_broker.bootstrap, tokens, env=ENV, log_path=logs / "station.log") as station:
-        yield Stack(settings, station)
+        yield Stack(settings, station, worker)
 
 
 def test_board_shows_escalation_then_charge_nurse_accepts_and_answers(stack: Stack) -> None:
@@ -133,3 +133,66 @@ def test_snooze_ends_by_itself_and_goal_shows_on_the_board(stack: Stack) -> None
     goals = stack.wait(lambda: stack.snapshot()["goals"])
     assert [(g["bed"], g["payload"]["goal"]["goal"], g["payload"]["goal"]["user_id"]) for g in goals] == [
         ("5", "do_not_escalate", "u-lee")]
+
+
+def adt(trigger: str, patient_id: str, location: str) -> bytes:
+    return (f"MSH|^~\\&|ADT|HOSP|VS|HOSP|20260315101500||ADT^{trigger}^ADT_{trigger}|c-{patient_id}-{trigger}|P|2.6\r"
+            f"PID|||{patient_id}^^^HOSP^MR\rPV1||I|{location}").encode()
+
+
+def mllp(settings: Settings, *messages: bytes) -> list[str]:
+    """Send ADT messages through a real MLLP door with the census on; the MSA/ERR lines."""
+    from vitalstream.gateway.census import CensusDoor
+    from vitalstream.gateway.mllp import MllpServer
+    from vitalstream.gateway.publish import RawPublisher
+    from vitalstream.ingest.adt import KnownBeds
+
+    async def run() -> list[str]:
+        async with RawPublisher(settings) as publisher:
+            door = CensusDoor(publisher, KnownBeds.parse('{"4B": "1-24", "5C": "1-24"}'))
+            server = await MllpServer(publisher, port=0, census=door).start()
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            answers = []
+            try:
+                for message in messages:
+                    writer.write(b"\x0b" + message + b"\x1c\r")
+                    await writer.drain()
+                    ack = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 20)
+                    answers.append(" ".join(s for s in ack[1:-2].decode().split("\r") if s[:3] in ("MSA", "ERR")))
+            finally:
+                writer.close()
+                await server.close()
+            return answers
+    return asyncio.run(run())
+
+
+def test_adt_transfer_moves_the_open_alert_to_the_other_wards_board(stack: Stack) -> None:
+    alert = stack.raise_alert("p-move", "6")
+    [unknown, moved] = mllp(stack.settings, adt("A02", "p-move", "5C^^31"), adt("A02", "p-move", "5C^^2"))
+    assert unknown.startswith("MSA|AE") and "ERR|||103" in unknown and "unknown_bed" in unknown
+    assert moved.startswith("MSA|AA")
+    there = stack.wait(lambda: stack.alert_of("p-move", "5C", TOKEN_5C))
+    assert there["alert_id"] == alert["alert_id"] and there["bed"] == "2" and there["status"] == "transferred"
+    assert there["oversight"]["history"][-1]["event"] == "transferred"
+    stack.wait(lambda: stack.alert_of("p-move") is None)
+    stack.wait(lambda: "6" not in {b["bed"] for b in stack.snapshot()["beds"]})
+    # Readings the gateway still labels 4B/6 score the patient in the census's bed.
+    send(stack.settings, stack.settings.topic_raw, *deteriorated("p-move", "4B", "6"), key=b"p-move")
+    time.sleep(2.0)
+    assert stack.alert_of("p-move") is None, "no alert to the ward the patient left"
+
+
+def test_discharge_closes_the_alert_and_later_readings_are_quarantined(stack: Stack) -> None:
+    stack.raise_alert("p-home", "7")
+    [answer] = mllp(stack.settings, adt("A03", "p-home", ""))
+    assert answer.startswith("MSA|AA")
+    stack.wait(lambda: stack.alert_of("p-home") is None)
+    assert not [b for b in stack.snapshot()["beds"] if b["patient_id"] == "p-home"], "the bed is free"
+    send(stack.settings, stack.settings.topic_raw, *deteriorated("p-home", "4B", "7"), key=b"p-home")
+    worker_metrics = httpx.get(f"http://127.0.0.1:{stack.worker.port}/metrics", timeout=5).text
+    deadline = time.monotonic() + 20
+    while "vitalstream_census_quarantined_total 0.0" in worker_metrics and time.monotonic() < deadline:
+        time.sleep(0.5)
+        worker_metrics = httpx.get(f"http://127.0.0.1:{stack.worker.port}/metrics", timeout=5).text
+    assert "vitalstream_census_quarantined_total 21.0" in worker_metrics, "3 rounds of 7 readings, kept not scored"
+    assert stack.alert_of("p-home") is None, "a discharged patient raises nothing"

@@ -44,11 +44,15 @@ async def serve(settings: Settings, door: str, host: str, port: int, metrics_por
     from vitalstream.kafka import ensure_topics
 
     await ensure_topics(settings)
+    from vitalstream.gateway.census import CensusDoor
+    from vitalstream.ingest.adt import KnownBeds
+
     async with RawPublisher(settings) as publisher:
+        census = CensusDoor(publisher, KnownBeds.parse(settings.census_beds))
         runners = []
         try:
             if door == "mllp":
-                server = await MllpServer(publisher, host, port).start()
+                server = await MllpServer(publisher, host, port, census=census).start()
                 print(f"mllp gateway listening on {host}:{server.port}", flush=True)
                 if metrics_port:
                     runner, bound = await _http(metrics_app(), host, metrics_port)
@@ -59,7 +63,7 @@ async def serve(settings: Settings, door: str, host: str, port: int, metrics_por
                 finally:
                     await server.close()
             else:
-                runner, bound = await _http(fhir_app(publisher), host, port)
+                runner, bound = await _http(fhir_app(publisher, census=census), host, port)
                 runners.append(runner)
                 print(f"fhir gateway listening on http://{host}:{bound}/fhir", flush=True)
                 await asyncio.Event().wait()  # until interrupted
@@ -75,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream gateway: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or "
                          "--bootstrap (or start one with `vitalstream broker`)")
+    from vitalstream.ingest.adt import KnownBeds
+
+    try:
+        KnownBeds.parse(settings.census_beds)
+    except ValueError as exc:
+        raise UsageError(f"vitalstream gateway: {exc}") from None
     if not 0 <= args.port <= 65535:
         raise UsageError(f"vitalstream gateway: port {args.port} is not 0-65535")
     logging.basicConfig(level=logging.WARNING)

@@ -210,6 +210,11 @@ class WardStore:
         state = self._ward(ward)
         self._advance(state, position)
         current = state.beds.get(bed)
+        if bed_state.get("vacated"):  # the census moved or discharged the patient
+            if current is None or current.get("patient_id") != bed_state.get("patient_id"):
+                return None
+            del state.beds[bed]
+            return self._record(state, ward, position, {"type": "bed_vacated", "ward": ward, "bed": bed})
         if (current is not None and current.get("patient_id") == bed_state.get("patient_id")
                 and int(current.get("time_ms", 0)) > int(bed_state.get("time_ms", 0))):
             return None

@@ -136,7 +136,7 @@ def metrics_app() -> web.Application:
 
 
 def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
-             publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> web.Application:
+             publish_timeout_s: float = PUBLISH_TIMEOUT_S, census: Any = None) -> web.Application:
     # One byte over the limit still reads, so parse_raw reports the size; more is refused early.
     app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1)
     app[_PUBLISHER] = publisher
@@ -144,6 +144,8 @@ def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
     app[_TIMEOUT] = publish_timeout_s
     for path in ("/fhir", "/fhir/Observation", "/fhir/Bundle"):
         app.router.add_post(path, receive)
+    if census is not None:  # a gateway.census.CensusDoor: admissions, transfers, discharges
+        app.router.add_post("/fhir/Encounter", census.encounter)
     app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/health", health)
     return app

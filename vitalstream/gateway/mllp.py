@@ -20,10 +20,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from vitalstream.gateway import metrics
 from vitalstream.gateway.publish import Publisher
 from vitalstream.ingest import MAX_MESSAGE_BYTES, Rejection, parse_raw
+from vitalstream.ingest.adt import is_adt
 from vitalstream.ingest.hl7v2 import MLLP_END, MLLP_START, hl7_ack
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,9 @@ class MllpServer:
 
     def __init__(self, publisher: Publisher, host: str = "127.0.0.1", port: int = 2575,
                  clock_ms: Callable[[], int] = now_ms,
-                 publish_timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+                 publish_timeout_s: float = PUBLISH_TIMEOUT_S, census: Any = None) -> None:
         self.publisher = publisher
+        self.census = census  # a gateway.census.CensusDoor: ADT messages go to the census
         self.publish_timeout_s = publish_timeout_s
         self.host = host
         self.port = port
@@ -120,6 +123,8 @@ class MllpServer:
         if len(raw) > MAX_MESSAGE_BYTES:
             metrics.count(DOOR, "refused", "too_large")
             return hl7_ack(raw, "AR", f"too_large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", received_ms)
+        if self.census is not None and is_adt(raw):
+            return await self.census.hl7(raw, received_ms)
         result = parse_raw(raw, received_ms, "hl7")
         try:
             await asyncio.wait_for(self.publisher.publish_raw(raw, "hl7", DOOR, key=result.patient_id),
