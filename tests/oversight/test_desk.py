@@ -257,3 +257,21 @@ def test_bad_chain_is_one_readable_line(document: dict, says: str) -> None:
     with pytest.raises(OversightConfigError, match=says) as error:
         OversightConfig.from_mapping(document)
     assert "\n" not in str(error.value)
+
+
+def test_pcd04_export_carries_who_was_called_and_why() -> None:
+    from vitalstream.delivery.export import alert_to_fhir_flag, alert_to_oru_r40
+
+    d = desk()
+    d.on_alerts([raised()], T0)
+    [called] = d.due(T0 + 60 * S)
+    message = alert_to_oru_r40(called.to_dict()).decode()
+    obx = {line.split("|")[3].split("^")[0]: line.split("|")[5] for line in message.split("\r") if line.startswith("OBX")}
+    assert obx["68481"] == "escalate", "PCD-04 event phase of a call to the next responder"
+    assert (obx["ESCALATION_HOLDER"], obx["ESCALATION_STEP"], obx["ESCALATION_REASON"]) == (
+        "charge_nurse", "1", "no_acknowledgement")
+    flag = alert_to_fhir_flag(called.to_dict())
+    assert {"url": "https://vitalstream.example.org/fhir/StructureDefinition/escalation-holder",
+            "valueString": "charge_nurse"} in flag["extension"]
+    [closed] = d.discharge("p1", T0 + 61 * S)
+    assert alert_to_fhir_flag(closed.to_dict())["status"] == "inactive"
