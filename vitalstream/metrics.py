@@ -73,6 +73,11 @@ PROCESSING_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS_S,
 )
 PATIENTS_MONITORED = Gauge("vitalstream_patients_monitored", "Patients with state in this worker")
+PATIENTS_LIMIT = Gauge("vitalstream_patients_limit", "Most patients this worker monitors at once (VITALSTREAM_MAX_PATIENTS)")
+PATIENTS_OVER_LIMIT = Counter(
+    "vitalstream_patients_over_limit", "Readings of new patients not scored because the worker's population was full")
+PATIENTS_EVICTED = Counter(
+    "vitalstream_patients_evicted", "Patients evicted from memory (long silent, or discharged)", ["why"])
 STALE_PATIENTS = Gauge("vitalstream_stale_patients", "Patients with at least one stale NEWS2 input")
 BROKER_UP = Gauge("vitalstream_broker_up", "1 when the worker's last broker operation succeeded")
 # Human oversight (vitalstream/oversight): labels are ward, priority, role and reason codes,

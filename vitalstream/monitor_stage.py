@@ -191,6 +191,13 @@ class MonitorStage(mode.Service):
         self.discharged: OrderedDict[str, int] = OrderedDict()
         self.quarantine: OrderedDict[str, int] = OrderedDict()
         self._census_writes: list[Write] = []  # vacated beds and discharge rows of the batch
+        self.max_patients = settings.max_patients
+        self._admitting: set[str] = set()  # new patients of the batch being taken, near the limit
+        # Wall time each patient's readings last arrived (per batch, not per reading): eviction
+        # goes by it, not by device time, so a fast replay of old recordings evicts nobody.
+        self.seen_wall: dict[str, int] = {}
+        self.evict_after_ms = int(settings.evict_silent_after_s * 1000)
+        metrics.PATIENTS_LIMIT.set(self.max_patients)
 
     # -- lifecycle -----------------------------------------------------------------------
     @staticmethod
@@ -282,6 +289,7 @@ class MonitorStage(mode.Service):
         for patient_id in [p for p in self.monitor.patients if self.partition_of.get(p) not in keep]:
             self.monitor.discharge(patient_id)
             self.desk.forget(patient_id)
+            self.seen_wall.pop(patient_id, None)
             self.applied.pop(patient_id, None)
             self.partition_of.pop(patient_id, None)
         for table in (self.census, self.discharged, self.quarantine):
@@ -336,6 +344,7 @@ class MonitorStage(mode.Service):
                         latest[record.key] = (record.partition, record.value)
         restored = 0
         snapshots: list[tuple[str, bytes]] = []
+        latest = self._restorable(latest)
         for key, (partition, value) in latest.items():
             if not value:
                 continue
@@ -355,6 +364,8 @@ class MonitorStage(mode.Service):
                                                                     str(row["census"]["bed"]))
                 self.monitor.restore(row["state"])
                 patient_id = str(row["state"]["patient_id"])
+                if row.get("seen_ms"):
+                    self.seen_wall[patient_id] = int(row["seen_ms"])
                 if row.get("oversight"):
                     self.desk.restore(row["oversight"])
                 self.applied[patient_id] = int(row["offset"])
@@ -428,6 +439,7 @@ class MonitorStage(mode.Service):
         samples, technical, alerts = [], [], []
         controlled: set[str] = set()
         horizon_ms = now_ms() + int(CLOCK_FUTURE_TOLERANCE_S * 1000)
+        self._admitting.clear()
         for record in records:
             try:
                 self._take(record, samples, technical, alerts, controlled, horizon_ms)
@@ -445,6 +457,9 @@ class MonitorStage(mode.Service):
         states = monitor.bed_states(result.assessments)
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
+        seen_ms = now_ms()
+        for patient_id in result.touched:
+            self.seen_wall[patient_id] = seen_ms
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
         return writes + census_writes + await self.state_rows(touched, changed), samples
 
@@ -466,12 +481,15 @@ class MonitorStage(mode.Service):
         rows += [sample_row(sample_from_dict(s)) for s in body.get("samples", ())]
         if self.census or self.discharged or self.settings.census_required:
             rows = self._admitted(rows)
+        rows = self._within_limit(rows)
         # Only a record at or before a restored patient's applied offset can hold readings
         # already in the state: after recovery, the partition's first records.
         if offset <= self.replay_until.get(record.partition, -1):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))
                   and self._monitored(str(t.get("patient_id")))]
+        if events and len(self.monitor.patients) >= self.max_patients:  # (a full population admits nobody)
+            events = [t for t in events if str(t.get("patient_id")) in self.monitor.patients]
         control, ack = body.get("settings"), body.get("ack")
         samples.extend(rows)
         technical.extend(events)
@@ -587,7 +605,8 @@ class MonitorStage(mode.Service):
                     if len(bodies) == PACK_CHUNK:
                         await self._pack(rows, bodies)
                         bodies = []
-                row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson()}
+                row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson(),
+                       "seen_ms": self.seen_wall.get(patient_id)}
                 oversight = self.desk.export(patient_id)
                 if oversight is not None:
                     row["oversight"] = oversight
@@ -714,6 +733,7 @@ class MonitorStage(mode.Service):
             raised = {a.patient_id for a in alerts}
             await self.send_all(await self.state_rows(raised, raised))
             metrics.STALE_PATIENTS.set(self.monitor.stale_patients())
+            self._evict_silent(now_ms())
 
     # -- human oversight (vitalstream/oversight): alert transitions, control messages, a timer
     def _acknowledge(self, ack: dict[str, Any]) -> list[Alert]:
@@ -834,6 +854,7 @@ class MonitorStage(mode.Service):
         self._adopt(patient_id)
         if event == "discharge":
             self.census.pop(patient_id, None)
+            self.seen_wall.pop(patient_id, None)
             self.discharged.pop(patient_id, None)
             self.discharged[patient_id] = int(census.get("at_ms") or now_ms())
             while len(self.discharged) > MAX_DISCHARGED:
@@ -864,3 +885,74 @@ class MonitorStage(mode.Service):
         record.alert_state.ward, record.alert_state.bed = ward, bed
         record.bed_state_shown = ()  # the new bed shows the patient at the next reading
         return self.desk.transfer(patient_id, ward, bed, now_ms())
+
+    # -- bounded population (issue 23.3) ------------------------------------------------------
+    def _within_limit(self, rows: list[Any]) -> list[Any]:
+        """The rows of a record without the patients a full population cannot admit: one set
+        operation per record, a row filter only when new patients would pass the limit."""
+        patients, admitting = self.monitor.patients, self._admitting
+        if len(patients) + len(admitting) < self.max_patients - len(rows) or not rows:
+            return rows
+        new = set(map(_PATIENT_OF, rows)).difference(patients).difference(admitting)
+        room = self.max_patients - len(patients) - len(admitting)
+        if len(new) <= room:
+            admitting.update(new)  # admitted when the batch is scored, after every record is taken
+            return rows
+        admitted = set(sorted(new)[:max(0, room)])
+        admitting.update(admitted)
+        kept = [r for r in rows if r[R_PATIENT] in patients or r[R_PATIENT] in admitting]
+        metrics.PATIENTS_OVER_LIMIT.inc(len(rows) - len(kept))
+        for patient_id in new - admitted:
+            self._quarantine(patient_id, 0)
+        if len(rows) != len(kept):
+            log.warning("monitor: %d patients monitored, the limit: readings of %d new patients not scored",
+                        len(patients), len(new) - len(admitted))
+        return kept
+
+    def _evictable(self, patient_id: str) -> bool:
+        record = self.monitor.patients[patient_id]
+        return (not record.alert_state.open_alerts() and patient_id not in self.desk.patients
+                and patient_id not in self.census)
+
+    def _evict_silent(self, wall_ms: int) -> None:
+        """Forget patients whose readings stopped arriving longer ago than the eviction time
+        (wall time), with nothing open (their last state row stays in the changelog). Runs
+        on the stale-check timer."""
+        seen = self.seen_wall
+        silent = [p for p in self.monitor.patients
+                  if wall_ms - seen.get(p, wall_ms) > self.evict_after_ms and self._evictable(p)]
+        for patient_id in silent:
+            self.monitor.discharge(patient_id)
+            self.applied.pop(patient_id, None)
+            seen.pop(patient_id, None)
+        if silent:
+            metrics.PATIENTS_EVICTED.labels("silent").inc(len(silent))
+            metrics.PATIENTS_MONITORED.set(len(self.monitor.patients))
+
+    def _restorable(self, latest: dict[bytes, tuple[int, bytes | None]]) -> dict[bytes, tuple[int, bytes | None]]:
+        """The changelog rows a recovering worker restores: not patients whose readings
+        stopped arriving longer ago than the eviction time (wall time) unless something is
+        open for them, and at most ``max_patients``, the most recently seen first."""
+        rows: list[tuple[int, bool, bytes]] = []
+        for key, (_, value) in latest.items():
+            if not key.startswith(STATE_KEY) or not value:
+                continue
+            try:
+                row = orjson.loads(value)
+                state = row.get("state") or {}
+                busy = bool(row.get("oversight") or row.get("census") or (state.get("alert_state") or {}).get(
+                    "clinical") or (state.get("alert_state") or {}).get("technical"))
+                seen_ms = row.get("seen_ms")
+                rows.append((int(seen_ms) if state and seen_ms else 2**62, busy, key))
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                rows.append((2**62, True, key))  # reported by the caller
+        wall_ms = now_ms()
+        keep = [r for r in rows if r[1] or wall_ms - r[0] <= self.evict_after_ms]
+        keep.sort(key=lambda r: (not r[1], -r[0]))
+        wanted = {key for _, _, key in keep[:self.max_patients]}
+        dropped = len(rows) - len(wanted)
+        if dropped:
+            metrics.PATIENTS_EVICTED.labels("not_restored").inc(dropped)
+        return {key: item for key, item in latest.items()
+                if key in wanted or not key.startswith(STATE_KEY)
+                and (key[len(ENGINE_KEY):] and STATE_KEY + key[len(ENGINE_KEY):] in wanted)}

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
         "anyone else are kept on vitals but not scored, and counted (vitalstream_census_quarantined). "
         "Off: a patient's first reading admits them, as before. Readings of a discharged patient are "
         "never scored until they are admitted again.")
+    max_patients: int = Field(
+        20000, description="Most patients one worker monitors at once (a memory bound: about 100 KB each with "
+        "the feature engine). Readings of a new patient beyond it are kept on vitals but not scored, counted in "
+        "vitalstream_patients_over_limit_total; the gauge vitalstream_patients_limit exports it for the alert "
+        "rule. Census admissions (ADT) are taken beyond it.", ge=1)
+    evict_silent_after_s: float = Field(
+        6 * 3600.0, description="A patient with no reading for this long (stream time), no open alert and "
+        "nothing held by oversight is evicted from memory (their last state stays in the changelog, and a "
+        "restarted worker does not restore them); their next reading admits them afresh.", gt=0)
     oversight_interval_s: float = Field(
         1.0, description="How often the worker's timer calls the next responder, ends snoozes and "
         "expires care goals (wall time; only patients with something due are looked at).")

@@ -275,3 +275,18 @@ def test_pcd04_export_carries_who_was_called_and_why() -> None:
             "valueString": "charge_nurse"} in flag["extension"]
     [closed] = d.discharge("p1", T0 + 61 * S)
     assert alert_to_fhir_flag(closed.to_dict())["status"] == "inactive"
+
+
+@pytest.mark.parametrize("command", ["worker", "station"])
+def test_a_wrong_chain_stops_the_worker_and_station_with_one_line(command: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VITALSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+           "VITALSTREAM_STATION_TOKENS": '{"a-long-enough-station-token": ["4B"]}',
+           "VITALSTREAM_ESCALATION_CHAINS": '{"*": {"steps": [{"role": "bedside_nurse"}, {"role": "porter", "after_s": 5}]}}'}
+    done = subprocess.run([sys.executable, "-m", "vitalstream", command], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "unknown role 'porter'" in done.stderr
