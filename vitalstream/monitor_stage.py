@@ -749,6 +749,11 @@ class MonitorStage(mode.Service):
                 return []
         by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
         at_ms = int(ack.get("at_ms", now_ms()))
+        if actor is not None and abs(now_ms() - at_ms) > self.desk.config.control_window_s * 1000:
+            # A signed-in user's acknowledgement replayed later (or from a wrong clock).
+            self.desk.counts[("refused", "ack_stale_or_future")] += 1
+            log.warning("acknowledgement refused: stale_or_future")
+            return []
         acknowledged = self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], by, at_ms)
         # At the acknowledgement's own time: the same when applied again after a crash.
         self.desk.on_alerts(acknowledged, at_ms, actor)

@@ -42,6 +42,9 @@ def test_unacknowledged_alert_goes_to_charge_nurse_who_accepts_and_answers(
         admin = {"user_id": "u-adm", "role": "admin", "name": "Ad Min"}
         send(settings, settings.topic_acks, {"patient_id": "p-esc", "alert_id": alert_id,
                                              "at_ms": int(time.time() * 1000), "ward": "4B", "actor": admin})
+        # A replayed acknowledgement (an hour old) is refused too.
+        send(settings, settings.topic_acks, {"patient_id": "p-esc", "alert_id": alert_id, "ward": "4B",
+                                             "at_ms": int(time.time() * 1000) - 3_600_000, "actor": CHARGE_CAT})
         # The charge nurse accepts (acknowledges), then answers with a reason code.
         send(settings, settings.topic_acks, {"patient_id": "p-esc", "alert_id": alert_id,
                                              "at_ms": int(time.time() * 1000), "ward": "4B", "actor": CHARGE_CAT})
@@ -67,4 +70,5 @@ def test_unacknowledged_alert_goes_to_charge_nurse_who_accepts_and_answers(
         assert 'reason="physician_informed"' in text and "vitalstream_alert_time_to_answer_seconds_count" in text
         assert 'vitalstream_oversight_refused_total{reason="unknown_reason"} 1.0' in text
         assert 'vitalstream_oversight_refused_total{reason="ack_role"} 1.0' in text
+        assert 'vitalstream_oversight_refused_total{reason="ack_stale_or_future"} 1.0' in text
         assert "p-esc" not in text and "u-cat" not in text, "no patient or user ids in metrics"
