@@ -9,6 +9,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -63,8 +64,9 @@ def calm(patient_id: str, bed: str, t_ms: int) -> bytes:
 
 def feed(settings: Settings) -> None:
     now = int(time.time() * 1000)
-    values = [calm(f"p-{bed}", str(bed), now) for bed in range(1, 25) if bed != 22]
+    values = [calm(f"p-{bed}", str(bed), now) for bed in range(1, 25) if bed not in (5, 22)]
     values += deteriorated("p-22", "4B", "22", now)
+    values += deteriorated("p-5", "4B", "5", now)
     asyncio.run(publish(settings, settings.topic_raw, values))
 
 
@@ -83,9 +85,10 @@ def test_24_beds_fit_the_screen_and_the_charge_nurse_answers_the_escalated_alert
             page.keyboard.press("Enter")
             page.wait_for_selector('#connection[data-state="live"]', timeout=10_000)
             page.wait_for_function("document.querySelectorAll('.tile').length === 24", timeout=90_000)
-            first = page.locator(".attention-item").first
-            first.wait_for(timeout=60_000)
-            assert first.get_attribute("data-bed") == "22", "the unacknowledged alert comes first"
+            page.wait_for_function("document.querySelectorAll('.attention-item').length === 2", timeout=60_000)
+            first = page.locator('.attention-item[data-bed="22"]')
+            assert page.locator(".attention-item").first.get_attribute("data-bed") in ("5", "22"), \
+                "the unacknowledged high alerts come first"
             page.wait_for_selector('.attention-item[data-bed="22"] .holder[data-holder="charge_nurse"]',
                                    timeout=30_000)
             assert "charge nurse since" in first.locator(".holder").inner_text()
@@ -119,5 +122,18 @@ def test_24_beds_fit_the_screen_and_the_charge_nurse_answers_the_escalated_alert
             assert "u-cat-moss" in history[2] and "u-cat-moss" in history[3]
             assert all(line[:5].replace(":", "").isdigit() for line in history), "each step has its time"
             page.screenshot(path=str(artifacts_dir / "station-board-answered.png"))
+
+            # Bed 5: snoozed from the strip, back by itself when the snooze ends (4 s for high here).
+            page.locator('.attention-item[data-bed="5"] button.snooze').click()
+            page.wait_for_selector('.attention-item[data-bed="5"]', state="detached", timeout=15_000)
+            assert "snoozed until" in page.locator("#bed-4b-5 .oversight .held").inner_text()
+            page.wait_for_selector('.attention-item[data-bed="5"]', timeout=20_000)
+            # Discharged (ADT A03): the alert closes and the bed is free on the board.
+            discharge = orjson.dumps({"event": "discharge", "patient_id": "p-5", "ward": "", "bed": "",
+                                      "at_ms": int(time.time() * 1000), "source": "hl7", "message_id": "m-5"})
+            with ThreadPoolExecutor(1) as pool:  # (Playwright's sync API holds this thread's loop)
+                pool.submit(lambda: asyncio.run(publish(settings, settings.topic_census, [discharge], b"p-5"))).result()
+            page.wait_for_selector('.attention-item[data-bed="5"]', state="detached", timeout=20_000)
+            page.wait_for_selector("#bed-4b-5", state="detached", timeout=20_000)
         finally:
             browser.close()

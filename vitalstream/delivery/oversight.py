@@ -5,7 +5,7 @@ too long) and then published on ``alerts.oversight`` for the patient's worker, w
 checks again and answers on the ward's feed (``answered``, ``snoozed``, ``called``...).
 
     POST /api/answer       {"alert_id", "reason", "text"?}
-    POST /api/snooze       {"alert_id", "duration_s", "reason"}
+    POST /api/snooze       {"alert_id", "duration_s" (or "max": the priority's limit), "reason"}
     POST /api/disposition  {"alert_id", "disposition": "delivered" | "seen" | "declined"}
     POST /api/goal         {"ward", "bed", "goal": "comfort_care" | "do_not_escalate", "reason", "duration_s"?}
     POST /api/goal/end     {"ward", "bed", "goal"}
@@ -149,6 +149,8 @@ class OversightRoutes:
             alert = self._open(station, body)
             duration_s = body.get("duration_s")
             longest = self.config.snooze_max_s[alert["priority"]]
+            if duration_s == "max":  # the board's button: as long as this priority allows
+                duration_s = longest
             if isinstance(duration_s, bool) or not isinstance(duration_s, int | float) or duration_s <= 0:
                 raise Rejected(400, "duration_s must be a positive number of seconds")
             if duration_s > longest:

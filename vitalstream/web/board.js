@@ -205,7 +205,8 @@ function actions(alert, need) {
       "aria-label": `Acknowledge ${alert.priority} alert, bed ${alert.bed}`, text: "Accept",
       onclick: () => acknowledge(alert, button),
     });
-    const snooze = el("button", { type: "button", class: "snooze", text: "Snooze 2 min",
+    const snooze = el("button", { type: "button", class: "snooze", text: "Snooze",
+      title: "As long as this priority allows (a high alert only a few minutes)",
       "data-focus-key": `strip-snooze-${alert.alert_id}`, onclick: () => snoozeAlert(alert, snooze) });
     const decline = el("button", { type: "button", class: "decline", text: "Decline",
       "data-focus-key": `strip-decline-${alert.alert_id}`, onclick: () => decline(alert) });
@@ -248,7 +249,7 @@ async function answer(alert, reason, text, button) {
 async function snoozeAlert(alert, button) {
   button.disabled = true;
   try {
-    await post("/api/snooze", { alert_id: alert.alert_id, duration_s: 120, reason: "at the bedside" });
+    await post("/api/snooze", { alert_id: alert.alert_id, duration_s: "max", reason: "at the bedside" });
   } catch (error) {
     button.disabled = false;
     announce(`Snooze refused: ${error.message}`);
