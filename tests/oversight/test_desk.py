@@ -290,3 +290,13 @@ def test_a_wrong_chain_stops_the_worker_and_station_with_one_line(command: str) 
                           text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "unknown role 'porter'" in done.stderr
+
+
+def test_discharge_ends_the_patients_goals_and_says_why() -> None:
+    d = desk()
+    d.control("p1", {"type": "goal", "goal": "comfort_care", "reason": "family wishes", "ward": "4B",
+                     "bed": "12", "at_ms": T0}, DOCTOR, T0)
+    d.on_alerts([raised()], T0)
+    closed, ended = d.discharge("p1", T0 + S)
+    assert (closed.status, ended.status, ended.bed) == ("discharged", "goal_ended", "12")
+    assert "patient discharged" in ended.summary

@@ -69,7 +69,7 @@ class OversightRoutes:
                 web.post("/api/disposition", self.disposition), web.post("/api/goal", self.goal),
                 web.post("/api/goal/end", self.goal_end)]
 
-    async def _body(self, request: web.Request) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    async def _body(self, request: web.Request) -> tuple[Any, dict[str, Any]]:
         station = self.service._require(request)
         if request.content_type != "application/json":  # (no cross-site form posts: see post_ack)
             raise Rejected(415, "send application/json")
@@ -79,7 +79,7 @@ class OversightRoutes:
             raise Rejected(400, "not JSON") from None
         if not isinstance(body, dict):
             raise Rejected(400, "expected a JSON object")
-        return station, body, {}
+        return station, body
 
     def _actor(self, request: web.Request, body: dict[str, Any], roles: Any = None) -> dict[str, str]:
         try:
@@ -120,7 +120,7 @@ class OversightRoutes:
 
     async def _handle(self, request: web.Request, build: Any) -> web.Response:
         try:
-            station, body, _ = await self._body(request)
+            station, body = await self._body(request)
             return await build(request, station, body)
         except Rejected as exc:
             OVERSIGHT.labels(f"refused_{exc.status}").inc()

@@ -394,9 +394,10 @@ class OversightDesk:
         reason = " ".join(str(record.get("reason") or "").split())[:MAX_REASON_CHARS]
         if not reason:
             raise Refused("goal_needs_reason")
+        # Where the board shows it: the station's bed, else the bed of an open alert.
         ward, bed = str(record.get("ward") or ""), str(record.get("bed") or "")
-        for tracked in state.alerts.values():
-            ward, bed = tracked.ward, tracked.bed
+        if not (ward and bed) and state.alerts:
+            ward, bed = next((t.ward, t.bed) for t in state.alerts.values())
         state.goals[str(goal)] = {"goal": goal, "reason": reason, **by, "at_ms": now_ms,
                                   "until_ms": now_ms + int(duration_s * 1000), "ward": ward, "bed": bed}
         for tracked in state.alerts.values():
@@ -416,9 +417,12 @@ class OversightDesk:
                     why: str = "", by: dict[str, str] | None = None) -> Alert:
         body = state.goals[goal]
         words = goal.replace("_", " ")
-        summary = (f"Care goal: {words} until review, set by {body['name'] or body['user_id']}: {body['reason']}."
-                   if status == "goal_set" else
-                   f"Care goal ended ({'review due' if why == 'review_due' else 'ended by ' + str((by or {}).get('name'))}): {words}.")
+        if status == "goal_set":
+            summary = f"Care goal: {words} until review, set by {body['name'] or body['user_id']}: {body['reason']}."
+        else:
+            ended = {"review_due": "review due", "discharged": "patient discharged"}.get(
+                why, f"ended by {(by or {}).get('name') or (by or {}).get('user_id')}")
+            summary = f"Care goal ended ({ended}): {words}."
         goal_id = make_alert_id(state.patient_id, f"goal:{goal}", "low", int(body["at_ms"]))
         payload = {"goal": {**body, "ended": why or None, "ended_by": by}, "clock": "wall",
                    "time": {"ms": now_ms}}
