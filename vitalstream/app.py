@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import AlertPolicy
+from vitalstream.governance import control as governance_control
 from vitalstream.ingest_stage import IngestService
 from vitalstream.monitor import Monitor
 from vitalstream.monitor_stage import MonitorStage
@@ -212,6 +213,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
                 continue
             await forward(patient_id, orjson.dumps({"settings": control}))
 
+    # Kill-switch instructions and audit actions (governance/control.py): verified here,
+    # then forwarded into vitals, where each partition's owner applies and audits them.
+    governance_control.wire(app, settings, stages, forward)
+
     @app.timer(10.0)
     async def stale_check() -> None:
         stage = stages.get("monitor")
@@ -232,7 +237,9 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     async def health_page(web: Any, request: Any) -> Any:
         # 200 even when degraded: restarting the worker does not bring a broker back
         # (liveness); /ready turns 503 so traffic and alarms go elsewhere.
-        return web.json(probe.status())
+        stage = stages.get("monitor")
+        modes = stage.governance.killswitch.status() if stage is not None else None
+        return web.json({**probe.status(), "mode": modes})
 
     @app.page("/ready")
     async def ready_page(web: Any, request: Any) -> Any:

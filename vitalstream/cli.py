@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.validate",
     "vitalstream.commands.station",
     "vitalstream.commands.config",
+    "vitalstream.commands.audit",
 )
 
 

@@ -53,6 +53,7 @@ from aiokafka.errors import (
 from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
+from vitalstream.governance.worker import WorkerGovernance
 from vitalstream.ingest_stage import partition_for_key
 from vitalstream.kafka import (
     FETCH_MAX_WAIT_MS,
@@ -177,6 +178,8 @@ class MonitorStage(mode.Service):
         # One thread compresses feature snapshots (one malloc arena, not one per thread);
         # made again at each start, as a stop shuts it down (its thread starts at first use).
         self.packer = self._new_packer()
+        # Audit records of the decisions and actions, and the kill switch (governance/worker.py).
+        self.governance = WorkerGovernance(settings, monitor)
 
     # -- lifecycle -----------------------------------------------------------------------
     @staticmethod
@@ -203,6 +206,7 @@ class MonitorStage(mode.Service):
         await self.producer.start()
         await self.reader.start()
         await self.consumer.start()
+        await self.governance.start()
         self.consumer.subscribe([self.settings.topic_vitals], listener=_Rebalance(self))
 
     async def on_stop(self) -> None:
@@ -212,6 +216,7 @@ class MonitorStage(mode.Service):
                 await asyncio.wait_for(self.settle(), 5.0)
             except (TimeoutError, KafkaError) as exc:  # read again on restart
                 log.warning("monitor: last batch not committed at stop (%s)", type(exc).__name__)
+            await self.governance.stop()
             for client in (self.consumer, self.reader, self.producer):
                 if client is not None:
                     try:
@@ -246,6 +251,7 @@ class MonitorStage(mode.Service):
                         self.replay_until[partition] = max(self.replay_until.get(partition, -1),
                                                            self.applied_through.get(partition, -1))
                     await self._recover(partitions - kept, ends)
+                    await self.governance.resume(partitions)  # the audit chains go on from their tails
                     break
                 except KafkaError as exc:
                     # Scoring without the patients' state would raise wrong alerts: retry.
@@ -439,6 +445,8 @@ class MonitorStage(mode.Service):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
         control, ack = body.get("settings"), body.get("ack")
+        if "kill_switch" in body or "audit_action" in body:
+            self.governance.take(body, record.partition)
         samples.extend(rows)
         technical.extend(events)
         # A device clock years ahead must not make every bed look silent.
@@ -452,13 +460,17 @@ class MonitorStage(mode.Service):
             try:
                 self.monitor.configure(control["patient_id"], control["record"],
                                        control.get("ward", ""), control.get("bed", ""))
+                self.governance.on_settings(control, record.partition, None)
             except (SettingsError, KeyError, TypeError, ValueError) as exc:
                 metrics.SETTINGS_REJECTED.inc()
                 log.warning("per-patient settings refused: %s", exc)
+                self.governance.on_settings(control, record.partition, f"refused: {exc}")
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
-            alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
-                                                   int(ack.get("at_ms", now_ms()))))
+            answered = self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
+                                                int(ack.get("at_ms", now_ms())))
+            self.governance.on_ack(ack, record.partition, answered)
+            alerts.extend(answered)
         patients = set(map(_PATIENT_OF, rows)) | {str(t.get("patient_id")) for t in events}
         patients |= {str(c["patient_id"]) for c in (control, ack) if c}
         self.applied_through[record.partition] = offset
@@ -633,13 +645,17 @@ class MonitorStage(mode.Service):
     async def publish_alerts(self, alerts: list[Alert]) -> None:
         for (event, kind, priority), count in self.monitor.policy.drain_events().items():
             metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
+        self.governance.stamp(alerts)
+        audit_writes = self.governance.writes(alerts, self.partition_of)
         if not alerts:
+            if audit_writes:
+                await self.send_all(audit_writes)
             return
         published_s = time.time()
-        # An alert is on the broker before the state that records it, and before the
-        # readings that raised it are committed.
+        # An alert (and its audit record) is on the broker before the state that records
+        # it, and before the readings that raised it are committed.
         await self.send_all([(self.settings.topic_alerts, a.ward.encode(), orjson.dumps(a.to_dict()), None)
-                             for a in alerts])
+                             for a in alerts] + audit_writes)
         for alert in alerts:
             metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(

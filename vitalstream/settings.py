@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     bed_state_interval_s: float = Field(
         60.0, description="A bed's state is published at most this often (device time), and at once when its NEWS2 changes.")
     topic_partitions: int = Field(4, description="Partitions of the topics vitalstream creates.")
+    topic_audit: str = Field(
+        "audit", description="The audit trail: every decision and human action, hash-chained per "
+        "partition, append-only (no compaction, kept for years: deploy/AUDIT_TOPIC.md). Holds patient "
+        "identifiers: readable by the safety and audit roles only (docs/governance.md).")
+    topic_audit_intake: str = Field(
+        "audit.intake", description="Signed human actions from stations and oversight, forwarded by "
+        "the worker into the audit trail (vitalstream.governance.audit.record_action).")
+    topic_control: str = Field(
+        "control.killswitch", description="Signed kill-switch instructions (admin key, admin role).")
+    audit_tail_records: int = Field(
+        5000, description="Records of each audit partition a worker reads back when it gains the "
+        "partition, to continue the chain and drop a re-sent record (more than a worker sends "
+        "between two commits).")
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")
     worker_web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
