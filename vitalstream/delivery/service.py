@@ -455,6 +455,10 @@ class StationService:
             web.get("/metrics", self.metrics_page),
             web.static("/static", WEB_DIR, append_version=False),
         ])
+        # The kill switch's admin page and endpoints, and the modes for the board.
+        from vitalstream.governance.station_control import KillSwitchControl
+
+        KillSwitchControl(self).install(app)
         return app
 
     # -- lifecycle ---------------------------------------------------------------------
