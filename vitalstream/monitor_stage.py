@@ -517,6 +517,7 @@ class MonitorStage(mode.Service):
             metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
             metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
             metrics.SAMPLES_PROCESSED.inc(len(samples))
+        self.governance.observe(samples)  # live quality counts and the census (governance/quality.py)
         monitor = self.monitor
         metrics.PATIENTS_MONITORED.set(len(monitor.patients))
         if monitor.engine is not None:
@@ -675,3 +676,4 @@ class MonitorStage(mode.Service):
             raised = {a.patient_id for a in alerts}
             await self.send_all(await self.state_rows(raised, raised))
             metrics.STALE_PATIENTS.set(self.monitor.stale_patients())
+            self.governance.quality.census(self.monitor)  # also while no readings come

@@ -63,6 +63,22 @@ class Settings(BaseSettings):
         "the worker into the audit trail (vitalstream.governance.audit.record_action).")
     topic_control: str = Field(
         "control.killswitch", description="Signed kill-switch instructions (admin key, admin role).")
+    drift_reference_path: str = Field(
+        "", description="The training distribution the drift (PSI) gauges compare against; empty: "
+        "`<model>_reference.json` beside the risk model (models/sepsis_risk_reference.json).")
+    drift_census_interval_s: float = Field(
+        10.0, description="How often (wall time) the worker counts its patients for the quality "
+        "gauges and takes one drift observation per patient.")
+    drift_window_censuses: int = Field(
+        30, description="PSI is computed over this many of the latest censuses (5 min at the default interval).")
+    drift_min_observations: int = Field(
+        200, description="Fewer values than this in the PSI window: the gauge is NaN (too few to say).")
+    false_alarm_share_limit: float = Field(
+        0.8, description="Share of answers saying no action above which the false-alarm rule fires "
+        "(exported as vitalstream_false_alarm_share_limit, which the rule reads).")
+    no_action_answer_codes: str = Field(
+        "expected_or_known,artefact_or_equipment,comfort_care,other,no_action,false_alarm",
+        description="Answer reason codes that mean the alert needed no action (comma-separated).")
     audit_tail_records: int = Field(
         5000, description="Records of each audit partition a worker reads back when it gains the "
         "partition, to continue the chain and drop a re-sent record (more than a worker sends "

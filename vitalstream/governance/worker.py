@@ -23,6 +23,7 @@ from vitalstream.alerts import Alert
 from vitalstream.governance import audit
 from vitalstream.governance import metrics as gov_metrics
 from vitalstream.governance.killswitch import InstructionError, KillSwitch, parse_instruction
+from vitalstream.governance.quality import LiveQuality
 from vitalstream.ingest_stage import partition_for_key
 
 log = logging.getLogger("vitalstream.governance")
@@ -41,6 +42,7 @@ class WorkerGovernance:
         self.killswitch = KillSwitch()
         self.policy_version = audit.policy_version(monitor.policy.config)
         self.pending: list[tuple[int, dict[str, Any]]] = []
+        self.quality = LiveQuality(settings, settings.model_path or None)
         self.reader: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -130,6 +132,9 @@ class WorkerGovernance:
                     detail={"mode": instruction.mode, "scope": instruction.scope,
                             "reason": instruction.reason, "changed": changed},
                     record_type="config")))
+        oversight = body.get("oversight")
+        if isinstance(oversight, Mapping) and isinstance(oversight.get("patient_id"), str):
+            self.on_oversight(oversight, partition)
         if "audit_action" in body:
             try:
                 record = audit.action_from_message(body)
@@ -150,6 +155,26 @@ class WorkerGovernance:
             gov_metrics.MODE.labels(self.killswitch.mode_for("\x00")).set(1)
         return changed
 
+    def on_oversight(self, record: Mapping[str, Any], partition: int) -> None:
+        """An oversight control message (answer, snooze, disposition, goal) as it reaches
+        the patient's worker: audited, and an answer counted by its reason code."""
+        kind = str(record.get("type", ""))[:40]
+        actor = record.get("actor") if isinstance(record.get("actor"), Mapping) else None
+        at_ms = record.get("at_ms", 0)
+        if kind == "answer":
+            self.quality.on_answer(record.get("reason"))
+        self.pending.append((partition, audit.action_record(
+            kind or "oversight", at_ms if isinstance(at_ms, int) and not isinstance(at_ms, bool) else 0,
+            dict(actor) if actor else None, patient_id=record["patient_id"],
+            ward=record.get("ward") if isinstance(record.get("ward"), str) else None,
+            alert_id=record.get("alert_id") if isinstance(record.get("alert_id"), str) else None,
+            detail={k: v for k, v in record.items() if k not in ("actor", "patient_id")})))
+
+    def observe(self, samples: list[Any]) -> None:
+        """A settled batch (the stage's metrics step): quality counts, and the census when due."""
+        self.quality.observe(samples)
+        self.quality.census(self.monitor)
+
     def on_ack(self, ack: Mapping[str, Any], partition: int, outcome: list[Alert]) -> None:
         actor = ack.get("actor") if isinstance(ack.get("actor"), Mapping) else None
         actor = actor or {"user_id": str(ack.get("by", "")), "role": "", "name": str(ack.get("by", ""))}
@@ -157,6 +182,7 @@ class WorkerGovernance:
         detail: dict[str, Any] = {"by": str(ack.get("by", "")), "applied": bool(outcome)}
         if answer is not None:
             detail["answer"] = dict(answer)
+            self.quality.on_answer(answer.get("code"))
         self.pending.append((partition, audit.action_record(
             "answer" if answer is not None else "acknowledge", int(ack.get("at_ms", 0) or 0), actor,
             patient_id=str(ack["patient_id"]), ward=ack.get("ward") or None,
@@ -181,6 +207,7 @@ class WorkerGovernance:
     def writes(self, alerts: list[Alert], partition_of: Mapping[str, int]) -> list[Write]:
         """The audit records of ``alerts`` (their decisions) and of the actions taken in
         since the last call, linked into their partitions' chains."""
+        self.quality.on_alerts(alerts, self.monitor.patients)
         for alert in alerts:
             if alert.status in audit.DECISION_EVENTS:
                 partition = partition_of.get(alert.patient_id)
