@@ -80,6 +80,12 @@ def wire(app: faust.App, settings: Any, stages: dict[str, Any],
         partitions = len(await stage.producer.partitions_for(settings.topic_vitals))
         await stage.send_all([(settings.topic_vitals, b"", value, p) for p in range(partitions)])
 
+    @app.timer(settings.drift_census_interval_s)
+    async def quality_census() -> None:  # also while no batch comes (the census reads, never awaits)
+        stage = stages.get("monitor")
+        if stage is not None:
+            stage.governance.quality.census(stage.monitor)
+
     @app.agent(control_topic)
     async def forward_kill_switch(stream: faust.StreamT) -> None:
         async for event in stream.events():
