@@ -108,7 +108,9 @@ def build_monitor(settings: Settings) -> Monitor:
             if settings.model_path:
                 raise  # a model the operator named must load, or the worker must not start
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
-    return Monitor(AlertPolicy(), engine=engine, model=model,
+    from vitalstream.governance.shadow import policy_config
+
+    return Monitor(AlertPolicy(policy_config(settings.policy)), engine=engine, model=model,
                    news2_window_s=settings.news2_window_s, risk_interval_s=settings.risk_interval_s,
                    bed_state_interval_s=settings.bed_state_interval_s)
 
@@ -150,6 +152,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
         value_serializer="raw",
     )
     monitor = monitor or build_monitor(settings)
+    shadow = governance_control.load_shadow(settings, monitor)  # ShadowConfigError: not started
     probe = BrokerProbe(settings)
     vitals_topic = app.topic(settings.topic_vitals, key_serializer="raw", value_serializer="raw")
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
@@ -164,6 +167,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     def make_stages(beacon: Any) -> list[Any]:
         stages["ingest"] = IngestService(settings, beacon=beacon)
         stages["monitor"] = MonitorStage(settings, monitor, beacon=beacon)
+        stages["monitor"].governance.set_shadow(shadow)
         return [stages["ingest"], stages["monitor"]]
 
     app.vitalstream_stages = make_stages  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.validate",
     "vitalstream.commands.station",
     "vitalstream.commands.config",
-    "vitalstream.commands.audit",
+    "vitalstream.commands.audit", "vitalstream.commands.compare", "vitalstream.commands.audit_accuracy",
 )
 
 

@@ -184,6 +184,9 @@ class Monitor:
         # The kill switch (vitalstream.governance.killswitch): (model off by default, wards
         # that differ from the default). A ward with the model off is scored NEWS2-only.
         self.model_off: tuple[bool, frozenset[str]] = (False, frozenset())
+        # Shadow mode: called with the (assessment, record) pairs the model scored and
+        # their input rows, so a candidate model scores the same rows (governance/shadow.py).
+        self.on_risk: Callable[[Any, Any], None] | None = None
         self.dropped_bad_time = 0  # samples and technical events outside SHOWABLE_TIME_MS
         # Each NEWS2 input (and diastolic BP, shown beside them) with the window it counts in.
         self._windows = tuple((p, self.round_window_ms if p in ROUND_PARAMETERS else self.news2_window_ms)
@@ -516,6 +519,8 @@ class Monitor:
                 np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r in chosen]),
             )
             probabilities = self.model.predict_proba(rows)
+            if self.on_risk is not None:
+                self.on_risk(chosen, rows)
             for (assessment, record), row, probability in zip(chosen, rows, probabilities, strict=True):
                 assessment.risk, assessment.risk_ms = float(probability), assessment.time_ms
                 assessment.model_version = self.model.version

@@ -421,6 +421,7 @@ class MonitorStage(mode.Service):
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
+        writes += self.governance.shadow_writes(result.assessments)  # alerts.shadow, never to stations
         return writes + await self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],

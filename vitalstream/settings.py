@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         "the worker into the audit trail (vitalstream.governance.audit.record_action).")
     topic_control: str = Field(
         "control.killswitch", description="Signed kill-switch instructions (admin key, admin role).")
+    policy: str = Field(
+        "", description="The live alert policy's settings: JSON of PolicyConfig fields to change "
+        "(e.g. {\"news2_medium\": 4}); empty: the defaults of docs/alerts.md.")
+    shadow: str = Field(
+        "", description="Silent mode: a candidate run beside the live one, its alerts on "
+        "VITALSTREAM_TOPIC_ALERTS_SHADOW only. JSON {\"policy\": {PolicyConfig fields}, "
+        "\"model_version\": a model in models/}; empty: no shadow. Refused at start if unknown.")
+    topic_alerts_shadow: str = Field(
+        "alerts.shadow", description="The shadow's alerts (never read by stations); `vitalstream compare` reads them.")
     drift_reference_path: str = Field(
         "", description="The training distribution the drift (PSI) gauges compare against; empty: "
         "`<model>_reference.json` beside the risk model (models/sepsis_risk_reference.json).")

@@ -86,3 +86,11 @@ def values(records: list[Any]) -> list[dict[str, Any]]:
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+def metric(worker: Any, name: str) -> float:
+    """A worker's metric, or -1 while it is too busy to answer (its first batch compiles)."""
+    try:
+        return worker.metric(name)
+    except OSError:
+        return -1.0

@@ -65,6 +65,13 @@ def check_intake(keyring: Keyring, topic: str, message: Any) -> tuple[str, dict[
     return str(record.get("patient_id") or record.get("ward") or record["actor"]["user_id"]), body
 
 
+def load_shadow(settings: Any, monitor: Any) -> Any:
+    """The shadow configuration, checked at start (ShadowConfigError: one line, not started)."""
+    from vitalstream.governance.shadow import load_shadow as load
+
+    return load(settings.shadow, monitor.policy.config, monitor.model)
+
+
 def wire(app: faust.App, settings: Any, stages: dict[str, Any],
          forward: Callable[[str, bytes], Any]) -> None:
     """Add the two forwarders to the worker's Faust app."""

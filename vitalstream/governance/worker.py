@@ -44,6 +44,7 @@ class WorkerGovernance:
         self.pending: list[tuple[int, dict[str, Any]]] = []
         self.quality = LiveQuality(settings, settings.model_path or None)
         self.reader: Any = None
+        self.shadow: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -198,6 +199,22 @@ class WorkerGovernance:
             "settings", at_ms if isinstance(at_ms, int) and not isinstance(at_ms, bool) else 0, actor,
             patient_id=str(control["patient_id"]), ward=control.get("ward") or None,
             detail={"record": dict(record), "outcome": refused or "applied"}, record_type="config")))
+
+    def set_shadow(self, config: Any) -> None:
+        from vitalstream.governance.shadow import Shadow
+
+        if config is None:
+            return
+        self.shadow = Shadow(config, self.settings.topic_alerts_shadow)
+        if config.model is not None:
+            self.monitor.on_risk = self.shadow.on_risk
+        log.warning("shadow mode: policy %s, model %s -> %s", config.version,
+                    config.model_version or "the live one", self.settings.topic_alerts_shadow)
+
+    def shadow_writes(self, assessments: list[Any]) -> list[Write]:
+        if self.shadow is None or not assessments:
+            return []
+        return self.shadow.writes(self.shadow.assess(assessments))
 
     def stamp(self, alerts: list[Alert]) -> None:
         """Every alert says which mode it was decided in."""
