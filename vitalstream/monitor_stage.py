@@ -206,8 +206,8 @@ class MonitorStage(mode.Service):
         await self.producer.start()
         await self.reader.start()
         await self.consumer.start()
-        await self.governance.start()
         self.consumer.subscribe([self.settings.topic_vitals], listener=_Rebalance(self))
+        await self.governance.start()  # (while the group join goes on)
 
     async def on_stop(self) -> None:
         # The lock waits for the batch in progress; the one in flight is then settled.

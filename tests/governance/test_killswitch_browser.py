@@ -131,6 +131,8 @@ def test_admin_throws_the_kill_switch_in_the_browser_and_the_next_alerts_are_new
         assert other["payload"]["mode"] == "normal" and other["payload"]["risk"] is not None
 
         records = off_loop(audit.read_topic(settings, settings.topic_audit))
+        signed_in = [r for r in records if r["event"] == "sign_in"]
+        assert [r["actor"]["user_id"] for r in signed_in] == ["u-admin-1"], "the admin's sign-in is audited"
         thrown = [r for r in records if r["event"] == "kill_switch"]
         assert len(thrown) == 1
         assert thrown[0]["actor"] == {"user_id": "u-admin-1", "role": "admin", "name": "Ada Admin"}

@@ -290,10 +290,10 @@ async def read_raw(settings: Any, topic: str, timeout_s: float = 30.0) -> list[A
 
     from aiokafka import TopicPartition
 
-    from vitalstream.kafka import consumer
+    from vitalstream.kafka import FETCH_MAX_WAIT_MS, consumer
 
     source = consumer(settings, from_beginning=True, enable_auto_commit=False,
-                      max_partition_fetch_bytes=8 << 20)
+                      max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await source.start()
     try:
         deadline = time.monotonic() + timeout_s

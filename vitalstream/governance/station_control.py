@@ -99,10 +99,22 @@ class KillSwitchControl:
         token = str(form.get("token", ""))
         if self.access.actor(token) is None:
             raise web.HTTPSeeOther("/admin?failed=1")
+        await self.audit_sign_in(self.access.actor(token))
         response = web.HTTPSeeOther("/admin")
         response.set_cookie(ADMIN_COOKIE, token, httponly=True, samesite="Strict",
                             secure=self.service.config.secure_cookie, path="/", max_age=8 * 3600)
         raise response
+
+    async def audit_sign_in(self, actor: dict[str, str] | None) -> None:
+        """An admin's sign-in goes to the audit trail (through audit.intake, signed with
+        this station's key); without a signing key it is logged, not recorded."""
+        from vitalstream.governance.audit import record_action
+
+        if actor is None or self.keyring.current is None:
+            log.warning("admin sign-in not audited: this station has no signing key")
+            return
+        await record_action(self.service.producer, self.settings, self.keyring, "sign_in", actor,
+                            detail={"page": "admin"})
 
     async def post_killswitch(self, request: web.Request) -> web.Response:
         actor = self.admin_of(request)

@@ -48,10 +48,10 @@ class WorkerGovernance:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        from vitalstream.kafka import consumer
+        from vitalstream.kafka import FETCH_MAX_WAIT_MS, consumer
 
         self.reader = consumer(self.settings, from_beginning=True, enable_auto_commit=False,
-                               max_partition_fetch_bytes=8 << 20)
+                               max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         await self.reader.start()
         await self.load_killswitch()
 
