@@ -80,3 +80,10 @@ def test_the_newest_instruction_covering_a_ward_wins() -> None:
     assert throw("normal", "*", 30)
     assert switch.mode_for("4B") == switch.mode_for("4C") == "normal"
     assert switch.model_off() == (False, frozenset())
+
+
+def test_a_record_found_on_another_partition_than_its_own_is_reported_moved() -> None:
+    records = [{**r, "_partition": 0, "_offset": i} for i, r in enumerate(chain_of(3))]
+    records[2] = {**records[2], "_partition": 1}
+    first = audit.verify(records).first()
+    assert first["partition"] == 1 and first["reason"].startswith("moved")

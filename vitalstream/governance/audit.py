@@ -259,6 +259,12 @@ def verify(records: Iterable[Mapping[str, Any]]) -> Verification:
         where = {"partition": partition, "seq": record.get("seq"), "id": record.get("id"),
                  "offset": record.get("_offset", position)}
         before = last.get(partition)
+        if "_partition" in record and record["_partition"] != partition:
+            result.broken.append({**where, "partition": record["_partition"],
+                                  "reason": f"moved: a record of partition {partition} on partition "
+                                            f"{record['_partition']}"})
+            broken.add(record["_partition"])
+            continue
         if record.get("hash") != record_hash(record):
             result.broken.append({**where, "reason": "altered: the record's hash does not match its content"})
             broken.add(partition)
@@ -335,7 +341,7 @@ async def read_topic(settings: Any, topic: str, timeout_s: float = 30.0) -> list
                 raise ValueError
         except (orjson.JSONDecodeError, ValueError):
             record = {"_unreadable": True, "partition": message.partition}
-        record["_offset"] = message.offset
+        record["_offset"], record["_partition"] = message.offset, message.partition
         out.append(record)
     return out
 

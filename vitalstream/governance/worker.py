@@ -125,13 +125,15 @@ class WorkerGovernance:
                 metrics.VITALS_REJECTED.inc()
                 log.error("kill switch instruction refused in vitals: %s", exc)
                 return
-            changed = self.apply_instruction(instruction)
+            self.apply_instruction(instruction)
+            # (Whether it changed the mode is not recorded: a worker restarted after applying
+            # it from the control topic would record the same instruction under another id.)
             if partition == self._partition(instruction.scope):
                 self.pending.append((partition, audit.action_record(
                     "kill_switch", instruction.at_ms, instruction.actor,
                     ward=None if instruction.scope == "*" else instruction.scope,
                     detail={"mode": instruction.mode, "scope": instruction.scope,
-                            "reason": instruction.reason, "changed": changed},
+                            "reason": instruction.reason},
                     record_type="config")))
         oversight = body.get("oversight")
         if isinstance(oversight, Mapping) and isinstance(oversight.get("patient_id"), str):
