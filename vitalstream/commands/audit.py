@@ -127,7 +127,8 @@ def lineage(records: Sequence[dict[str, Any]], alert_id: str) -> list[dict[str, 
 
 def render_lineage(chosen: Sequence[dict[str, Any]], alert_id: str) -> str:
     decisions = [r for r in chosen if r.get("type") == "decision"]
-    actions = [r for r in chosen if r.get("type") != "decision"]
+    actions = [r for r in chosen if r.get("type") not in ("decision", "delivery")]
+    delivered = [r for r in chosen if r.get("type") == "delivery"]
     lines = [f"Lineage of alert {alert_id}"]
     for record in decisions:
         detail = record.get("detail") or {}
@@ -155,8 +156,17 @@ def render_lineage(chosen: Sequence[dict[str, Any]], alert_id: str) -> str:
             lines.append(f"    summary: {detail['summary']}")
     deliveries = [r for r in actions if r.get("event") not in ANSWERS]
     answers = [r for r in actions if r.get("event") in ANSWERS]
-    for title, group in (("deliveries", deliveries), ("answers", answers)):
-        lines.append(f"\n{title}:" + ("" if group else " none recorded"))
+    lines.append("\ndeliveries:")
+    for record in decisions:  # written with the alert it records, to the ward's alert topic
+        lines.append(f"  [{shown(record.get('at_ms'))}] {record.get('alert_id')} {record.get('event')} "
+                     f"published to the alerts of ward {record.get('ward')}")
+    for record in delivered:
+        detail = record.get("detail") or {}
+        lines.append(f"  [{shown(record.get('at_ms'))}] {record.get('alert_id')} {record.get('event')}: "
+                     f"{detail.get('summary') or ''}")
+    for title, group in (("", deliveries), ("answers", answers)):
+        if title:
+            lines.append(f"\n{title}:" + ("" if group else " none recorded"))
         for record in group:
             actor = record.get("actor") or {}
             lines.append(f"  [{shown(record.get('at_ms'))}] {record.get('event')} {record.get('alert_id')} by "

@@ -88,9 +88,11 @@ def _inputs(payload: Mapping[str, Any]) -> dict[str, Any]:
             for name, o in (payload.get("observations") or {}).items() if isinstance(o, Mapping)}
 
 
-def decision_record(alert: Mapping[str, Any], policy: str, mode: str = "normal") -> dict[str, Any]:
+def decision_record(alert: Mapping[str, Any], policy: str, mode: str = "normal",
+                    record_type: str = "decision") -> dict[str, Any]:
     """The audit record of an alert message (``Alert.to_dict()``): what was decided, on
-    which readings and scores, with which model, policy and mode."""
+    which readings and scores, with which model, policy and mode. Other alert events
+    (an oversight escalation step calling a responder, ...) are ``delivery`` records."""
     payload = alert.get("payload") or {}
     news2 = payload.get("news2") or {}
     risk = payload.get("risk") or None
@@ -109,8 +111,8 @@ def decision_record(alert: Mapping[str, Any], policy: str, mode: str = "normal")
         "since": (payload.get("since") or {}).get("ms"),
     }
     return {
-        "v": SCHEMA, "type": "decision", "event": status,
-        "id": stable_id("decision", alert.get("alert_id"), status, at_ms),
+        "v": SCHEMA, "type": record_type, "event": status,
+        "id": stable_id(record_type, alert.get("event_id") or f"{alert.get('alert_id')}/{status}", at_ms),
         "at_ms": at_ms, "patient_id": alert.get("patient_id"), "ward": alert.get("ward"),
         "bed": alert.get("bed"), "alert_id": alert.get("alert_id"), "actor": None,
         "model_version": (risk or {}).get("model_version"), "policy_version": policy,

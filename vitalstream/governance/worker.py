@@ -228,12 +228,14 @@ class WorkerGovernance:
         since the last call, linked into their partitions' chains."""
         self.quality.on_alerts(alerts, self.monitor.patients)
         for alert in alerts:
-            if alert.status in audit.DECISION_EVENTS:
-                partition = partition_of.get(alert.patient_id)
-                if partition is None:
-                    partition = self._partition(alert.patient_id)
-                self.pending.append((partition, audit.decision_record(
-                    alert.to_dict(), self.policy_version, alert.payload.get("mode", "normal"))))
+            if alert.status == "acknowledged":  # recorded as the action that caused it (on_ack)
+                continue
+            partition = partition_of.get(alert.patient_id)
+            if partition is None:
+                partition = self._partition(alert.patient_id)
+            self.pending.append((partition, audit.decision_record(
+                alert.to_dict(), self.policy_version, alert.payload.get("mode", "normal"),
+                "decision" if alert.status in audit.DECISION_EVENTS else "delivery")))
         out: list[Write] = []
         pending, self.pending = self.pending, []
         for partition, record in pending:
