@@ -31,7 +31,7 @@ def topic_names(settings: Settings) -> list[str]:
             settings.topic_alerts, settings.topic_acks, settings.topic_patient_settings,
             settings.topic_bed_state, changelog_topic(settings),
             settings.topic_audit, settings.topic_audit_intake, settings.topic_control,
-            settings.topic_alerts_shadow]
+            settings.topic_alerts_shadow, settings.topic_demographics]
 
 
 # Only the latest row of a patient is needed: the broker may compact the rest away.

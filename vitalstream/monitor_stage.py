@@ -446,7 +446,7 @@ class MonitorStage(mode.Service):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
         control, ack = body.get("settings"), body.get("ack")
-        if "kill_switch" in body or "audit_action" in body:
+        if body.keys() & self.governance.KEYS:  # kill switch, audit actions, oversight, demographics
             self.governance.take(body, record.partition)
         samples.extend(rows)
         technical.extend(events)

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     no_action_answer_codes: str = Field(
         "expected_or_known,artefact_or_equipment,comfort_care,other,no_action,false_alarm",
         description="Answer reason codes that mean the alert needed no action (comma-separated).")
+    topic_demographics: str = Field(
+        "patients.demographics", description="Age and sex from the admission system, {patient_id, "
+        "age_years, sex, source, at_ms}: the risk model's context inputs and the subgroups of the "
+        "quality metrics and audits.")
     audit_tail_records: int = Field(
         5000, description="Records of each audit partition a worker reads back when it gains the "
         "partition, to continue the chain and drop a re-sent record (more than a worker sends "

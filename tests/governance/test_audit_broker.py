@@ -89,6 +89,13 @@ def test_decisions_and_actions_are_chained_traced_and_survive_a_restart(
         worker.kill()  # SIGKILL: whatever was not committed is read again by the next worker
     worker = WorkerProcess(broker.bootstrap, env=worker_env(), log_path=tmp_path / "worker2.log").start()
     try:
+        # Age and sex from the admission system (signed by a gateway key): audited, and the
+        # next alerts of the patient count in their subgroup; an implausible age is refused.
+        run(send(settings, settings.topic_demographics, [
+            (b"p-other", orjson.dumps({"patient_id": "p-other", "age_years": 71, "sex": "female",
+                                       "source": "adt", "at_ms": 1})),
+            (b"p-other", orjson.dumps({"patient_id": "p-other", "age_years": 300, "sex": "female"}))],
+            signer=KEYRING.for_service("gateway")))
         run(send(settings, settings.topic_raw, [(b"p-det", m) for m in first[45:]]
                  + [(b"p-other", m) for m in deteriorating("p-other", "4C", "3", end_ms)]))
         alerts = values(run(collect(settings, settings.topic_alerts, lambda got: {
@@ -109,10 +116,14 @@ def test_decisions_and_actions_are_chained_traced_and_survive_a_restart(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             records = run(audit.read_topic(settings, settings.topic_audit))
-            if {"acknowledge", "sign_in"} <= {r["event"] for r in records}:
+            if {"acknowledge", "sign_in", "demographics"} <= {r["event"] for r in records}:
                 break
             time.sleep(0.5)
         assert worker.metric("vitalstream_audit_intake_refused_total") == 1
+        assert worker.metric("vitalstream_demographics_refused_total") == 1
+        scrape = worker.scrape()
+        assert 'vitalstream_group_alerts_total{age_band="65-79",sex="female"}' in scrape, \
+            "p-other's alerts count in her subgroup"
         alerts = values(run(collect(settings, settings.topic_alerts, lambda got: False, 3)))
     finally:
         worker.stop()
@@ -123,6 +134,8 @@ def test_decisions_and_actions_are_chained_traced_and_survive_a_restart(
     assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1]
     assert {"acknowledge", "sign_in"} <= {r["event"] for r in records}
     assert "Mallory" not in orjson.dumps(records).decode()
+    told = next(r for r in records if r["event"] == "demographics")
+    assert told["patient_id"] == "p-other" and told["detail"] == {"age_years": 71.0, "sex": "female", "source": "adt"}
     decision = next(r for r in records if r["alert_id"] == target["alert_id"] and r["event"] == "raised")
     assert decision["policy_version"].startswith("pol-") and decision["mode"] == "normal"
     assert decision["model_version"] == target["payload"]["risk"]["model_version"]

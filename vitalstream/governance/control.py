@@ -30,6 +30,7 @@ log = logging.getLogger("vitalstream.governance")
 # Reasons a refusal is counted under (a closed set: metric labels).
 SIGNATURE_REASONS = ("unsigned", "unknown_key", "wrong_service", "bad_signature")
 INTAKE_SERVICES = frozenset({"station", "admin", "worker"})
+DEMOGRAPHICS_SERVICES = frozenset({"gateway", "admin"})  # the admission feed comes through a gateway
 
 
 def reason_label(reason: str) -> str:
@@ -77,6 +78,7 @@ def wire(app: faust.App, settings: Any, stages: dict[str, Any],
     """Add the two forwarders to the worker's Faust app."""
     keyring = Keyring.from_settings(settings)  # bad keys: the worker must not start
     control_topic = app.topic(settings.topic_control, key_serializer="raw", value_serializer="raw")
+    demographics_topic = app.topic(settings.topic_demographics, key_serializer="raw", value_serializer="raw")
     intake_topic = app.topic(settings.topic_audit_intake, key_serializer="raw", value_serializer="raw")
 
     async def broadcast(value: bytes) -> None:
@@ -103,6 +105,25 @@ def wire(app: faust.App, settings: Any, stages: dict[str, Any],
                 log.warning("kill switch instruction refused: %s", exc)
                 continue
             await broadcast(orjson.dumps({"kill_switch": instruction.to_dict()}))
+
+    @app.agent(demographics_topic)
+    async def forward_demographics(stream: faust.StreamT) -> None:
+        from vitalstream.governance.worker import DemographicsError, check_demographics
+
+        async for event in stream.events():
+            message = _Message(event)
+            try:
+                keyring.verify(settings.topic_demographics, message.key, message.value or b"", message.headers,
+                               DEMOGRAPHICS_SERVICES)
+                if len(message.value or b"") > audit.MAX_ACTION_BYTES:
+                    raise DemographicsError("too_large")
+                who = check_demographics(orjson.loads(message.value))
+            except (orjson.JSONDecodeError, DemographicsError, SignatureError) as exc:
+                gov_metrics.DEMOGRAPHICS_REFUSED.inc()
+                log.warning("demographics refused: %s", exc if isinstance(exc, (DemographicsError, SignatureError))
+                            else type(exc).__name__)
+                continue
+            await forward(who["patient_id"], orjson.dumps({"demographics": who}))
 
     @app.agent(intake_topic)
     async def forward_audit_actions(stream: faust.StreamT) -> None:

@@ -32,7 +32,32 @@ Write = tuple[str, bytes, bytes, "int | None"]
 TAIL_TIMEOUT_S = 30.0
 
 
+class DemographicsError(ValueError):
+    """A demographics message that is refused; the message is the reason."""
+
+
+def check_demographics(body: Any) -> dict[str, Any]:
+    """``{patient_id, age_years, sex, source, at_ms}`` checked; DemographicsError otherwise."""
+    if not isinstance(body, Mapping):
+        raise DemographicsError("expected a JSON object")
+    patient_id, age, sex = body.get("patient_id"), body.get("age_years"), body.get("sex")
+    at_ms, source = body.get("at_ms", 0), body.get("source", "")
+    if not isinstance(patient_id, str) or not patient_id:
+        raise DemographicsError("patient_id must be a string")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 <= age < 130):
+        raise DemographicsError("age_years must be a number of years (0-129) or null")
+    if sex not in (None, "female", "male"):
+        raise DemographicsError("sex must be female, male or null")
+    if isinstance(at_ms, bool) or not isinstance(at_ms, int) or not isinstance(source, str):
+        raise DemographicsError("at_ms must be an integer and source a string")
+    return {"patient_id": patient_id, "age_years": None if age is None else float(age), "sex": sex,
+            "source": source[:60], "at_ms": at_ms, "ward": str(body.get("ward", ""))[:40],
+            "bed": str(body.get("bed", ""))[:40]}
+
+
 class WorkerGovernance:
+    KEYS = frozenset({"kill_switch", "audit_action", "oversight", "demographics"})
+
     def __init__(self, settings: Any, monitor: Any) -> None:
         self.settings = settings
         self.monitor = monitor
@@ -135,6 +160,9 @@ class WorkerGovernance:
                     detail={"mode": instruction.mode, "scope": instruction.scope,
                             "reason": instruction.reason},
                     record_type="config")))
+        demographics = body.get("demographics")
+        if demographics is not None:
+            self.on_demographics(demographics, partition)
         oversight = body.get("oversight")
         if isinstance(oversight, Mapping) and isinstance(oversight.get("patient_id"), str):
             self.on_oversight(oversight, partition)
@@ -157,6 +185,28 @@ class WorkerGovernance:
                 gov_metrics.MODE.labels(ward_mode).set(0)
             gov_metrics.MODE.labels(self.killswitch.mode_for("\x00")).set(1)
         return changed
+
+    def on_demographics(self, body: Any, partition: int) -> None:
+        """Age and sex from the admission system: the model's context inputs and the
+        quality metrics' subgroups; audited as a configuration record."""
+        from vitalstream.samples import Sample
+
+        try:
+            who = check_demographics(body)
+        except DemographicsError as exc:  # checked by the forwarder: not ours, or a bug
+            metrics.VITALS_REJECTED.inc()
+            log.error("demographics refused in vitals: %s", exc)
+            return
+        patient_id = who["patient_id"]
+        record = self.monitor.patients.get(patient_id) or self.monitor.record_for(Sample(
+            patient_id=patient_id, ward=who["ward"], bed=who["bed"], parameter="spo2_scale", value=1,
+            unit="scale", device_time_ms=who["at_ms"], source="demographics", ingest_time_ms=0))
+        record.age_years = who["age_years"]
+        record.sex_male = None if who["sex"] is None else who["sex"] == "male"
+        self.pending.append((partition, audit.action_record(
+            "demographics", who["at_ms"], None, patient_id=patient_id, ward=who["ward"] or None,
+            detail={"age_years": who["age_years"], "sex": who["sex"], "source": who["source"]},
+            record_type="config")))
 
     def on_oversight(self, record: Mapping[str, Any], partition: int) -> None:
         """An oversight control message (answer, snooze, disposition, goal) as it reaches
