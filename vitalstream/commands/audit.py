@@ -212,10 +212,13 @@ def run(args: argparse.Namespace) -> int:
         if not settings.kafka_bootstrap:
             raise UsageError("vitalstream audit: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                              "(or read an export with --file)")
+        from aiokafka.errors import KafkaError
+
         try:
             records = asyncio.run(audit.read_topic(settings, args.topic or settings.topic_audit))
-        except TimeoutError as exc:
-            raise UsageError(f"vitalstream audit: {exc}") from None
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise UsageError(f"vitalstream audit: cannot read the audit topic from {settings.kafka_bootstrap}: "
+                             f"{exc or type(exc).__name__}") from None
     if args.verify:
         result = audit.verify(records)
         if result.ok:

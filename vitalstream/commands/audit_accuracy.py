@@ -8,7 +8,6 @@ intervals, overall and by ward, age band and sex, as HTML and JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 import orjson
@@ -27,12 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitalstream.commands.compare import load_inputs, read_stream
+    from vitalstream.commands.compare import load_inputs, read_or_exit
     from vitalstream.governance.accuracy import accuracy_audit, render_accuracy
     from vitalstream.governance.compare import spans_from_bed_states
 
     settings, since_ms, until_ms, outcomes = load_inputs(args, "audit-accuracy")
-    stream = asyncio.run(read_stream(settings, settings.topic_alerts, settings.topic_bed_state))
+    stream = read_or_exit(settings, "audit-accuracy", settings.topic_alerts, settings.topic_bed_state)
     spans = spans_from_bed_states(stream[settings.topic_bed_state], since_ms, until_ms)
     report = accuracy_audit(stream[settings.topic_alerts], spans, outcomes.events, outcomes.demographics,
                             since_ms, until_ms)

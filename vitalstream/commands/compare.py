@@ -28,6 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="compare-report", help="folder for report.json and report.html")
 
 
+def read_or_exit(settings: Settings, command: str, *topics: str) -> dict[str, list[dict[str, Any]]]:
+    """``read_stream``, a broker that cannot be read being one line and exit status 2."""
+    from aiokafka.errors import KafkaError
+
+    from vitalstream.cli import UsageError
+
+    try:
+        return asyncio.run(read_stream(settings, *topics))
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise UsageError(f"vitalstream {command}: cannot read {', '.join(topics)} from "
+                         f"{settings.kafka_bootstrap}: {exc or type(exc).__name__}") from None
+
+
 async def read_stream(settings: Settings, *topics: str) -> dict[str, list[dict[str, Any]]]:
     from vitalstream.governance.audit import read_raw
 
@@ -61,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.governance.compare import compare, render_compare, spans_from_bed_states
 
     settings, since_ms, until_ms, outcomes = load_inputs(args, "compare")
-    stream = asyncio.run(read_stream(settings, settings.topic_alerts, settings.topic_alerts_shadow,
-                                     settings.topic_bed_state))
+    stream = read_or_exit(settings, "compare", settings.topic_alerts, settings.topic_alerts_shadow,
+                          settings.topic_bed_state)
     spans = spans_from_bed_states(stream[settings.topic_bed_state], since_ms, until_ms)
     report = compare(stream[settings.topic_alerts], stream[settings.topic_alerts_shadow], spans,
                      outcomes.events, outcomes.demographics, has_events=bool(args.outcomes),

@@ -302,8 +302,8 @@ async def read_raw(settings: Any, topic: str, timeout_s: float = 30.0) -> list[A
 
     source = consumer(settings, from_beginning=True, enable_auto_commit=False,
                       max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
-    await source.start()
     try:
+        await source.start()
         deadline = time.monotonic() + timeout_s
         partitions = source.partitions_for_topic(topic)
         while not partitions:
