@@ -236,9 +236,14 @@ def generate_cohort(n_patients: int, hours: float, seed: int = 0,
                     deteriorating_fraction: float = 0.125, start_ms: int = DEFAULT_START_MS,
                     wards: tuple[str, ...] = ("4B", "5A"), monitor_period_s: float = 60.0,
                     device_mix: dict[str, float] | None = None,
-                    archetypes: tuple[str, ...] = ARCHETYPES) -> Cohort:
+                    archetypes: tuple[str, ...] = ARCHETYPES,
+                    baseline_shift: dict[str, float] | None = None) -> Cohort:
     """Make a cohort. Exactly ``round(n_patients * deteriorating_fraction)`` patients
-    deteriorate, archetypes taken in turn; each has its event inside the window."""
+    deteriorate, archetypes taken in turn; each has its event inside the window.
+
+    ``baseline_shift`` moves every patient's own normal by these amounts (``Baseline``
+    field -> change, e.g. ``{"heart_rate_per_min": 25}``): a population unlike the one a
+    model was trained on, for drift monitoring (docs/governance.md)."""
     if n_patients < 1 or hours <= 0:
         raise ValueError("a cohort needs at least one patient and a positive duration")
     if not 0.0 <= deteriorating_fraction <= 1.0:
@@ -265,6 +270,9 @@ def generate_cohort(n_patients: int, hours: float, seed: int = 0,
         sex = "F" if rng.random() < 0.5 else "M"
         profile = draw_profile(rng, age)
         baseline = draw_baseline(rng, profile, age, sex)
+        if baseline_shift:
+            baseline = dataclasses.replace(baseline, **{name: getattr(baseline, name) + change
+                                                        for name, change in baseline_shift.items()})
         latent = latent_physiology(rng, baseline, grid_ms)
         archetype = archetype_of.get(index, STABLE)
         course: Course | None = None

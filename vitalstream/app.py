@@ -29,6 +29,7 @@ from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import AlertPolicy
 from vitalstream.alerts.settings import PatientSettings, SettingsError, apply_settings, check_role
 from vitalstream.auth.roles import ActorError, actor_from, may
+from vitalstream.governance import control as governance_control
 from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest_stage import IngestService
 from vitalstream.monitor import Monitor
@@ -125,7 +126,9 @@ def build_monitor(settings: Settings) -> Monitor:
             if settings.model_path:
                 raise  # a model the operator named must load, or the worker must not start
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
-    return Monitor(AlertPolicy(), engine=engine, model=model,
+    from vitalstream.governance.shadow import policy_config
+
+    return Monitor(AlertPolicy(policy_config(settings.policy)), engine=engine, model=model,
                    news2_window_s=settings.news2_window_s, risk_interval_s=settings.risk_interval_s,
                    bed_state_interval_s=settings.bed_state_interval_s)
 
@@ -170,6 +173,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
         value_serializer="raw",
     )
     monitor = monitor or build_monitor(settings)
+    shadow = governance_control.load_shadow(settings, monitor)  # ShadowConfigError: not started
     probe = BrokerProbe(settings)
     stage_signer = Signer(settings, keyring)
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
@@ -186,6 +190,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
     def make_stages(beacon: Any) -> list[Any]:
         stages["ingest"] = IngestService(settings, beacon=beacon)
         stages["monitor"] = MonitorStage(settings, monitor, keyring=keyring, beacon=beacon)
+        stages["monitor"].governance.set_shadow(shadow)
         return [stages["ingest"], stages["monitor"]]
 
     app.vitalstream_stages = make_stages  # type: ignore[attr-defined]
@@ -334,6 +339,13 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
         if stage is not None:
             await stage.check_oversight()
 
+    # Kill-switch instructions and audit actions (governance/control.py): verified here,
+    # then forwarded into vitals, where each partition's owner applies and audits them.
+    async def forward(key: str, value: bytes) -> None:  # into vitals, signed by this worker
+        await write([(settings.topic_vitals, key.encode(), value, None)])
+
+    governance_control.wire(app, settings, stages, forward)
+
     @app.timer(10.0)
     async def stale_check() -> None:
         stage = stages.get("monitor")
@@ -354,7 +366,9 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
     async def health_page(web: Any, request: Any) -> Any:
         # 200 even when degraded: restarting the worker does not bring a broker back
         # (liveness); /ready turns 503 so traffic and alarms go elsewhere.
-        return web.json(probe.status())
+        stage = stages.get("monitor")
+        modes = stage.governance.killswitch.status() if stage is not None else None
+        return web.json({**probe.status(), "mode": modes})
 
     @app.page("/ready")
     async def ready_page(web: Any, request: Any) -> Any:

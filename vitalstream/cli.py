@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.users",
     "vitalstream.commands.keys",
     "vitalstream.commands.config",
+    "vitalstream.commands.audit", "vitalstream.commands.compare", "vitalstream.commands.audit_accuracy",
 )
 
 

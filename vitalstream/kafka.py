@@ -30,11 +30,15 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic_raw, settings.topic_vitals, settings.topic_deadletter,
             settings.topic_alerts, settings.topic_acks, settings.topic_patient_settings,
             settings.topic_bed_state, changelog_topic(settings),
-            settings.topic_oversight, settings.topic_census]
+            settings.topic_oversight, settings.topic_census,
+            settings.topic_audit, settings.topic_audit_intake, settings.topic_control,
+            settings.topic_alerts_shadow, settings.topic_demographics]
 
 
 # Only the latest row of a patient is needed: the broker may compact the rest away.
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+# The audit trail is kept whole: never compacted, never expired (deploy/AUDIT_TOPIC.md).
+AUDIT_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
@@ -46,8 +50,8 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            wanted = [NewTopic(name, settings.topic_partitions, 1, topic_configs=(
-                          CHANGELOG_CONFIG if name == changelog_topic(settings) else None))
+            configs = {changelog_topic(settings): CHANGELOG_CONFIG, settings.topic_audit: AUDIT_CONFIG}
+            wanted = [NewTopic(name, settings.topic_partitions, 1, topic_configs=configs.get(name))
                       for name in (*topic_names(settings), *extra) if name not in existing]
             if wanted:
                 try:

@@ -181,6 +181,12 @@ class Monitor:
         self.risk_interval_ms = int(risk_interval_s * 1000)
         self.bed_state_interval_ms = int(bed_state_interval_s * 1000)
         self.patients: dict[str, PatientRecord] = {}
+        # The kill switch (vitalstream.governance.killswitch): (model off by default, wards
+        # that differ from the default). A ward with the model off is scored NEWS2-only.
+        self.model_off: tuple[bool, frozenset[str]] = (False, frozenset())
+        # Shadow mode: called with the (assessment, record) pairs the model scored and
+        # their input rows, so a candidate model scores the same rows (governance/shadow.py).
+        self.on_risk: Callable[[Any, Any], None] | None = None
         self.dropped_bad_time = 0  # samples and technical events outside SHOWABLE_TIME_MS
         # Each NEWS2 input (and diastolic BP, shown beside them) with the window it counts in.
         self._windows = tuple((p, self.round_window_ms if p in ROUND_PARAMETERS else self.news2_window_ms)
@@ -438,6 +444,9 @@ class Monitor:
             engine.add(np.array(slots, dtype=np.int64), np.array(params, dtype=np.int64),
                        np.array(times, dtype=np.float64) / 1000.0, np.array(values, dtype=np.float64))
         assess, expects_bed_state, model = self.assess, self._expects_bed_state, self.model
+        off_default, off_wards = self.model_off
+        if off_default and not off_wards:
+            model = None
         is_quiet = self.policy.quiet
         risk_alerts = bool(self.policy.config.risk_thresholds)  # then risk may raise: never quiet
         interval_ms = self.risk_interval_ms
@@ -448,7 +457,8 @@ class Monitor:
             assessment = assess(record)
             slot = numeric.get(patient_id)
             source: Any = None
-            if slot is not None and model is not None:
+            if slot is not None and model is not None and not (
+                    off_wards and (record.ward in off_wards) != off_default):
                 # Chosen in wave order, as the assessments are made: at most once per
                 # interval of device time, whatever the batching (``due``).
                 # (a patient's assessment times never go back: newest_ms only grows)
@@ -509,6 +519,8 @@ class Monitor:
                 np.array([(a.time_ms - r.first_seen_ms) / 3.6e6 for a, r in chosen]),
             )
             probabilities = self.model.predict_proba(rows)
+            if self.on_risk is not None:
+                self.on_risk(chosen, rows)
             for (assessment, record), row, probability in zip(chosen, rows, probabilities, strict=True):
                 assessment.risk, assessment.risk_ms = float(probability), assessment.time_ms
                 assessment.model_version = self.model.version

@@ -53,6 +53,7 @@ from aiokafka.errors import (
 from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
+from vitalstream.governance.worker import WorkerGovernance
 from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest.adt import CENSUS_EVENTS
 from vitalstream.ingest_stage import partition_for_key
@@ -69,6 +70,11 @@ from vitalstream.oversight.desk import STATUSES as OVERSIGHT_STATUSES
 from vitalstream.samples import SAMPLE_FIELDS, Sample, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
 from vitalstream.signing import Keyring, SignatureError
+
+# Keys of the control records on vitals: each is taken only with a worker's signature (the
+# forwarders in app.py and governance/control.py sign what they checked).
+CONTROL_KEYS = frozenset({"ack", "settings", "oversight", "census", "kill_switch", "audit_action",
+                          "demographics"})
 
 log = logging.getLogger("vitalstream.monitor")
 
@@ -217,6 +223,8 @@ class MonitorStage(mode.Service):
         self.seen_wall: dict[str, int] = {}
         self.evict_after_ms = int(settings.evict_silent_after_s * 1000)
         metrics.PATIENTS_LIMIT.set(self.max_patients)
+        # Audit records of the decisions and actions, and the kill switch (governance/worker.py).
+        self.governance = WorkerGovernance(settings, monitor)
 
     # -- lifecycle -----------------------------------------------------------------------
     @staticmethod
@@ -244,6 +252,7 @@ class MonitorStage(mode.Service):
         await self.reader.start()
         await self.consumer.start()
         self.consumer.subscribe([self.settings.topic_vitals], listener=_Rebalance(self))
+        await self.governance.start()  # (while the group join goes on)
 
     async def on_stop(self) -> None:
         # The lock waits for the batch in progress; the one in flight is then settled.
@@ -252,6 +261,7 @@ class MonitorStage(mode.Service):
                 await asyncio.wait_for(self.settle(), 5.0)
             except (TimeoutError, KafkaError) as exc:  # read again on restart
                 log.warning("monitor: last batch not committed at stop (%s)", type(exc).__name__)
+            await self.governance.stop()
             for client in (self.consumer, self.reader, self.producer):
                 if client is not None:
                     try:
@@ -286,6 +296,7 @@ class MonitorStage(mode.Service):
                         self.replay_until[partition] = max(self.replay_until.get(partition, -1),
                                                            self.applied_through.get(partition, -1))
                     await self._recover(partitions - kept, ends)
+                    await self.governance.resume(partitions)  # the audit chains go on from their tails
                     break
                 except KafkaError as exc:
                     # Scoring without the patients' state would raise wrong alerts: retry.
@@ -481,6 +492,7 @@ class MonitorStage(mode.Service):
         for patient_id in result.touched:
             self.seen_wall[patient_id] = seen_ms
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
+        writes += self.governance.shadow_writes(result.assessments)  # alerts.shadow, never to stations
         return refused + writes + census_writes + await self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
@@ -496,7 +508,7 @@ class MonitorStage(mode.Service):
         written straight onto vitals, is counted and its dead letter added to ``refused``."""
         body = orjson.loads(record.value)
         offset, applied = record.offset, self.applied
-        if "ack" in body or "settings" in body or "oversight" in body or "census" in body:
+        if body.keys() & CONTROL_KEYS:
             try:
                 self.keyring.verify(record.topic, record.key, record.value, record.headers, ("worker",))
             except SignatureError as exc:
@@ -536,6 +548,8 @@ class MonitorStage(mode.Service):
             metrics.FUTURE_READINGS_DROPPED.inc(len(rows) - len(kept) + len(events) - len(kept_events))
             rows, events = kept, kept_events
         control, ack = body.get("settings"), body.get("ack")
+        if body.keys() & self.governance.KEYS:  # kill switch, audit actions, oversight, demographics
+            self.governance.take(body, record.partition)
         samples.extend(rows)
         technical.extend(events)
         newest_ms = max(map(_TIME_OF, rows), default=0)
@@ -546,9 +560,11 @@ class MonitorStage(mode.Service):
             try:
                 self.monitor.configure(control["patient_id"], control["record"],
                                        control.get("ward", ""), control.get("bed", ""))
+                self.governance.on_settings(control, record.partition, None)
             except (SettingsError, KeyError, TypeError, ValueError) as exc:
                 metrics.SETTINGS_REJECTED.inc()
                 log.warning("per-patient settings refused: %s", exc)
+                self.governance.on_settings(control, record.partition, f"refused: {exc}")
         patient = self.monitor.patients.get(str(ack["patient_id"])) if ack else None
         if patient is not None and patient.ward and ack.get("ward") != patient.ward:
             # Signed by a station for one ward, about a patient on another: not applied.
@@ -557,7 +573,9 @@ class MonitorStage(mode.Service):
             ack = None
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
-            alerts.extend(self._acknowledge(ack))
+            answered = self._acknowledge(ack)
+            self.governance.on_ack(ack, record.partition, answered)
+            alerts.extend(answered)
         oversight = body.get("oversight")
         if oversight and new(oversight["patient_id"]):
             controlled.add(str(oversight["patient_id"]))
@@ -612,6 +630,7 @@ class MonitorStage(mode.Service):
             metrics.observe_many(metrics.SAMPLE_LATENCY, done_s - device_s)
             metrics.observe_many(metrics.PROCESSING_LATENCY, done_s - ingest_s)
             metrics.SAMPLES_PROCESSED.inc(len(samples))
+        self.governance.observe(samples)  # live quality counts and the census (governance/quality.py)
         monitor = self.monitor
         metrics.PATIENTS_MONITORED.set(len(monitor.patients))
         if monitor.engine is not None:
@@ -755,13 +774,17 @@ class MonitorStage(mode.Service):
         for (event, kind, priority), count in self.monitor.policy.drain_events().items():
             metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
         self._count_oversight()
+        self.governance.stamp(alerts)
+        audit_writes = self.governance.writes(alerts, self.partition_of)
         if not alerts:
+            if audit_writes:
+                await self.send_all(audit_writes)
             return
         published_s = time.time()
-        # An alert is on the broker before the state that records it, and before the
-        # readings that raised it are committed.
+        # An alert (and its audit record) is on the broker before the state that records
+        # it, and before the readings that raised it are committed.
         await self.send_all([(self.settings.topic_alerts, a.ward.encode(), orjson.dumps(a.to_dict()), None)
-                             for a in alerts])
+                             for a in alerts] + audit_writes)
         for alert in alerts:
             metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(
@@ -783,6 +806,7 @@ class MonitorStage(mode.Service):
             raised = {a.patient_id for a in alerts}
             await self.send_all(await self.state_rows(raised, raised))
             metrics.STALE_PATIENTS.set(self.monitor.stale_patients())
+            self.governance.quality.census(self.monitor)  # also while no readings come
             self._evict_silent(now_ms())
 
     # -- human oversight (vitalstream/oversight): alert transitions, control messages, a timer

@@ -54,6 +54,48 @@ class Settings(BaseSettings):
     bed_state_interval_s: float = Field(
         60.0, description="A bed's state is published at most this often (device time), and at once when its NEWS2 changes.")
     topic_partitions: int = Field(4, description="Partitions of the topics vitalstream creates.")
+    topic_audit: str = Field(
+        "audit", description="The audit trail: every decision and human action, hash-chained per "
+        "partition, append-only (no compaction, kept for years: deploy/AUDIT_TOPIC.md). Holds patient "
+        "identifiers: readable by the safety and audit roles only (docs/governance.md).")
+    topic_audit_intake: str = Field(
+        "audit.intake", description="Signed human actions from stations and oversight, forwarded by "
+        "the worker into the audit trail (vitalstream.governance.audit.record_action).")
+    topic_control: str = Field(
+        "control.killswitch", description="Signed kill-switch instructions (admin key, admin role).")
+    policy: str = Field(
+        "", description="The live alert policy's settings: JSON of PolicyConfig fields to change "
+        "(e.g. {\"news2_medium\": 4}); empty: the defaults of docs/alerts.md.")
+    shadow: str = Field(
+        "", description="Silent mode: a candidate run beside the live one, its alerts on "
+        "VITALSTREAM_TOPIC_ALERTS_SHADOW only. JSON {\"policy\": {PolicyConfig fields}, "
+        "\"model_version\": a model in models/}; empty: no shadow. Refused at start if unknown.")
+    topic_alerts_shadow: str = Field(
+        "alerts.shadow", description="The shadow's alerts (never read by stations); `vitalstream compare` reads them.")
+    drift_reference_path: str = Field(
+        "", description="The training distribution the drift (PSI) gauges compare against; empty: "
+        "`<model>_reference.json` beside the risk model (models/sepsis_risk_reference.json).")
+    drift_census_interval_s: float = Field(
+        10.0, description="How often (wall time) the worker counts its patients for the quality "
+        "gauges and takes one drift observation per patient.")
+    drift_window_censuses: int = Field(
+        30, description="PSI is computed over this many of the latest censuses (5 min at the default interval).")
+    drift_min_observations: int = Field(
+        200, description="Fewer values than this in the PSI window: the gauge is NaN (too few to say).")
+    false_alarm_share_limit: float = Field(
+        0.8, description="Share of answers saying no action above which the false-alarm rule fires "
+        "(exported as vitalstream_false_alarm_share_limit, which the rule reads).")
+    no_action_answer_codes: str = Field(
+        "expected_or_known,artefact_or_equipment,comfort_care,other,no_action,false_alarm",
+        description="Answer reason codes that mean the alert needed no action (comma-separated).")
+    topic_demographics: str = Field(
+        "patients.demographics", description="Age and sex from the admission system, {patient_id, "
+        "age_years, sex, source, at_ms}: the risk model's context inputs and the subgroups of the "
+        "quality metrics and audits.")
+    audit_tail_records: int = Field(
+        5000, description="Records of each audit partition a worker reads back when it gains the "
+        "partition, to continue the chain and drop a re-sent record (more than a worker sends "
+        "between two commits).")
 
     worker_web_port: int = Field(6066, description="Port of the worker's HTTP server (/metrics, /health, /ready).")
     worker_web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")

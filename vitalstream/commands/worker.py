@@ -55,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"vitalstream worker: {exc}") from None
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings, keyring=keyring)
+    from vitalstream.governance.shadow import ShadowConfigError
+
+    try:
+        app = create_app(settings, keyring=keyring)
+    except ShadowConfigError as exc:
+        raise UsageError(f"vitalstream worker: {exc}") from None
     # The worker is one asyncio thread. OpenMP threads inside a model call cost more to
     # wake than the small batches they score (about 90 ms against 7 ms measured here).
     # Limited after create_app: threadpoolctl only reaches libraries already loaded.

@@ -702,6 +702,10 @@ class StationService:
         from vitalstream.delivery.oversight import OversightRoutes
 
         app.add_routes(OversightRoutes(self).routes())  # answers, snoozes, dispositions, goals
+        # The kill switch's admin page and endpoints, and the modes for the board.
+        from vitalstream.governance.station_control import KillSwitchControl
+
+        KillSwitchControl(self).install(app)
         return app
 
     # -- lifecycle ---------------------------------------------------------------------
