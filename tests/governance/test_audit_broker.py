@@ -104,8 +104,8 @@ def test_decisions_and_actions_are_chained_traced_and_survive_a_restart(
         # A nurse answers, through alerts.ack as a station sends it (with the actor shape).
         ack = {"patient_id": "p-det", "alert_id": alerts[-1]["alert_id"] if alerts[-1]["patient_id"] == "p-det"
                else max((a for a in alerts if a["patient_id"] == "p-det"), key=lambda a: a["device_time_ms"])["alert_id"],
-               "by": "Nina Nurse (4B desk)", "at_ms": int(time.time() * 1000), "ward": "4B", "actor": NURSE}
-        run(send(settings, settings.topic_acks, [(b"4B", orjson.dumps(ack))]))
+               "by": "Nina Nurse (4B desk)", "at_ms": int(time.time() * 1000), "ward": "4B", "actor": NURSE, "actor_wards": ["4B"]}
+        run(send(settings, settings.topic_acks, [(b"4B", orjson.dumps(ack))], signer=KEYRING.for_service("station")))
         # A station's own action (a sign-in) comes signed through audit.intake.
         key, value = audit.intake_message("sign_in", ADMIN, int(time.time() * 1000), ward="4B",
                                           detail={"station": "4B desk"})

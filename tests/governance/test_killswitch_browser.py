@@ -110,7 +110,7 @@ def test_admin_throws_the_kill_switch_in_the_browser_and_the_next_alerts_are_new
                 assert applied_s <= 1.0, f"the worker applied the kill switch after {applied_s:.2f} s"
                 scrape = worker.scrape()
                 for reason in ("unsigned", "wrong_service", "malformed"):
-                    assert f'vitalstream_control_refused_total{{reason="{reason}"}} 1.0' in scrape, reason
+                    assert f'vitalstream_kill_switch_refused_total{{reason="{reason}"}} 1.0' in scrape, reason
                 assert health(worker)["mode"]["default"] == "normal", "no refused instruction took effect"
                 board.wait_for_selector('#mode[data-mode="news2_only"]', timeout=5_000)
                 assert "NEWS2 only" in board.inner_text("#mode")

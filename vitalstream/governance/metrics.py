@@ -12,7 +12,7 @@ AUDIT_DUPLICATES = Counter(
 AUDIT_INTAKE_REFUSED = Counter(
     "vitalstream_audit_intake_refused", "audit.intake messages refused, by reason", ["reason"])
 CONTROL_REFUSED = Counter(
-    "vitalstream_control_refused", "Kill-switch instructions refused, by reason", ["reason"])
+    "vitalstream_kill_switch_refused", "Kill-switch instructions refused, by reason", ["reason"])
 DEMOGRAPHICS_REFUSED = Counter(
     "vitalstream_demographics_refused", "Demographics messages refused (malformed, implausible age, unknown sex)")
 MODE = Gauge("vitalstream_mode", "1 for the worker's default mode (normal or news2_only)", ["mode"])
