@@ -4,18 +4,58 @@ not an in-process copy."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from vitalstream.broker import free_port
+
+T = TypeVar("T")
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (what `kill`, `docker stop` and systemd send) stop this process as
+    Ctrl-C does: KeyboardInterrupt in the main thread, so the ``finally`` blocks that stop
+    its children (broker, worker) run. Python's default for SIGTERM is to die at once and
+    leave them running. Called by `vitalstream.cli.main` for every command."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def run_until_stopped(main: Coroutine[Any, Any, T]) -> T | None:
+    """``asyncio.run(main)`` for a service: SIGINT or SIGTERM cancels ``main``, whose
+    ``finally`` blocks then close what it opened; returns None when it was stopped so."""
+    stopped: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    async def guarded() -> T | None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda s=signum: (stopped.append(s), task.cancel()))
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if stopped:
+                return None
+            raise
+
+    try:
+        return asyncio.run(guarded())
+    finally:  # asyncio leaves SIGTERM at its default (die at once) when it lets go of it
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 class ServiceProcess:
@@ -52,7 +92,11 @@ class ServiceProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(ready_timeout_s or self.ready_timeout_s)
+        try:
+            self.wait_ready(ready_timeout_s or self.ready_timeout_s)
+        except BaseException:  # not ready, or interrupted meanwhile: nothing left running
+            self.stop(timeout_s=5.0)
+            raise
         return self
 
     def wait_ready(self, timeout_s: float) -> None:

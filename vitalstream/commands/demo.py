@@ -196,8 +196,16 @@ def run(args: argparse.Namespace) -> int:
                 worker.stop()
         except BrokerError as exc:
             raise UsageError(f"vitalstream demo: {exc}") from exc
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finally blocks stopped the children
+            interrupted = True
+        else:
+            interrupted = False
         finally:
             if broker is not None:
                 broker.stop()
+    if interrupted:
+        print("demo interrupted: its worker" + (" and broker are" if broker else " is") + " stopped",
+              file=sys.stderr)
+        return 130
     print_summary(summary)
     return 0

@@ -69,20 +69,26 @@ async def serve(settings: Settings, door: str, host: str, port: int, metrics_por
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitalstream.broker import port_in_use
     from vitalstream.cli import UsageError
+    from vitalstream.process import run_until_stopped
 
     settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream gateway: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or "
                          "--bootstrap (or start one with `vitalstream broker`)")
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"vitalstream gateway: port {args.port} is not 0-65535")
+    for port in (args.port, getattr(args, "metrics_port", 0)):
+        if not 0 <= port <= 65535:
+            raise UsageError(f"vitalstream gateway: port {port} is not 0-65535")
+    metrics_port = getattr(args, "metrics_port", 0)
+    for port in (args.port, metrics_port):
+        taken = port_in_use(args.host, port)
+        if taken:  # said before the broker is contacted
+            raise UsageError(f"vitalstream gateway: {taken}")
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(serve(settings, args.door, args.host, args.port,
-                          getattr(args, "metrics_port", 0)))
-    except KeyboardInterrupt:
-        return 0
+        run_until_stopped(serve(settings, args.door, args.host, args.port, metrics_port))
+        print(f"{args.door} gateway stopped", flush=True)
     except OSError as exc:
         raise UsageError(f"vitalstream gateway: cannot listen on {args.host}:{args.port}: "
                          f"{exc.strerror or exc}") from exc

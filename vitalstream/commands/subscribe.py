@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any
@@ -33,8 +32,9 @@ def format_alert(alert: dict[str, Any]) -> str:
 
 async def follow(settings: Settings, wards: set[str], from_beginning: bool, as_json: bool,
                  max_alerts: int) -> int:
-    from vitalstream.kafka import consumer
+    from vitalstream.kafka import consumer, wait_for_broker
 
+    await wait_for_broker(settings)
     alerts = consumer(settings, settings.topic_alerts, from_beginning=from_beginning)
     await alerts.start()
     printed = 0
@@ -59,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream subscribe: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap")
+    if args.max_alerts < 0:
+        raise UsageError("vitalstream subscribe: --max-alerts must be >= 0")
+    from vitalstream.process import run_until_stopped
+
     try:
-        return asyncio.run(follow(settings, set(args.ward), args.from_beginning, args.json,
-                                  args.max_alerts))
-    except KeyboardInterrupt:
-        return 0
+        return run_until_stopped(follow(settings, set(args.ward), args.from_beginning, args.json,
+                                        args.max_alerts)) or 0
     finally:
         sys.stdout.flush()
