@@ -58,6 +58,21 @@ def run_until_stopped(main: Coroutine[Any, Any, T]) -> T | None:
                 signal.signal(signum, handler)
 
 
+class ServiceStartError(RuntimeError):
+    """A service child that exited or was not ready in time; the message says which, with
+    the last lines of its log (the log may be in a scratch folder that is about to go)."""
+
+
+def _log_tail(path: Path | None, lines: int = 3) -> str:
+    if path is None:
+        return ""
+    try:
+        tail = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    except OSError:
+        return ""
+    return ("; its log ends: " + " | ".join(line.strip()[-200:] for line in tail)) if tail else ""
+
+
 class ServiceProcess:
     """A `vitalstream` subcommand with an HTTP port serving /ready and /metrics.
 
@@ -103,8 +118,8 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with status {self.process.returncode}"
-                                   + (f"; log: {self.log_path}" if self.log_path else ""))
+                raise ServiceStartError(f"{self.name} exited with status {self.process.returncode}"
+                                        + _log_tail(self.log_path))
             try:
                 with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
                     if response.status == 200:
@@ -112,7 +127,7 @@ class ServiceProcess:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
+        raise ServiceStartError(f"{self.name} not ready within {timeout_s:g} s" + _log_tail(self.log_path))
 
     def scrape(self) -> str:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:

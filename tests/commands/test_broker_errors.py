@@ -147,3 +147,16 @@ def test_a_taken_port_is_one_line_and_exit_2_before_the_broker(command, taken_po
     line = assert_one_line(in_process(argv, capsys, monkeypatch), rf"vitalstream {name}: .*port {taken_port} on 127\.0\.0\.1 "
                                        r"is already in use \(another process listens there\).*")
     assert "broker listening" not in line
+
+
+def test_a_missing_model_file_is_named_before_the_broker(capsys, monkeypatch):
+    monkeypatch.setenv("VITALSTREAM_MODEL_PATH", "/no/such/model.skops")
+    result = in_process(["worker", "--web-port", "0", "--bootstrap", f"127.0.0.1:{closed_port()}"],
+                        capsys, monkeypatch)
+    assert_one_line(result, r"vitalstream worker: no risk model file at /no/such/model\.skops .*")
+
+
+def test_demo_whose_broker_cannot_start_says_why(capsys, monkeypatch):
+    monkeypatch.setenv("VITALSTREAM_TANSU", "/no/such/tansu")
+    result = in_process(["demo", "--patients", "2", "--hours", "0.1"], capsys, monkeypatch)
+    assert_one_line(result, r"vitalstream demo: cannot run /no/such/tansu: No such file or directory")

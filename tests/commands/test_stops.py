@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 
 import pytest
 from clikit import Running, alive, closed_port, descendants, listening
@@ -130,3 +131,21 @@ def test_demo_stops_its_broker_and_worker_on_both_signals():
         assert status == 130, (name, err)
         assert err[-1] == "demo interrupted: its worker and broker are stopped", (name, err)
     assert set(results) == {"SIGTERM", "SIGINT"}
+
+
+def test_demo_whose_worker_cannot_start_says_why_and_stops_its_broker():
+    command = Running("demo", "--patients", "2", "--hours", "1", VITALSTREAM_MODEL_PATH="/no/such/model.skops")
+    try:
+        command.wait_for("started embedded broker", timeout_s=60)
+        children = descendants(command.process.pid)
+        status = command.process.wait(timeout=120)
+        time.sleep(0.2)
+        while not command.lines.empty():
+            command.seen.append(command.lines.get())
+        errors = command.output("err")
+        assert status == 2, errors
+        assert errors[-1].startswith("vitalstream demo: the worker did not start: worker exited with status 2; "
+                                     "its log ends: vitalstream worker: no risk model file at /no/such/model.skops")
+        assert children and not any(alive(pid) for pid in children), "the demo's broker left running"
+    finally:
+        command.kill()

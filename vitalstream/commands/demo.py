@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.broker import BrokerError, EmbeddedBroker
     from vitalstream.cli import UsageError
     from vitalstream.kafka import ensure_topics
-    from vitalstream.process import WorkerProcess
+    from vitalstream.process import ServiceStartError, WorkerProcess
 
     check_arguments(args)
     settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
@@ -328,6 +328,8 @@ def run(args: argparse.Namespace) -> int:
                 worker.stop()
         except BrokerError as exc:
             raise UsageError(f"vitalstream demo: {exc}") from exc
+        except ServiceStartError as exc:
+            raise UsageError(f"vitalstream demo: the worker did not start: {exc}") from exc
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finally blocks stopped the children
             interrupted = True
         else:

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from vitalstream.settings import Settings
@@ -60,18 +61,25 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.broker import port_in_use
     from vitalstream.cli import UsageError
     from vitalstream.kafka import ensure_topics
+    from vitalstream.scoring.model import ModelFileError
 
     settings = settings_from(args)
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                          "(or start one with `vitalstream broker`)")
+    if settings.model_path and not Path(settings.model_path).is_file():
+        raise UsageError(f"vitalstream worker: no risk model file at {settings.model_path} "
+                         "(VITALSTREAM_MODEL_PATH; unset it to use the shipped model)")
     taken = port_in_use(settings.worker_web_host, settings.worker_web_port)
     if taken:
         raise UsageError(f"vitalstream worker: web port: {taken}; choose another with --web-port "
                          "or VITALSTREAM_WORKER_WEB_PORT")
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ModelFileError as exc:  # a model the operator named must load, or no worker
+        raise UsageError(f"vitalstream worker: risk model {settings.model_path}: {exc}") from exc
     announce_when_ready(app, settings)
     # The worker is one asyncio thread. OpenMP threads inside a model call cost more to
     # wake than the small batches they score (about 90 ms against 7 ms measured here).
