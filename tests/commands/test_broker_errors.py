@@ -26,7 +26,7 @@ def keep_sigterm():
 
 # Each command with the least it needs to get as far as the broker.
 NEEDS_BROKER = {
-    "worker": ["worker", "--web-port", "0"],
+    "worker": ["worker", "--web-port", "{free}"],
     "gateway mllp": ["gateway", "mllp", "--port", "0"],
     "gateway fhir": ["gateway", "fhir", "--port", "0"],
     "station": ["station", "--port", "0"],
@@ -49,7 +49,7 @@ def assert_one_line(result, pattern: str) -> str:
 @pytest.mark.parametrize("command", NEEDS_BROKER)
 def test_no_broker_is_one_line_and_exit_2(command, tmp_path):
     port = closed_port()
-    argv = NEEDS_BROKER[command] + ["--bootstrap", f"127.0.0.1:{port}"]
+    argv = [a.format(free=closed_port()) for a in NEEDS_BROKER[command]] + ["--bootstrap", f"127.0.0.1:{port}"]
     if command == "validate":
         argv += ["--out", str(tmp_path / "report")]
     result = run(*argv)

@@ -30,13 +30,14 @@ ALERTS = [
     alert("t1", "raised", "p9", "9", 3.0, kind="technical", priority="low"),
     alert("t1", "resolved", "p9", "9", 3.2, kind="technical", priority="low"),
     alert("a4", "raised", "p5", "5", 6.0, priority="low"),     # a stable patient
+    alert("a5", "raised", "p22", "22", 6.5, priority="low"),   # another: listed after bed 5
 ]
 
 
 def test_new_clinical_alerts_are_counted_apart_from_everything_else():
     summary = summarise_alerts(ALERTS, EVENTS)
-    assert summary["messages"] == 9  # every message received, as the old "alerts: N" said
-    assert summary["clinical_new"] == 3 and summary["clinical_new_by_priority"] == {"high": 0, "medium": 1, "low": 2}
+    assert summary["messages"] == 10  # every message received, as the old "alerts: N" said
+    assert summary["clinical_new"] == 4 and summary["clinical_new_by_priority"] == {"high": 0, "medium": 1, "low": 3}
     assert summary["clinical_escalated"] == 1 and summary["clinical_acknowledged"] == 1
     assert summary["clinical_resolved"] == 1
     assert summary["technical_new"] == 1 and summary["technical_resolved"] == 1
@@ -49,7 +50,7 @@ def test_each_deteriorating_bed_says_whether_it_was_alerted_after_its_onset():
     # Bed 7's only alert came before its deterioration began: it was not alerted for it.
     assert beds["7"]["alerted_ms"] is None
     assert summary["deteriorating_alerted"] == 1
-    assert summary["stable_alerted_beds"] == ["5"]
+    assert summary["stable_alerted_beds"] == ["5", "22"]
     lines = summary_lines({**summary, "patients": 10, "hours": 12, "samples": 100, "feed_s": 1.0,
                            "send_to_alert_p50_ms": 1.0, "send_to_alert_p99_ms": 2.0,
                            "ingest_to_scored_p50_ms": 1.0, "ingest_to_scored_p99_ms": 2.0})
@@ -57,8 +58,8 @@ def test_each_deteriorating_bed_says_whether_it_was_alerted_after_its_onset():
     assert "deteriorating beds, alerted 1/2:" in text
     assert "Bed 3 (sepsis): onset 02:00, event 08:00; alerted 04:00 (medium), 4.0 h before the event" in text
     assert "Bed 7 (opioid resp depression): onset 05:00, event 09:00; NOT alerted" in text
-    assert "clinical alerts: 3 new (high 0, medium 1, low 2), 1 escalated or raised again, 1 resolved" in text
-    assert "stable patients with a clinical alert: 1 (bed 5)" in text
+    assert "clinical alerts: 4 new (high 0, medium 1, low 3), 1 escalated or raised again, 1 resolved" in text
+    assert "stable patients with a clinical alert: 2 (beds 5, 22)" in text
 
 
 def test_alert_lines_come_out_in_device_time_order():
@@ -68,4 +69,7 @@ def test_alert_lines_come_out_in_device_time_order():
     assert order.ready(feed_ms=1.0 * H) == []  # nothing is 40 min behind the feed yet
     assert [a["device_time_ms"] for a in order.ready(feed_ms=1.8 * H)] == [0.5 * H, 1.0 * H]
     order.add(alert("late", "raised", "p", "1", 1.5))
+    # A worker 30 s behind (10 simulated hours at 1200x): nothing is printed yet...
+    assert order.ready(feed_ms=9 * H, delay_s=30.0) == []
+    # ...and at the end everything, sorted.
     assert [a["device_time_ms"] for a in order.ready(feed_ms=None)] == [1.5 * H, 2.0 * H]

@@ -66,11 +66,14 @@ def percentile_ms(values_s: list[float], q: float) -> float:
 
 class TimeOrder:
     """Alerts printed in device-time order. Partitions are scored side by side, so alerts
-    arrive a little out of order; each waits until the feed is ``hold_s`` of wall time
-    past it (the feed's device time is the watermark), then lines come out sorted."""
+    arrive out of order by up to the pipeline's delay; each waits until the feed is past
+    it by ``hold_s`` plus the current send-to-alert delay (the feed's device time is the
+    watermark, the delay is measured on the alerts themselves), then lines come out sorted.
+    A worker that falls behind makes the lines come later, not out of order."""
 
     def __init__(self, speed: float, hold_s: float = 2.0) -> None:
-        self.hold_ms = speed * hold_s * 1000.0
+        self.speed = speed
+        self.hold_s = hold_s
         self.waiting: list[tuple[int, int, dict[str, Any]]] = []
         self.count = 0
 
@@ -78,10 +81,11 @@ class TimeOrder:
         self.count += 1
         heapq.heappush(self.waiting, (int(alert.get("device_time_ms", 0)), self.count, alert))
 
-    def ready(self, feed_ms: float | None) -> list[dict[str, Any]]:
+    def ready(self, feed_ms: float | None, delay_s: float = 0.0) -> list[dict[str, Any]]:
         """Alerts older than the watermark (all of them when ``feed_ms`` is None: the end)."""
         out = []
-        while self.waiting and (feed_ms is None or self.waiting[0][0] <= feed_ms - self.hold_ms):
+        hold_ms = self.speed * (self.hold_s + delay_s) * 1000.0
+        while self.waiting and (feed_ms is None or self.waiting[0][0] <= feed_ms - hold_ms):
             out.append(heapq.heappop(self.waiting)[2])
         return out
 
@@ -105,7 +109,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace, worker_url: str
         await station.getmany(timeout_ms=100)
 
     def print_ready() -> None:
-        for alert in order.ready(feed_ms[0]):
+        recent = latencies_s[-20:]
+        for alert in order.ready(feed_ms[0], max(recent) if recent else 0.0):
             if not args.quiet:
                 print(format_alert(alert), flush=True)
 
@@ -221,7 +226,8 @@ def summarise_alerts(alerts: list[dict[str, Any]], events: list[dict[str, Any]])
                      "priority": alert["priority"] if alert else None})
     deteriorating = {e["patient_id"] for e in events}
     stable_alerted = sorted({(a.get("ward", ""), str(a.get("bed", ""))) for a in raised
-                             if a["patient_id"] not in deteriorating})
+                             if a["patient_id"] not in deteriorating},
+                            key=lambda wb: (wb[0], int(wb[1]) if wb[1].isdigit() else 0, wb[1]))
     return {
         "messages": len(alerts),
         "clinical_new": count(clinical, "raised"),
