@@ -130,8 +130,9 @@ CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
     """Create vitalstream's topics (idempotent), retrying while the broker starts.
-    Raises BrokerUnreachable when no broker answers at all."""
-    await wait_for_broker(settings)
+    Raises BrokerUnreachable when no broker answers at all (within ``timeout_s`` or
+    ``settings.kafka_connect_timeout_s``, whichever is shorter)."""
+    await wait_for_broker(settings, min(timeout_s, settings.kafka_connect_timeout_s))
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
