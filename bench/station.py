@@ -37,6 +37,7 @@ from vitalstream.broker import EmbeddedBroker
 from vitalstream.delivery.process import StationProcess
 from vitalstream.kafka import ensure_topics, producer
 from vitalstream.settings import Settings
+from vitalstream.signing import Keyring, run_keys
 
 
 def token_for(ward: str) -> str:
@@ -86,6 +87,7 @@ async def measure(url: str, settings: Settings, connections: int, wards: list[st
                  for i in range(connections)]
         await asyncio.wait_for(ready.wait(), 120)
         out = producer(settings, linger_ms=0)
+        worker_keys = Keyring.from_json(run_keys()).for_service("worker")
         await out.start()
         service_cpu_s, client_cpu_s = cpu_s(service_pid), time.process_time()
         expected = 0
@@ -100,7 +102,9 @@ async def measure(url: str, settings: Settings, connections: int, wards: list[st
                          "summary": f"Bed {k % 30 + 1}, Ward {ward}: NEWS2 8 (high).",
                          "device_time_ms": int(time.time() * 1000), "replaces": None,
                          "payload": {"bench_sent_s": time.time()}}
-                await out.send_and_wait(settings.topic_alerts, key=ward.encode(), value=orjson.dumps(alert))
+                key, value = ward.encode(), orjson.dumps(alert)  # signed as the worker signs alerts
+                await out.send_and_wait(settings.topic_alerts, key=key, value=value,
+                                        headers=worker_keys.sign(settings.topic_alerts, key, value))
                 expected += per_ward[ward]
                 await asyncio.sleep(interval_s)
         finally:

@@ -63,10 +63,10 @@ def test_a_message_the_parsers_did_not_foresee_is_dead_lettered_not_fatal(monkey
 
     real = stage.parse_raw
 
-    def fragile(raw: bytes, received_ms: int, fmt=None):
+    def fragile(raw: bytes, received_ms: int, fmt=None, *rest):
         if raw == b"poison":
             raise RuntimeError("unforeseen")
-        return real(raw, received_ms, fmt)
+        return real(raw, received_ms, fmt, *rest)
 
     monkeypatch.setattr(stage, "parse_raw", fragile)
     messages = [RawMessage(reading("p1", 1000)), RawMessage(b"poison"), RawMessage(reading("p2", 2000))]

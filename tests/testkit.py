@@ -45,3 +45,61 @@ async def send_all(settings: Any, messages: list[bytes], topic: str | None = Non
         await out.flush()
     finally:
         await out.stop()
+
+
+def keyring(service: str | None = None) -> Any:
+    """This test run's signing keys (set by conftest), signing as ``service``."""
+    from vitalstream.signing import Keyring
+
+    ring = Keyring.from_json(os.environ["VITALSTREAM_SIGNING_KEYS"])
+    return ring.for_service(service) if service else ring
+
+
+async def send_signed(settings: Any, topic: str, key: bytes | None, value: bytes,
+                      service: str | None = "station") -> None:
+    """Publish one record signed with ``service``'s key (None: unsigned, as a forger would)."""
+    from vitalstream.kafka import producer
+
+    headers = keyring(service).sign(topic, key, value) if service else None
+    out = producer(settings)
+    await out.start()
+    try:
+        await out.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await out.stop()
+
+
+def actor(role: str = "bedside_nurse", name: str = "Anna Smith", user_id: str = "u-anna") -> dict[str, str]:
+    """The signed-in user an acknowledgement or settings record carries."""
+    return {"user_id": user_id, "role": role, "name": name}
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_users(path: Any, *users: tuple[str, str, str, list[str]]) -> Any:
+    """A user file with (username, display name, role, wards) users, all with ``PASSWORD``;
+    the store (for user ids)."""
+    from vitalstream.auth.users import UserStore
+
+    store = UserStore(path=path)
+    for username, name, role, wards in users:
+        store.add(username, name, role, wards, PASSWORD)
+    store.save()
+    return store
+
+
+async def sign_in(client: Any, url: str, username: str, password: str = PASSWORD) -> int:
+    """POST /session as a browser form from the station's own origin; the status of the
+    answer (303 on success, the cookie then in ``client``'s jar)."""
+    async with client.post(f"{url}/session", data={"username": username, "password": password},
+                           headers={"Origin": url}, allow_redirects=False) as response:
+        return response.status
+
+
+def browser() -> Any:
+    """An aiohttp client that keeps cookies for 127.0.0.1 (the default jar drops them for
+    IP addresses), as a browser does."""
+    import aiohttp
+
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))

@@ -2,7 +2,8 @@
 
     vitals.raw --ingest (aiokafka)--> vitals (keyed by patient) --monitor (aiokafka)--> alerts (keyed by ward)
                    \\--> vitals.deadletter (original bytes + reason)      \\--> ward.state, patients changelog
-    alerts.ack, patients.settings --forwarded, keyed by patient--> vitals (ordered with the samples)
+    alerts.ack, patients.settings --verified, forwarded, keyed by patient, signed--> vitals
+                   \\--> vitals.deadletter (unsigned, forged or not allowed: with the reason)
 
 The two busy stages are plain aiokafka consumer groups run as services of the app
 (``ingest_stage``, ``monitor_stage``): batches, not single events, cross into the core, and
@@ -26,10 +27,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vitalstream import faust_tuning, metrics
 from vitalstream.alerts import AlertPolicy
+from vitalstream.alerts.settings import PatientSettings, SettingsError, apply_settings, check_role
+from vitalstream.auth.roles import ActorError, actor_from, may
+from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest_stage import IngestService
 from vitalstream.monitor import Monitor
-from vitalstream.monitor_stage import MonitorStage
+from vitalstream.monitor_stage import MonitorStage, Signer
 from vitalstream.settings import Settings
+from vitalstream.signing import Keyring, SignatureError
 
 log = logging.getLogger("vitalstream.worker")
 
@@ -40,6 +45,17 @@ BROKER_PROBE_TIMEOUT_S = 4.0
 # Acknowledgements and settings are small records from stations: anything bigger is refused
 # before it is parsed (forwarded into vitals it would exceed the producer's request size).
 MAX_CONTROL_BYTES = 65_536
+# Who may write acknowledgements and settings: the station service, and admin tools.
+CONTROL_SIGNERS = frozenset({"station", "admin"})
+
+
+class Refused(Exception):
+    """A control record refused: ``reason`` is the counter's label and the dead letter's."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
 class BrokerProbe:
     """Whether the broker answered the latest metadata request, and since when it has not."""
 
@@ -125,11 +141,14 @@ class _App(faust.App):
                 await self.add_runtime_dependency(stage)
 
 
-def create_app(settings: Settings | None = None, monitor: Monitor | None = None) -> faust.App:
+def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
+               keyring: Keyring | None = None) -> faust.App:
+    """The worker's app; raises KeyringError (one line) without usable signing keys."""
     settings = settings or Settings()
     faust_tuning.apply()
     if not settings.kafka_bootstrap:
         raise ValueError("VITALSTREAM_KAFKA_BOOTSTRAP is not set")
+    keyring = keyring or Keyring.for_process(settings, "worker")
     app = _App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
@@ -150,7 +169,7 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
     )
     monitor = monitor or build_monitor(settings)
     probe = BrokerProbe(settings)
-    vitals_topic = app.topic(settings.topic_vitals, key_serializer="raw", value_serializer="raw")
+    stage_signer = Signer(settings, keyring)
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
     patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
                                        value_serializer="raw")
@@ -162,55 +181,105 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None)
 
     def make_stages(beacon: Any) -> list[Any]:
         stages["ingest"] = IngestService(settings, beacon=beacon)
-        stages["monitor"] = MonitorStage(settings, monitor, beacon=beacon)
+        stages["monitor"] = MonitorStage(settings, monitor, keyring=keyring, beacon=beacon)
         return [stages["ingest"], stages["monitor"]]
 
     app.vitalstream_stages = make_stages  # type: ignore[attr-defined]
 
-    async def forward(patient_id: str, value: bytes) -> None:
+    async def write(messages: list[tuple[str, bytes, bytes, None]]) -> None:
+        """Send and wait for the broker (signed where the topic is: MonitorStage._send)."""
         stage = stages.get("monitor")
         if stage is None or stage.producer is None:  # before the stage started: Faust's producer
-            await vitals_topic.send(key=patient_id.encode(), value=value)
+            for topic, key, value, _ in messages:
+                headers = stage_signer.headers(topic, key, value)
+                await app.topic(topic, key_serializer="raw", value_serializer="raw").send(
+                    key=key, value=value, headers=headers)
         else:  # acknowledged by the broker before Faust may commit the control record
-            await stage.send_all([(settings.topic_vitals, patient_id.encode(), value, None)])
+            await stage.send_all(messages)
+
+    async def take_control(event: Any, source: str, valid: Any) -> tuple[str, dict[str, Any]] | None:
+        """A station's control record (acknowledgement, settings), checked where it enters:
+        signature of a station or admin key, size, shape and the actor's role. A refused
+        record is counted by reason and dead-lettered with it, and goes no further."""
+        message, value = event.message, event.value or b""
+        try:
+            try:
+                keyring.verify(message.topic, message.key, value, message.headers, CONTROL_SIGNERS)
+            except SignatureError as exc:
+                raise Refused(str(exc), "no valid signature of a station or admin key") from None
+            if len(value) > MAX_CONTROL_BYTES:
+                raise Refused("malformed", f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
+            try:
+                body = orjson.loads(value)
+                patient_id = valid(body)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise Refused("malformed", f"{type(exc).__name__}: {exc}"[:200]) from None
+            return patient_id, body
+        except Refused as refused:
+            (metrics.ACKS_REJECTED if source == "ack" else metrics.SETTINGS_REJECTED).inc()
+            metrics.CONTROL_REFUSED.labels(source, refused.reason).inc()
+            log.warning("refused %s record: %s", source, refused.reason)
+            where = f"{message.topic}/{message.partition}@{message.offset}"
+            letter = dead_letter(value, Rejection(refused.reason, refused.detail), source, where,
+                                 int(time.time() * 1000))
+            await write([(settings.topic_deadletter, message.key or b"", letter, None)])
+            return None
+
+    def valid_ack(ack: Any) -> str:
+        patient_id, alert_id = ack["patient_id"], ack["alert_id"]
+        # Checked here, where a bad record is dropped, not in the monitor it would stop.
+        if not (isinstance(patient_id, str) and isinstance(alert_id, str)
+                and isinstance(ack.get("at_ms"), int) and not isinstance(ack.get("at_ms"), bool)):
+            raise TypeError("patient_id and alert_id must be strings, at_ms an integer")
+        try:
+            actor = actor_from(ack)
+        except ActorError as exc:
+            raise Refused("actor", str(exc)) from None
+        if not may(actor["role"], "acknowledge"):
+            raise Refused("role", f"role {actor['role']} may not acknowledge")
+        wards = ack.get("actor_wards")
+        if not isinstance(wards, list) or ack.get("ward") not in wards:
+            raise Refused("ward", "the acknowledging user is not granted the alert's ward")
+        ack["actor"], ack["by"] = actor, actor["name"]
+        return patient_id
+
+    def valid_settings(control: Any) -> str:
+        patient_id = control["patient_id"]
+        if not isinstance(patient_id, str) or not isinstance(control["record"], dict):
+            raise TypeError("patient_id must be a string and record an object")
+        try:
+            actor = actor_from(control["record"])
+            check_role(control["record"], actor["role"])
+        except ActorError as exc:
+            raise Refused("actor", str(exc)) from None
+        except SettingsError as exc:
+            raise Refused("role", str(exc)) from None
+        try:  # the bounds, before the record reaches any patient's monitor
+            apply_settings(PatientSettings(), control["record"])
+        except SettingsError as exc:
+            raise Refused("out_of_bounds", str(exc)) from None
+        return patient_id
 
     # Acknowledgements and settings arrive keyed by ward or station; they are re-keyed by
-    # patient into the vitals topic, so the patient's worker sees them in order with the
-    # readings (a settings change applies from the next reading on).
+    # patient into the vitals topic, signed by this worker (the monitor takes a control
+    # record from vitals only with a worker's signature), so the patient's worker sees them
+    # in order with the readings (a settings change applies from the next reading on).
     @app.agent(acks_topic)
     async def forward_acks(stream: faust.StreamT) -> None:
-        async for value in stream:
-            try:
-                if len(value or b"") > MAX_CONTROL_BYTES:
-                    raise ValueError(f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
-                ack = orjson.loads(value)
-                patient_id, alert_id = ack["patient_id"], ack["alert_id"]
-                # Checked here, where a bad record is dropped, not in the monitor it would stop.
-                if not (isinstance(patient_id, str) and isinstance(alert_id, str)
-                        and isinstance(ack.get("by", ""), str)
-                        and isinstance(ack.get("at_ms", 0), int) and not isinstance(ack.get("at_ms"), bool)):
-                    raise TypeError("patient_id, alert_id and by must be strings, at_ms an integer")
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                metrics.ACKS_REJECTED.inc()
-                log.warning("ignored malformed acknowledgement: %s", type(exc).__name__)
-                continue
-            await forward(patient_id, orjson.dumps({"ack": ack}))
+        async for event in stream.events():
+            taken = await take_control(event, "ack", valid_ack)
+            if taken is not None:
+                patient_id, ack = taken
+                await write([(settings.topic_vitals, patient_id.encode(), orjson.dumps({"ack": ack}), None)])
 
     @app.agent(patient_settings_topic)
     async def forward_settings(stream: faust.StreamT) -> None:
-        async for value in stream:
-            try:
-                if len(value or b"") > MAX_CONTROL_BYTES:
-                    raise ValueError(f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
-                control = orjson.loads(value)
-                patient_id = control["patient_id"]
-                if not isinstance(patient_id, str) or not isinstance(control["record"], dict):
-                    raise TypeError("patient_id must be a string and record an object")
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                metrics.SETTINGS_REJECTED.inc()
-                log.warning("ignored malformed settings message: %s", type(exc).__name__)
-                continue
-            await forward(patient_id, orjson.dumps({"settings": control}))
+        async for event in stream.events():
+            taken = await take_control(event, "settings", valid_settings)
+            if taken is not None:
+                patient_id, control = taken
+                await write([(settings.topic_vitals, patient_id.encode(),
+                              orjson.dumps({"settings": control}), None)])
 
     @app.timer(10.0)
     async def stale_check() -> None:

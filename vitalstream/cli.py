@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "vitalstream.commands.replay",
     "vitalstream.commands.validate",
     "vitalstream.commands.station",
+    "vitalstream.commands.users",
+    "vitalstream.commands.keys",
     "vitalstream.commands.config",
 )
 

@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
-from vitalstream.ingest import Rejection, dead_letter, json_rows, parse_raw
+from vitalstream.ingest import MAX_AHEAD_MS, Rejection, dead_letter, json_rows, parse_raw
 from vitalstream.kafka import FETCH_MAX_WAIT_MS, PendingCommits, consumer_lag, fetch
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
@@ -106,8 +106,10 @@ class InFlight:
     offsets: dict[Any, int]
 
 
-def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: int) -> IngestBatch:
-    """Parse a batch of raw messages (pure).
+def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: int,
+                 max_ahead_ms: int = MAX_AHEAD_MS) -> IngestBatch:
+    """Parse a batch of raw messages (pure). ``received_ms`` is the wall clock: readings
+    stamped more than ``max_ahead_ms`` after it are dead-lettered (``future_time``).
 
     The samples and technical events of the batch go out as a few ``vitals`` records per
     partition (rows of ``SAMPLE_FIELDS``), each sent to the partition its patients' keys
@@ -119,14 +121,14 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
     fast_messages = fast_samples = 0
     for message in messages:
         if message.fmt is None or message.fmt == "json":
-            fast = json_rows(message.value, received_ms)
+            fast = json_rows(message.value, received_ms, max_ahead_ms)
             if fast is not None:
                 fast_messages += 1
                 fast_samples += len(fast)
                 for row in fast:
                     rows[partition_for(row[0], partitions)].append(row)
                 continue
-        result = parse_raw(message.value, received_ms, message.fmt)
+        result = parse_raw(message.value, received_ms, message.fmt, max_ahead_ms)
         batch.messages_in[result.format] += 1
         if result.rejection is not None:
             batch.dead_letters.append((message.key, dead_letter(
@@ -154,18 +156,19 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
     return batch
 
 
-def safe_ingest_batch(messages: list[RawMessage], received_ms: int, partitions: int) -> IngestBatch:
+def safe_ingest_batch(messages: list[RawMessage], received_ms: int, partitions: int,
+                      max_ahead_ms: int = MAX_AHEAD_MS) -> IngestBatch:
     """``ingest_batch`` that cannot stop ingestion: should a batch fail in a way the parsers
     did not foresee, its messages are parsed one by one and any that still fails is
     dead-lettered as ``internal_error``, so one poisonous message never stalls a ward."""
     try:
-        return ingest_batch(messages, received_ms, partitions)
+        return ingest_batch(messages, received_ms, partitions, max_ahead_ms)
     except Exception:
         log.exception("ingest: a batch failed; parsing its messages one by one")
     merged = IngestBatch()
     for message in messages:
         try:
-            one = ingest_batch([message], received_ms, partitions)
+            one = ingest_batch([message], received_ms, partitions, max_ahead_ms)
         except Exception as exc:
             one = IngestBatch()
             one.messages_in["unknown"] += 1
@@ -262,7 +265,8 @@ class IngestService(mode.Service):
                 await self.settle()
                 continue
             partitions = len(await self.producer.partitions_for(self.settings.topic_vitals))
-            batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions)
+            batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions,
+                                      int(self.settings.device_time_max_ahead_s * 1000))
             self.in_flight.append(InFlight(batch, await self.send(batch),
                                            {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs}))
             await self.settle(everything=False)

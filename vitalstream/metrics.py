@@ -33,6 +33,10 @@ MONITOR_ERRORS = Counter(
     "the other patients of each batch were scored",
 )
 SAMPLES_PROCESSED = Counter("vitalstream_samples_processed", "Canonical samples scored by the monitor")
+FUTURE_READINGS_DROPPED = Counter(
+    "vitalstream_future_readings_dropped", "Samples and technical events on vitals stamped further "
+    "ahead of the wall clock than ingest allows (written past ingest), counted and dropped"
+)
 LATE_SAMPLES_DROPPED = Counter(
     "vitalstream_late_samples_dropped", "Samples older than the late tolerance, counted and dropped"
 )
@@ -56,6 +60,14 @@ ACKS_REJECTED = Counter(
 )
 SETTINGS_REJECTED = Counter(
     "vitalstream_patient_settings_rejected", "Per-patient settings records the policy refused"
+)
+CONTROL_REFUSED = Counter(
+    "vitalstream_control_refused",
+    "Control records (acknowledgements, settings) refused by the worker, by where they came "
+    "(ack, settings: the station topics; vitals: a control record written onto vitals) and why "
+    "(unsigned, bad_signature, unknown_key, wrong_service, malformed, actor, role, ward); "
+    "each is dead-lettered to vitals.deadletter",
+    ["source", "reason"],
 )
 ALERT_LATENCY = Histogram(
     "vitalstream_alert_latency_seconds",

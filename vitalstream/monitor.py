@@ -598,11 +598,12 @@ class Monitor:
         return states
 
     # -- control -----------------------------------------------------------------------
-    def acknowledge(self, patient_id: str, alert_id: str, by: str, at_ms: int) -> list[Alert]:
+    def acknowledge(self, patient_id: str, alert_id: str, by: str, at_ms: int,
+                    actor: dict[str, str] | None = None) -> list[Alert]:
         record = self.patients.get(patient_id)
         if record is None:
             return []
-        return self.policy.acknowledge(record.alert_state, alert_id, by, at_ms)
+        return self.policy.acknowledge(record.alert_state, alert_id, by, at_ms, actor)
 
     def configure(self, patient_id: str, record: dict[str, Any], ward: str = "", bed: str = "") -> None:
         """Apply a clinician's per-patient settings record (audited by the policy).

@@ -53,6 +53,7 @@ from aiokafka.errors import (
 from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
+from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest_stage import partition_for_key
 from vitalstream.kafka import (
     FETCH_MAX_WAIT_MS,
@@ -64,11 +65,10 @@ from vitalstream.kafka import (
 from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
 from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
+from vitalstream.signing import Keyring, SignatureError
 
 log = logging.getLogger("vitalstream.monitor")
 
-# Device times further ahead of the wall clock than this do not move the stream clock.
-CLOCK_FUTURE_TOLERANCE_S = 3600.0
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
 ROW_WIDTH = len(SAMPLE_FIELDS)
@@ -118,19 +118,35 @@ def now_ms() -> int:
 class StreamClock:
     """Device-time "now" for stale-data checks: the newest device time seen, advanced by
     the wall time since it was seen. Live, this is the wall clock; in a fast replay it
-    follows the recording, and when data stop it keeps running, so silence shows."""
+    follows the recording, and when data stop it keeps running, so silence shows.
+    It never runs ahead of the wall clock: one device stamped ahead (within ingest's
+    tolerance) must not make the other patients of its partition look silent."""
 
     def __init__(self) -> None:
         self.device_ms = 0
         self.seen_at_s = time.monotonic()
 
-    def observe(self, device_ms: int) -> None:
+    def observe(self, device_ms: int, wall_ms: int | None = None) -> None:
+        device_ms = min(device_ms, now_ms() if wall_ms is None else wall_ms)
         if device_ms > self.device_ms:
             self.device_ms = device_ms
             self.seen_at_s = time.monotonic()
 
     def now_ms(self) -> int:
         return self.device_ms + int((time.monotonic() - self.seen_at_s) * 1000)
+
+
+class Signer:
+    """Signs what the worker writes to topics whose consumers verify it: control records
+    forwarded onto ``vitals``, ``alerts``, ``ward.state`` (vitalstream.signing). About a
+    microsecond a record (docs/reliability.md); samples on ``vitals`` are not signed."""
+
+    def __init__(self, settings: Settings, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self.topics = frozenset({settings.topic_vitals, settings.topic_alerts, settings.topic_bed_state})
+
+    def headers(self, topic: str, key: bytes | None, value: bytes) -> list[tuple[str, bytes]] | None:
+        return self.keyring.sign(topic, key, value) if topic in self.topics else None
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -147,10 +163,13 @@ class _Rebalance(ConsumerRebalanceListener):
 class MonitorStage(mode.Service):
     """The monitor loop as a service of the worker: started and stopped with the Faust app."""
 
-    def __init__(self, settings: Settings, monitor: Monitor, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, monitor: Monitor, keyring: Keyring | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.monitor = monitor
+        self.keyring = keyring or Keyring.for_process(settings, "worker")
+        self.signer = Signer(settings, self.keyring)
         monitor.bed_state_interval_ms = int(settings.bed_state_interval_s * 1000)
         self.changelog = changelog_topic(settings)
         # One clock per partition of vitals: in a fast replay partitions run ahead of each
@@ -398,10 +417,11 @@ class MonitorStage(mode.Service):
         monitor = self.monitor
         samples, technical, alerts = [], [], []
         controlled: set[str] = set()
-        horizon_ms = now_ms() + int(CLOCK_FUTURE_TOLERANCE_S * 1000)
+        wall_ms = now_ms()
+        refused: list[Write] = []
         for record in records:
             try:
-                self._take(record, samples, technical, alerts, controlled, horizon_ms)
+                self._take(record, samples, technical, alerts, controlled, wall_ms, refused)
             except (orjson.JSONDecodeError, SampleError, TypeError, AttributeError, KeyError, ValueError) as exc:
                 # vitals is internal: a record here that is not ours is a bug or an
                 # intruder; count it and go on rather than stop every patient's monitor.
@@ -415,15 +435,33 @@ class MonitorStage(mode.Service):
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
-        return writes + await self.state_rows(touched, changed), samples
+        return refused + writes + await self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
-              controlled: set[str], horizon_ms: int) -> None:
+              controlled: set[str], wall_ms: int, refused: list[Write]) -> None:
         """Unpack one vitals record: samples and technical events to score, control records
         (acknowledgements, settings) applied at once. Parts of it already in a patient's
-        saved state (the record is read again after a crash or rebalance) are skipped."""
+        saved state (the record is read again after a crash or rebalance) are skipped, and
+        so are readings further ahead of the wall clock than ingest lets through (counted):
+        one would move its patient's clock and drop their real readings as late.
+
+        A record holding a control record is taken only with a worker's signature (the
+        forwarders sign what they checked): anything else, such as an acknowledgement
+        written straight onto vitals, is counted and its dead letter added to ``refused``."""
         body = orjson.loads(record.value)
         offset, applied = record.offset, self.applied
+        if "ack" in body or "settings" in body:
+            try:
+                self.keyring.verify(record.topic, record.key, record.value, record.headers, ("worker",))
+            except SignatureError as exc:
+                reason = str(exc)
+                metrics.CONTROL_REFUSED.labels("vitals", reason).inc()
+                log.warning("refused a control record on %s: %s", record.topic, reason)
+                letter = dead_letter(record.value, Rejection(reason, "control record on vitals without a "
+                                                             "worker's signature"), "vitals",
+                                     f"{record.topic}/{record.partition}@{offset}", now_ms())
+                refused.append((self.settings.topic_deadletter, record.key or b"", letter, None))
+                return
 
         def new(patient_id: Any) -> bool:
             return applied.get(str(patient_id), -1) < offset
@@ -438,15 +476,19 @@ class MonitorStage(mode.Service):
         if offset <= self.replay_until.get(record.partition, -1):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
         events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
+        horizon_ms = wall_ms + int(self.settings.device_time_max_ahead_s * 1000)
+        if max(map(_TIME_OF, rows), default=0) > horizon_ms or any(
+                int(t.get("device_time_ms") or 0) > horizon_ms for t in events):
+            kept = [r for r in rows if r[R_TIME] <= horizon_ms]
+            kept_events = [t for t in events if int(t.get("device_time_ms") or 0) <= horizon_ms]
+            metrics.FUTURE_READINGS_DROPPED.inc(len(rows) - len(kept) + len(events) - len(kept_events))
+            rows, events = kept, kept_events
         control, ack = body.get("settings"), body.get("ack")
         samples.extend(rows)
         technical.extend(events)
-        # A device clock years ahead must not make every bed look silent.
         newest_ms = max(map(_TIME_OF, rows), default=0)
-        if newest_ms > horizon_ms:
-            newest_ms = max((r[R_TIME] for r in rows if r[R_TIME] <= horizon_ms), default=0)
         if newest_ms:
-            self.clocks[record.partition].observe(newest_ms)
+            self.clocks[record.partition].observe(newest_ms, wall_ms)
         if control and new(control["patient_id"]):
             controlled.add(str(control["patient_id"]))
             try:
@@ -455,10 +497,18 @@ class MonitorStage(mode.Service):
             except (SettingsError, KeyError, TypeError, ValueError) as exc:
                 metrics.SETTINGS_REJECTED.inc()
                 log.warning("per-patient settings refused: %s", exc)
+        patient = self.monitor.patients.get(str(ack["patient_id"])) if ack else None
+        if patient is not None and patient.ward and ack.get("ward") != patient.ward:
+            # Signed by a station for one ward, about a patient on another: not applied.
+            metrics.CONTROL_REFUSED.labels("ack", "ward").inc()
+            log.warning("refused an acknowledgement for a patient of another ward")
+            ack = None
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
-            alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], str(ack.get("by", "")),
-                                                   int(ack.get("at_ms", now_ms()))))
+            actor = ack.get("actor") if isinstance(ack.get("actor"), dict) else None
+            alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"],
+                                                   str((actor or {}).get("name") or ack.get("by", "")),
+                                                   int(ack.get("at_ms", now_ms())), actor))
         patients = set(map(_PATIENT_OF, rows)) | {str(t.get("patient_id")) for t in events}
         patients |= {str(c["patient_id"]) for c in (control, ack) if c}
         self.applied_through[record.partition] = offset
@@ -616,14 +666,16 @@ class MonitorStage(mode.Service):
                 partition = partition_for_key(key, counts[topic])
             groups[(topic, partition)].append((key, value))
         sent: list[Sent] = []
+        sign = self.signer.headers
         for (topic, partition), items in groups.items():
             batch, count = self.producer.create_batch(), 0
             for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:
+                headers = sign(topic, key, value) or []
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     sent.append((topic, partition, count, await self.producer.send_batch(
                         batch, topic, partition=partition)))
                     batch, count = self.producer.create_batch(), 0
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         raise MessageSizeTooLargeError(f"a message of {len(value)} bytes for {topic}")
                 count += 1
             sent.append((topic, partition, count, await self.producer.send_batch(

@@ -98,7 +98,13 @@ class ServiceProcess:
         return [sys.executable, "-m", "vitalstream", self.name, *self.args]
 
     def environment(self) -> dict[str, str]:
+        from vitalstream.signing import run_keys
+
         env = dict(os.environ)
+        # Each process signs with its own service's key unless told otherwise; all share
+        # this run's keys (the environment's, else a set made once per run).
+        env.pop("VITALSTREAM_SIGNING_KEY_ID", None)
+        env["VITALSTREAM_SIGNING_KEYS"] = run_keys()
         env.update(self.extra_env)
         env["VITALSTREAM_KAFKA_BOOTSTRAP"] = self.bootstrap
         return env

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="NEWS2 uses the latest value of each parameter measured within this many "
         "seconds of device time (30 min: readings taken separately still make a score).",
     )
+    device_time_max_ahead_s: float = Field(
+        300.0, ge=0, description="A reading (or technical event) stamped more than this many seconds "
+        "after the wall clock is refused as `future_time` by ingest and both front doors: device "
+        "clocks drift a little, but one reading far ahead would move its patient's clock and make "
+        "every later real reading look late.")
     ingest_batch_size: int = Field(
         20000, description="Max raw messages the ingest stage parses and publishes per batch.")
     state_save_interval_s: float = Field(
@@ -88,10 +93,53 @@ class Settings(BaseSettings):
         "{key_id: {\"service\": worker|station|gateway|admin, \"secret\": at least 32 characters}} "
         "(secret). Every process that reads alerts or control messages needs the keys of the "
         "services that write them; see vitalstream/signing.py and docs/reliability.md.")
+    signing_keys_file: str = Field(
+        "", description="A file holding the VITALSTREAM_SIGNING_KEYS JSON (a mounted secret: "
+        "preferred in production, not visible in the environment); read when "
+        "VITALSTREAM_SIGNING_KEYS is empty. Give each service only the keys it needs: "
+        "deploy/make-secrets.sh writes one file per service.")
     signing_key_id: str = Field(
-        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with.")
+        "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with; "
+        "empty: the first key of its own service (worker or station). The worker and the station "
+        "refuse to start without signing keys (exit 2).")
+
+    gateway_tokens: SecretStr = Field(
+        SecretStr(""), description="Bearer tokens the FHIR door accepts, comma-separated, each at least "
+        "32 characters (secret; kept only as SHA-256 digests). With none here or in "
+        "VITALSTREAM_GATEWAY_TOKENS_FILE, the FHIR door asks for no token.")
+    gateway_tokens_file: str = Field(
+        "", description="File of FHIR door bearer tokens, one a line (`#` comments): a mounted secret, "
+        "preferred to VITALSTREAM_GATEWAY_TOKENS.")
+    gateway_mllp_allow: str = Field(
+        "", description="Networks (CIDRs, comma-separated) the MLLP door takes connections from; any "
+        "other source is closed at once. Empty: any source.")
+    gateway_tls_certfile: str = Field(
+        "", description="Server certificate (PEM) of both front doors: set, they speak TLS only "
+        "(HTTPS; MLLP over TLS).")
+    gateway_tls_keyfile: str = Field("", description="Private key of VITALSTREAM_GATEWAY_TLS_CERTFILE (if not in it).")
+    gateway_tls_client_cafile: str = Field(
+        "", description="CA bundle of the gateways' client certificates: set, both doors require "
+        "mutual TLS (a client without a certificate signed by it is refused in the handshake).")
+    gateway_allow_unauthenticated: bool = Field(
+        False, description="Let a front door bound to a non-loopback interface run without tokens, "
+        "allow-list or mutual TLS. Off: such a door refuses to start (exit 2).")
+    gateway_idle_timeout_s: float = Field(
+        120.0, gt=0, description="A front-door connection with no complete request or message for "
+        "this long is closed (idle MLLP sessions, slowloris headers).")
+    gateway_request_timeout_s: float = Field(
+        30.0, gt=0, description="A FHIR request body not received whole within this many seconds "
+        "is answered 408 with an OperationOutcome.")
+    gateway_max_connections: int = Field(
+        512, ge=1, description="Open connections a front door holds at most; more are closed at once "
+        "(counted in vitalstream_gateway_connections_refused).")
 
     model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
+    site_code_table: str = Field(
+        "", description="Site code table: a CSV file mapping vendor-private codes (e.g. Philips "
+        "MDIL in OBX-3/OBX-6, or a FHIR coding's system and code) to canonical parameters and "
+        "UCUM units (columns kind,system,code,maps_to; format in docs/ingest.md). Read by the "
+        "worker, the gateways and `vitalstream ingest` at start; a bad file stops them with one "
+        "line. Empty: the built-in MDC and LOINC tables only.")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""

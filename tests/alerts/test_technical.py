@@ -37,7 +37,8 @@ def test_wearable_patients_get_a_longer_stale_timeout(patient: Patient) -> None:
     # A patch reports every few minutes: 15 min of silence before a no-data alert.
     policy = AlertPolicy()
     state = policy.new_state()
-    policy.configure(state, {"set_by": "cn-1", "set_at_ms": T0_MS, "device_type": "wearable"})
+    policy.configure(state, {"actor": {"user_id": "u-1", "role": "physician", "name": "Dr One"}, "set_at_ms": T0_MS,
+                             "device_type": "wearable"})
     stream(policy, state, patient)
     assert policy.check_stale(state, T0_MS + 10 * MIN_MS) == []
     assert len(policy.check_stale(state, T0_MS + 16 * MIN_MS)) == 1

@@ -27,7 +27,8 @@ def closed_port() -> int:
 
 def environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    for name in [n for n in env if n.startswith("VITALSTREAM_") and n != "VITALSTREAM_DATA_DIR"]:
+    kept = ("VITALSTREAM_DATA_DIR", "VITALSTREAM_SIGNING_KEYS")  # set for the whole test run
+    for name in [n for n in env if n.startswith("VITALSTREAM_") and n not in kept]:
         del env[name]  # a developer's settings must not change what the test sees
     env.update({"VITALSTREAM_STATION_TOKENS": STATION_TOKENS, **QUICK_CONNECT, **extra})
     return env

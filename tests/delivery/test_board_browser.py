@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from testkit import missing
+from testkit import PASSWORD, make_users, missing
 from ward_feed import readings
 
 from vitalstream.broker import EmbeddedBroker
@@ -49,8 +49,10 @@ def pipeline(module_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFac
     logs = tmp_path_factory.mktemp("board")
     tokens = {TOKEN_4B: {"station": "4B desk", "wards": ["4B"]},
               TOKEN_4C: {"station": "4C desk", "wards": ["4C"]}}
+    make_users(logs / "users.json", ("anna", "Anna Smith", "bedside_nurse", ["4B"]))
     with WorkerProcess(module_broker.bootstrap, log_path=logs / "worker.log"), \
-            StationProcess(module_broker.bootstrap, tokens, log_path=logs / "station.log") as station:
+            StationProcess(module_broker.bootstrap, tokens, log_path=logs / "station.log",
+                           users_file=logs / "users.json") as station:
         yield settings, station
 
 
@@ -91,11 +93,17 @@ def off_loop(coroutine_function, *args):
         return pool.submit(lambda: asyncio.run(coroutine_function(*args))).result()
 
 
-def sign_in(browser, url: str, token: str):
+def sign_in(browser, url: str, token: str | None = None, username: str | None = None):
+    """A nurse signs in as herself, or a wall board with its token."""
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     page.goto(url)
-    page.fill("#token", token)
-    page.keyboard.press("Enter")
+    if username:
+        page.fill("#username", username)
+        page.fill("#password", PASSWORD)
+        page.locator("#password").press("Enter")
+    else:
+        page.fill("#token", token)
+        page.locator("#token").press("Enter")
     page.wait_for_selector('#connection[data-state="live"]', timeout=10_000)
     return page
 
@@ -108,13 +116,13 @@ def test_nurse_sees_her_ward_alert_live_acknowledges_it_and_never_sees_another_w
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
-            board_4b = sign_in(browser, station.url, TOKEN_4B)
+            board_4b = sign_in(browser, station.url, username="anna")
             board_4c = sign_in(browser, station.url, TOKEN_4C)
             # A wrong token stays on the sign-in page with a message.
             stranger = browser.new_page()
             stranger.goto(station.url)
             stranger.fill("#token", "not-a-token-of-this-hospital")
-            stranger.keyboard.press("Enter")
+            stranger.locator("#token").press("Enter")
             stranger.wait_for_selector("#failed:not([hidden])", timeout=5000)
             assert "/board" not in stranger.url
 
@@ -138,15 +146,14 @@ def test_nurse_sees_her_ward_alert_live_acknowledges_it_and_never_sees_another_w
             board_4b.screenshot(path=str(artifacts_dir / "station-board-4B.png"), full_page=True)
 
             # Acknowledge with the keyboard: "n" focuses the next unacknowledged alert.
-            board_4b.fill("#nurse", "Anna")
-            board_4b.locator("#nurse").press("Tab")
+            assert "Anna Smith" in board_4b.locator("#who").inner_text()
             board_4b.keyboard.press("n")
             focused = board_4b.evaluate("document.activeElement.dataset.alertId")
             assert focused and tile.locator(f'.alert[data-alert-id="{focused}"]').count() == 1
             board_4b.keyboard.press("Enter")
             board_4b.wait_for_selector(f'.alert[data-alert-id="{focused}"][data-status="acknowledged"]',
                                        timeout=15_000)
-            assert "Acknowledged by Anna (4B desk)" in tile.inner_text()
+            assert "Acknowledged by Anna Smith" in tile.inner_text()
             assert tile.locator(f'.alert[data-alert-id="{focused}"] .summary').inner_text() == summary, \
                 "the reasons for the alert stay on the tile after it is acknowledged"
             acked = [orjson.loads(r.value) for r in off_loop(alerts_on_topic, settings)]
@@ -156,6 +163,9 @@ def test_nurse_sees_her_ward_alert_live_acknowledges_it_and_never_sees_another_w
 
             # The 4C station saw its own patient, and nothing of ward 4B ever.
             board_4c.wait_for_selector("#bed-4c-3 .alert", timeout=10_000)
+            # A wall board's token shows the ward and cannot acknowledge.
+            assert "view only" in board_4c.locator("#who").inner_text()
+            assert board_4c.locator("#bed-4c-3 button.ack:not(:disabled)").count() == 0
             text_4c = board_4c.locator("body").inner_text()
             assert "p-4c" in text_4c
             assert "p-det" not in text_4c and "p-calm" not in text_4c and "Ward 4B" not in text_4c

@@ -132,3 +132,18 @@ async def test_keep_alive_only_to_idle_sse_connections() -> None:
     assert hub.keep_alive([board, socket], idle_s=60.0) == 0
     assert hub.keep_alive([board, socket], idle_s=0.0) == 1
     assert drain(board) == [KEEP_ALIVE] and drain(socket) == []
+
+
+async def test_a_connection_over_its_byte_budget_is_dropped_and_told_once() -> None:
+    from vitalstream.delivery.feeds import QUEUE_BYTES
+
+    hub = StationHub()
+    board, _ = hub.subscribe(WARD_4B, WARD_4B.wards, None, "ws")
+    calls = []
+    board.on_overflow = lambda: calls.append(1)
+    alert = deteriorating("p-4b", "4B", "12")[0][0]
+    big = {**alert, "padding": "x" * (QUEUE_BYTES // 100)}
+    for offset in range(150):
+        hub.apply(ALERTS, 0, offset, orjson.dumps({**big, "event_id": f"e{offset}"}), 0.0)
+    assert board.overflowed and calls == [1], "told once, however many events follow"
+    assert board.queue.qsize() == 1 and board.queue.bytes == 0 and board.queue.get_nowait() is None

@@ -16,6 +16,7 @@ import aiohttp
 import hl7
 import orjson
 import pytest
+from testkit import browser, keyring, make_users, sign_in
 from ward_feed import deteriorating
 
 from vitalstream.broker import EmbeddedBroker
@@ -38,7 +39,10 @@ def station(module_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFact
     log = tmp_path_factory.mktemp("station") / "station.log"
     tokens = {TOKEN_4B: {"station": "4B desk", "wards": ["4B"]}, TOKEN_4C: ["4C"],
               TOKEN_BOTH: {"station": "Charge nurse", "wards": ["4B", "4C"]}}
-    with StationProcess(module_broker.bootstrap, tokens, log_path=log, export=True) as running:
+    users = log.parent / "users.json"
+    make_users(users, ("anna", "Anna Smith", "bedside_nurse", ["4B"]),
+               ("ben", "Ben Okafor", "charge_nurse", ["4B"]), ("carla", "Carla Diaz", "bedside_nurse", ["4C"]))
+    with StationProcess(module_broker.bootstrap, tokens, log_path=log, export=True, users_file=users) as running:
         yield running
     assert TOKEN_4B not in log.read_text(errors="replace"), "tokens must never be logged"
 
@@ -46,12 +50,13 @@ def station(module_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFact
 async def publish(bootstrap: str, alerts: list[dict], states: list[dict]) -> None:
     settings = Settings(kafka_bootstrap=bootstrap)
     out = producer(settings, linger_ms=1)
+    worker = keyring("worker")  # as the worker signs them
     await out.start()
     try:
-        for state in states:
-            await out.send(settings.topic_bed_state, key=state["ward"].encode(), value=orjson.dumps(state))
-        for alert in alerts:
-            await out.send(settings.topic_alerts, key=alert["ward"].encode(), value=orjson.dumps(alert))
+        for topic, records in ((settings.topic_bed_state, states), (settings.topic_alerts, alerts)):
+            for record in records:
+                key, value = record["ward"].encode(), orjson.dumps(record)
+                await out.send(topic, key=key, value=value, headers=worker.sign(topic, key, value))
         await out.flush()
     finally:
         await out.stop()
@@ -126,43 +131,57 @@ async def collect_acks(settings: Settings, count: int, timeout_s: float = 10.0) 
     source = consumer(settings, settings.topic_acks)
     await source.start()
     got: list[dict] = []
+    station_keys = keyring()
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and len(got) < count:
             for records in (await source.getmany(timeout_ms=300)).values():
-                got.extend(orjson.loads(r.value) for r in records)
+                for r in records:  # every acknowledgement is signed with the station's key
+                    assert station_keys.verify(r.topic, r.key, r.value, r.headers, {"station"}) == "station"
+                    got.append(orjson.loads(r.value))
     finally:
         await source.stop()
     return got
 
 
-async def test_acknowledgement_over_http_and_websocket_reaches_alerts_ack(station: StationProcess,
-                                                                         module_broker: EmbeddedBroker) -> None:
+async def test_acknowledgement_by_a_signed_in_nurse_over_http_and_websocket_reaches_alerts_ack(
+        station: StationProcess, module_broker: EmbeddedBroker) -> None:
     settings = Settings(kafka_bootstrap=module_broker.bootstrap)
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{station.url}/api/state", headers=auth(TOKEN_4B)) as state:
+    async with aiohttp.ClientSession() as board:
+        async with board.get(f"{station.url}/api/state", headers=auth(TOKEN_4B)) as state:
             alert = (await state.json())["wards"]["4B"]["alerts"][0]
-        async with client.post(f"{station.url}/api/ack", headers=auth(TOKEN_4C),
-                               json={"alert_id": alert["alert_id"]}) as other_ward:
-            assert other_ward.status == 404, "a 4C station must not acknowledge a 4B alert"
-        async with client.post(f"{station.url}/api/ack", headers=auth(TOKEN_4B),
-                               data=orjson.dumps({"alert_id": alert["alert_id"]})) as not_json:
+        async with board.post(f"{station.url}/api/ack", headers=auth(TOKEN_4B),
+                              json={"alert_id": alert["alert_id"]}) as wall_board:
+            assert wall_board.status == 403, "a wall-board token sees and never acknowledges"
+    async with browser() as carla:
+        assert await sign_in(carla, station.url, "carla") == 303
+        async with carla.post(f"{station.url}/api/ack", json={"alert_id": alert["alert_id"]}) as other_ward:
+            assert other_ward.status == 404, "a 4C nurse must not acknowledge a 4B alert"
+    async with browser() as anna:
+        assert await sign_in(anna, station.url, "anna") == 303
+        async with anna.get(f"{station.url}/api/me") as me:
+            assert (await me.json())["user"]["name"] == "Anna Smith"
+        async with anna.post(f"{station.url}/api/ack", data=orjson.dumps({"alert_id": alert["alert_id"]})) as not_json:
             assert not_json.status == 415, "a form post (possible cross-site) is refused"
-        async with client.post(f"{station.url}/api/ack", headers=auth(TOKEN_4B),
-                               json={"alert_id": alert["alert_id"], "by": "Anna  Smith"}) as accepted:
-            assert accepted.status == 202
-        async with client.ws_connect(f"{station.url}/api/ws") as ws:
-            await ws.send_json({"type": "auth", "token": TOKEN_4B})
+        async with anna.post(f"{station.url}/api/ack",
+                             json={"alert_id": alert["alert_id"], "by": "Dr. House (ICU desk)"}) as accepted:
+            assert accepted.status == 202, "a typed name is ignored: the actor is the signed-in user"
+    async with browser() as ben:
+        assert await sign_in(ben, station.url, "ben") == 303
+        async with ben.ws_connect(f"{station.url}/api/ws") as ws:
             first = await ws.receive_json(timeout=5)
             assert first["type"] == "snapshot" and first["id"]
-            await ws.send_json({"type": "ack", "alert_id": alert["alert_id"], "by": "Ben"})
+            await ws.send_json({"type": "ack", "alert_id": alert["alert_id"], "by": "someone else"})
             reply = await ws.receive_json(timeout=5)
             assert reply["type"] == "ack_sent"
             await ws.send_json({"type": "ack", "alert_id": "al-of-another-ward"})
             assert (await ws.receive_json(timeout=5))["type"] == "ack_refused"
     acks = await collect_acks(settings, 2)
     assert [(a["patient_id"], a["alert_id"]) for a in acks] == [("p-4b", alert["alert_id"])] * 2
-    assert [a["by"] for a in acks] == ["Anna Smith (4B desk)", "Ben (4B desk)"]
+    assert [a["by"] for a in acks] == ["Anna Smith", "Ben Okafor"]
+    assert [(a["actor"]["role"], a["actor"]["name"]) for a in acks] == [
+        ("bedside_nurse", "Anna Smith"), ("charge_nurse", "Ben Okafor")]
+    assert all(a["actor"]["user_id"].startswith("u-") for a in acks)
 
 
 async def test_websocket_with_a_wrong_token_is_closed_without_data(station: StationProcess) -> None:

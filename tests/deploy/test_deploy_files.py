@@ -169,8 +169,6 @@ def test_compose_mounts_the_grafana_and_prometheus_files_that_exist(compose) -> 
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (DEPLOY / source).exists(), f"{service}: {source}"
-    for secret in compose["secrets"].values():
-        assert (DEPLOY / secret["file"]).is_file()
     grafana = compose["services"]["grafana"]
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
@@ -256,3 +254,36 @@ def test_kubernetes_metrics_services_are_the_prometheus_targets(manifests) -> No
             service = services[name.split(".")[0]]
             assert service["spec"]["clusterIP"] == "None", "A records per pod need a headless service"
             assert sd["port"] in {p["port"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.security
+def test_no_secret_is_shipped_and_make_secrets_makes_every_one_compose_mounts(compose, tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    from vitalstream.delivery.config import StationAccess
+    from vitalstream.signing import Keyring
+
+    tracked = subprocess.run(["git", "ls-files", "deploy/secrets"], cwd=DEPLOY.parent, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked in ([], ["deploy/secrets/README.md"]), f"secrets committed: {tracked}"
+    made = []
+    for run in ("first", "second"):
+        copy = tmp_path / run
+        copy.mkdir()
+        shutil.copy(DEPLOY / "make-secrets.sh", copy)
+        subprocess.run(["sh", str(copy / "make-secrets.sh")], check=True, capture_output=True)
+        for secret in compose["secrets"].values():
+            assert (copy / secret["file"]).is_file(), secret["file"]
+        tokens = StationAccess.from_json((copy / "secrets/station_tokens.json").read_bytes())
+        assert len(tokens.stations) == 2
+        worker = Keyring.from_json((copy / "secrets/signing_keys.worker.json").read_text())
+        station = Keyring.from_json((copy / "secrets/signing_keys.station.json").read_text())
+        assert worker.services() == {"worker", "station", "admin"} and station.services() == {"station", "worker"}
+        # What the station signs, the worker verifies, and the reverse.
+        value = b'{"alert_id": "a"}'
+        signed = station.for_service("station").sign("alerts.ack", b"4B", value)
+        assert worker.verify("alerts.ack", b"4B", value, signed, {"station"}) == "station"
+        made.append((copy / "secrets/station_tokens.json").read_text()
+                    + (copy / "secrets/signing_keys.worker.json").read_text())
+    assert made[0] != made[1], "every installation gets its own random secrets"

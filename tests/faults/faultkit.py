@@ -151,8 +151,12 @@ def event_ids(records: Iterable[Any]) -> Counter[str]:
 
 # -- broker clients --------------------------------------------------------------------
 async def send(settings: Settings, messages: Iterable[Message], rate_per_s: float | None = None,
-               topic: str | None = None, **producer_options: Any) -> int:
-    """Send keyed by patient (as the gateways do), optionally paced; returns how many."""
+               topic: str | None = None, sign_as: str | None = None, **producer_options: Any) -> int:
+    """Send keyed by patient (as the gateways do), optionally paced and signed with the key
+    of service ``sign_as`` (a station's control records); returns how many."""
+    from testkit import keyring
+
+    signer = keyring(sign_as) if sign_as else None
     out = producer(settings, **producer_options)
     await out.start()
     sent = 0
@@ -164,7 +168,9 @@ async def send(settings: Settings, messages: Iterable[Message], rate_per_s: floa
                 wait_s = started + sent / rate_per_s - time.monotonic()
                 if wait_s > 0.001:
                     await asyncio.sleep(wait_s)
-            pending.append(await out.send(topic or settings.topic_raw, message.value, key=message.key))
+            target = topic or settings.topic_raw
+            headers = signer.sign(target, message.key, message.value) if signer else None
+            pending.append(await out.send(target, message.value, key=message.key, headers=headers))
             sent += 1
             if len(pending) >= 2000:
                 await asyncio.gather(*pending)

@@ -44,7 +44,8 @@ SECRET = "s3cr3t-sasl-password-never-printed"
 
 
 def hostile_controls(patient_id: str) -> list[bytes]:
-    """Acknowledgements and settings records a station should never send."""
+    """Acknowledgements and settings records a station should never send (sent signed with a
+    station's key, as a faulty station would: unsigned ones never get as far as parsing)."""
     big = "x" * (1 << 20)
     deep = "[" * 50_000 + "]" * 50_000
     acks = [b"", b"{", b"null", b"[]", deep.encode(), orjson.dumps({"patient_id": patient_id}),
@@ -82,21 +83,24 @@ def test_hostile_input_is_accounted_for_and_changes_no_valid_patients_alert(
         controls = hostile_controls(victim)
         asyncio.run(send(settings, [Message(victim.encode(), c, 0) for c in controls
                                     if not c.startswith(b"settings:")],
-                         topic=settings.topic_acks, max_request_size=8 << 20))
+                         topic=settings.topic_acks, sign_as="station", max_request_size=8 << 20))
         asyncio.run(send(settings, [Message(victim.encode(), c[len(b"settings:"):], 0) for c in controls
                                     if c.startswith(b"settings:")],
-                         topic=settings.topic_patient_settings, max_request_size=8 << 20))
+                         topic=settings.topic_patient_settings, sign_as="station", max_request_size=8 << 20))
         assert wait_for(lambda: metric_or_zero(worker, "vitalstream_messages_in_total") >= len(stream), 120), \
             "ingest did not read every message"
         records = asyncio.run(read_topic(settings, settings.topic_alerts,
                                          lambda got: set(expected) <= set(event_ids(got)), 120))
         total_dead = sum(rejected.values())
         letters = asyncio.run(read_topic(settings, settings.topic_deadletter,
-                                         lambda got: len(got) >= total_dead, 30))
+                                         lambda got: len(got) >= total_dead + len(controls), 30))
+        # The worker's refusals of control records are dead letters too, each with its reason.
+        control_letters = [r for r in letters if orjson.loads(r.value)["format"] in ("ack", "settings")]
+        letters = [r for r in letters if r not in control_letters]
         assert worker.process is not None and worker.process.poll() is None, "the worker crashed"
         # Every malformed acknowledgement is counted where it is refused; the last one is
-        # well formed and names no open alert (audited by the policy, not refused).
-        malformed_acks = sum(1 for c in controls if not c.startswith(b"settings:")) - 1
+        # well formed but names no signed-in user (refused as well).
+        malformed_acks = sum(1 for c in controls if not c.startswith(b"settings:"))
         assert wait_for(lambda: metric_or_zero(worker, "vitalstream_acknowledgements_rejected_total")
                         >= malformed_acks, 30)
         assert worker.metric("vitalstream_acknowledgements_rejected_total") == malformed_acks
@@ -117,6 +121,8 @@ def test_hostile_input_is_accounted_for_and_changes_no_valid_patients_alert(
     assert messages_in == len(stream)
     assert accepted + deadlettered == messages_in
     assert deadlettered == total_dead and len(letters) == total_dead
+    assert len(control_letters) == len(controls)
+    assert {orjson.loads(r.value)["reason"] for r in control_letters} <= {"malformed", "actor", "role", "out_of_bounds"}
     letter_reasons = Counter(orjson.loads(r.value)["reason"] for r in letters)
     assert letter_reasons == rejected
     assert set(letter_reasons) <= REASON_CODES - {"internal_error"}

@@ -71,22 +71,26 @@ async def test_messages_are_acknowledged_published_or_dead_lettered(broker):
         finally:
             await server.close()
     assert good[1].split("|")[:3] == ["MSA", "AA", "MSG20260315111502"]
-    assert wrong[1].split("|")[:3] == ["MSA", "AE", "ADT-9"] and "unsupported_message" in wrong[1]
+    # A message type this door does not read is not accepted here: AR, not AE (the content
+    # is not wrong), with ERR-3 200 unsupported message type; it goes to the dead letters.
+    assert wrong[1].split("|")[:3] == ["MSA", "AR", "ADT-9"] and "unsupported_message" in wrong[1]
     assert wrong[2].startswith("ERR|||200^")
+    assert wrong[0].split("|")[8] == "ACK^A01^ACK"
     assert after_noise[1].split("|")[1] == "AA"
 
-    raw = await read_topic(settings, settings.topic_raw, 3)
+    raw = await read_topic(settings, settings.topic_raw, 2)
     # The original bytes, in order, keyed by patient (ordering per patient downstream).
-    assert [r.value for r in raw] == [PCD01, ADT, PCD01]
+    assert [r.value for r in raw] == [PCD01, PCD01]
     assert raw[0].key == b"MRN-4711" and ("vitalstream-format", b"hl7") in raw[0].headers
-    dead = [orjson.loads(r.value) for r in await read_topic(settings, settings.topic_deadletter, 1)]
-    assert dead[0]["reason"] == "mllp_framing"
-    assert base64.b64decode(dead[0]["original_b64"]) == b"+++ATH0\r\n"
+    dead = [orjson.loads(r.value) for r in await read_topic(settings, settings.topic_deadletter, 2)]
+    assert [d["reason"] for d in dead] == ["unsupported_message", "mllp_framing"]
+    assert base64.b64decode(dead[0]["original_b64"]) == ADT
+    assert base64.b64decode(dead[1]["original_b64"]) == b"+++ATH0\r\n"
 
     after = outcome_counts()
     delta = {key: after[key] - before[key] for key in after}
     # Nothing lost: messages in = accepted + rejected + dead-lettered + refused.
-    assert delta == {"messages": 4, "accepted": 2, "rejected": 1, "deadlettered": 1, "refused": 0}
+    assert delta == {"messages": 4, "accepted": 2, "rejected": 0, "deadlettered": 2, "refused": 0}
 
 
 async def test_unreachable_broker_answers_ar_so_the_sender_keeps_the_message(broker):

@@ -11,7 +11,7 @@ from vitalstream.ingest import parse_raw
 from vitalstream.ingest.hl7v2 import hl7_ack
 
 DATA = Path(__file__).parent / "data"
-RECEIVED_MS = 1_773_570_000_000
+RECEIVED_MS = 1_773_619_200_000  # 2026-03-16 00:00 UTC: after every device time here
 
 
 def utc_ms(*fields: int, offset_h: int = 0) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from testkit import send_all
+from testkit import actor, send_all, send_signed
 
 from vitalstream.broker import EmbeddedBroker
 from vitalstream.kafka import consumer, ensure_topics, producer
@@ -93,9 +93,9 @@ def test_deteriorating_patient_alerts_on_ward_topic_and_stable_patient_does_not(
         # A nurse acknowledges: the ack goes through alerts.ack to the patient's monitor and
         # comes back on the ward's alert stream with who acknowledged it.
         latest = alerts[-1]
-        ack = {"patient_id": latest["patient_id"], "alert_id": latest["alert_id"],
-               "by": "nurse-7", "at_ms": int(time.time() * 1000)}
-        asyncio.run(send_to(settings, settings.topic_acks, orjson.dumps(ack)))
+        ack = {"patient_id": latest["patient_id"], "alert_id": latest["alert_id"], "ward": "4B",
+               "actor": actor(name="nurse-7"), "actor_wards": ["4B"], "at_ms": int(time.time() * 1000)}
+        asyncio.run(send_signed(settings, settings.topic_acks, b"4B", orjson.dumps(ack)))
         acked = asyncio.run(collect(
             settings, settings.topic_alerts,
             lambda got: any(orjson.loads(r.value)["status"] == "acknowledged" for r in got), 30))

@@ -90,7 +90,7 @@ def test_unreadable_sources_say_why(tmp_path: Path) -> None:
 
 
 def test_reports_group_one_device_time_and_survive_chunk_edges() -> None:
-    samples = [Sample(f"p{i % 3}", "4B", str(i % 3), "heart_rate" if i % 2 else "spo2", 80.0 + i,
+    samples = [Sample(f"p{i % 3}", "4B", str(i % 3), "heart_rate" if i % 2 else "spo2", 80.0 + i % 20,
                       "/min" if i % 2 else "%", 1000 * (i // 6), f"dev{i % 3}", 0) for i in range(60)]
     recording = Recording.from_samples(samples)
     whole = list(recording.reports(chunk=1000))

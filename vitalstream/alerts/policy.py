@@ -173,6 +173,7 @@ class OpenAlert:
     replaces: str | None = None
     ack_by: str | None = None
     ack_ms: int | None = None
+    ack_actor: dict[str, str] | None = None
     ack_expires_ms: int | None = None
     ack_total: int | None = None
     news2_total: int | None = None
@@ -487,7 +488,7 @@ class AlertPolicy:
     def _ack_payload(self, alert: OpenAlert) -> dict[str, Any] | None:
         if alert.ack_ms is None:
             return None
-        return {"by": alert.ack_by, "ms": alert.ack_ms,
+        return {"by": alert.ack_by, "actor": alert.ack_actor, "ms": alert.ack_ms,
                 "shown": clock_time(alert.ack_ms, self.config.display_tz),
                 "expires_ms": alert.ack_expires_ms,
                 "expires": clock_time(alert.ack_expires_ms or alert.ack_ms, self.config.display_tz),
@@ -688,13 +689,17 @@ class AlertPolicy:
         return self._emit(state, new, status, payload, t)
 
     # -- acknowledgement and settings --------------------------------------------------
-    def acknowledge(self, state: PatientAlertState, alert_id: str, by: str, at_ms: int) -> list[Alert]:
+    def acknowledge(self, state: PatientAlertState, alert_id: str, by: str, at_ms: int,
+                    actor: Mapping[str, str] | None = None) -> list[Alert]:
         """A nurse acknowledged ``alert_id`` at ``at_ms``: silence it until it expires or
         the patient gets worse. Unknown, replaced or resolved ids change nothing (audited);
-        a redelivered acknowledgement publishes nothing new."""
+        a redelivered acknowledgement publishes nothing new. ``actor`` is the signed-in
+        user ({user_id, role, name}); ``by`` their display name."""
         by = by.strip() or "unnamed"
         target = next((a for a in state.open_alerts() if a.alert_id == alert_id), None)
-        entry = {"action": "acknowledge", "alert_id": alert_id, "by": by, "at_ms": int(at_ms)}
+        entry: dict[str, Any] = {"action": "acknowledge", "alert_id": alert_id, "by": by, "at_ms": int(at_ms)}
+        if actor is not None:
+            entry["actor"] = dict(actor)
         if target is None:
             self._audit(state, {**entry, "outcome": "not open (replaced, resolved or unknown)"})
             return []
@@ -702,6 +707,7 @@ class AlertPolicy:
             return []
         target.status = "acknowledged"
         target.ack_by, target.ack_ms = by, int(at_ms)
+        target.ack_actor = dict(actor) if actor is not None else None
         target.ack_expires_ms = int(at_ms + self.config.ack_expiry_s[target.priority] * 1000)
         target.ack_total = state.last_news2[1] if state.last_news2 else None
         state.pending.pop("worse", None)
@@ -721,12 +727,15 @@ class AlertPolicy:
         try:
             state.settings = apply_settings(state.settings, record)
         except SettingsError as exc:
-            self._audit(state, {"action": "settings", "by": str(record.get("set_by", ""))
-                                if isinstance(record, Mapping) else "", "outcome": f"rejected: {exc}"})
+            actor = record.get("actor") if isinstance(record, Mapping) else None
+            self._audit(state, {"action": "settings",
+                                "by": str(actor.get("name", "")) if isinstance(actor, Mapping) else "",
+                                "outcome": f"rejected: {exc}"})
             raise
         changes = {k: record[k] for k in record if k in state.settings.to_dict()
-                   and k not in ("set_by", "set_at_ms", "reason")}
+                   and k not in ("set_by", "set_at_ms", "reason", "set_by_actor")}
         self._audit(state, {"action": "settings", "by": state.settings.set_by,
+                            "actor": state.settings.set_by_actor,
                             "at_ms": state.settings.set_at_ms, "reason": state.settings.reason,
                             "changes": changes, "outcome": "applied"})
         return state.settings
@@ -812,7 +821,7 @@ class AlertPolicy:
                     status="reraised", raised_ms=now_ms, replaces=current.alert_id)
                 payload = self._technical_payload(state, renewed, "reraised", now_ms)
                 state.technical[condition] = dataclasses.replace(
-                    renewed, ack_by=None, ack_ms=None, ack_expires_ms=None)
+                    renewed, ack_by=None, ack_ms=None, ack_expires_ms=None, ack_actor=None)
                 out.append(self._emit(state, renewed, "reraised", payload, now_ms))
         return out
 

@@ -51,6 +51,21 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
              "visible in the process environment).", secret=True),
     Variable("VITALSTREAM_STATION_SECURE_COOKIE", "false", "Mark the board's session cookie "
              "Secure; set it when TLS terminates in front of the service."),
+    Variable("VITALSTREAM_STATION_USERS_FILE", "", "The station's user store (JSON, argon2id "
+             "hashes; `vitalstream users`). Without it only read-only wall-board tokens work."),
+    Variable("VITALSTREAM_STATION_SESSION_HOURS", "12", "A signed-in session ends this long after sign-in."),
+    Variable("VITALSTREAM_STATION_IDLE_MINUTES", "30", "A session ends after this long without a request."),
+    Variable("VITALSTREAM_STATION_SIGNIN_LIMIT", "5", "Failed sign-ins per user name within the "
+             "window before the station answers 429 with Retry-After."),
+    Variable("VITALSTREAM_STATION_SIGNIN_ADDRESS_LIMIT", "20", "Failed sign-ins per client "
+             "address within the window before 429."),
+    Variable("VITALSTREAM_STATION_SIGNIN_WINDOW_S", "300", "The window of the sign-in limits, seconds."),
+    Variable("VITALSTREAM_STATION_ORIGINS", "", "Comma-separated origins (scheme://host[:port]) "
+             "besides the service's own from which browsers may post, e.g. a reverse proxy's name."),
+    Variable("VITALSTREAM_STATION_SSO_HEADER", "", "Single sign-on: the header a trusted reverse "
+             "proxy sets to the signed-in user name (off when empty)."),
+    Variable("VITALSTREAM_STATION_SSO_PROXIES", "", "Comma-separated proxy IP addresses the SSO "
+             "header is trusted from; from any other address it is ignored."),
     Variable("VITALSTREAM_TOPIC_ALERTS_FHIR", "alerts.fhir", "Where the station's alert export "
              "publishes FHIR Flags."),
     Variable("VITALSTREAM_TOPIC_ALERTS_HL7", "alerts.hl7", "Where the station's alert export "

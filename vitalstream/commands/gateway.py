@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 
+from vitalstream.gateway.security import DoorConfigError, DoorSecurity, pin_library_logs
 from vitalstream.settings import Settings
 
 NAME = "gateway"
@@ -27,45 +28,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         door.add_argument("--bootstrap", help="Kafka bootstrap servers (else VITALSTREAM_KAFKA_BOOTSTRAP)")
 
 
-async def _http(app: object, host: str, port: int) -> tuple[object, int]:
-    from aiohttp import web
-
-    runner = web.AppRunner(app)  # type: ignore[arg-type]
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-
-async def serve(settings: Settings, door: str, host: str, port: int, metrics_port: int = 0) -> None:
-    from vitalstream.gateway.fhir_http import fhir_app, metrics_app
+async def serve(settings: Settings, door: str, host: str, port: int, metrics_port: int = 0,
+                security: DoorSecurity | None = None) -> None:
+    from vitalstream.gateway.fhir_http import FhirServer, fhir_app, metrics_app
     from vitalstream.gateway.mllp import MllpServer
     from vitalstream.gateway.publish import RawPublisher
     from vitalstream.kafka import ensure_topics
 
+    security = security or DoorSecurity.from_settings(settings)
+    max_ahead_ms = int(settings.device_time_max_ahead_s * 1000)
+    scheme = "https" if security.ssl_context else "http"
     await ensure_topics(settings)
     async with RawPublisher(settings) as publisher:
-        runners = []
+        servers: list[FhirServer] = []
         try:
             if door == "mllp":
-                server = await MllpServer(publisher, host, port).start()
-                print(f"mllp gateway listening on {host}:{server.port}", flush=True)
+                server = await MllpServer(publisher, host, port, security=security,
+                                          max_ahead_ms=max_ahead_ms).start()
+                print(f"mllp gateway listening on {host}:{server.port}"
+                      f"{' (TLS)' if security.ssl_context else ''}", flush=True)
                 if metrics_port:
-                    runner, bound = await _http(metrics_app(), host, metrics_port)
-                    runners.append(runner)
-                    print(f"metrics on http://{host}:{bound}/metrics", flush=True)
+                    # Plain HTTP, no TLS: the metrics carry no patient data.
+                    metrics = await FhirServer(metrics_app(), host, metrics_port, DoorSecurity(
+                        idle_timeout_s=security.idle_timeout_s,
+                        max_connections=security.max_connections)).start()
+                    servers.append(metrics)
+                    print(f"metrics on http://{host}:{metrics.port}/metrics", flush=True)
                 try:
                     await server.serve_forever()
                 finally:
                     await server.close()
             else:
-                runner, bound = await _http(fhir_app(publisher), host, port)
-                runners.append(runner)
-                print(f"fhir gateway listening on http://{host}:{bound}/fhir", flush=True)
+                app = fhir_app(publisher, security=security, max_ahead_ms=max_ahead_ms)
+                fhir = await FhirServer(app, host, port, security).start()
+                servers.append(fhir)
+                print(f"fhir gateway listening on {scheme}://{host}:{fhir.port}/fhir", flush=True)
                 await asyncio.Event().wait()  # until interrupted
         finally:
-            for runner in runners:
-                await runner.cleanup()  # type: ignore[attr-defined]
+            for running in servers:
+                await running.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,14 +81,23 @@ def run(args: argparse.Namespace) -> int:
     for port in (args.port, getattr(args, "metrics_port", 0)):
         if not 0 <= port <= 65535:
             raise UsageError(f"vitalstream gateway: port {port} is not 0-65535")
+    from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+
+    try:  # the door checks messages with the same tables as the worker
+        configure_site_codes(settings.site_code_table)
+        security = DoorSecurity.from_settings(settings)
+        security.check_binding(args.door, args.host)
+    except (SiteCodeError, DoorConfigError) as exc:
+        raise UsageError(f"vitalstream gateway: {exc}") from None
     metrics_port = getattr(args, "metrics_port", 0)
     for port in (args.port, metrics_port):
         taken = port_in_use(args.host, port)
         if taken:  # said before the broker is contacted
             raise UsageError(f"vitalstream gateway: {taken}")
     logging.basicConfig(level=logging.WARNING)
+    pin_library_logs()
     try:
-        run_until_stopped(serve(settings, args.door, args.host, args.port, metrics_port))
+        run_until_stopped(serve(settings, args.door, args.host, args.port, metrics_port, security))
         print(f"{args.door} gateway stopped", flush=True)
     except OSError as exc:
         raise UsageError(f"vitalstream gateway: cannot listen on {args.host}:{args.port}: "

@@ -35,7 +35,13 @@ def ingest_files(named_inputs: list[tuple[str, bytes]], fmt: str, out: IO[bytes]
     """Parse every message of every input; returns the exit status (0 or 1)."""
     messages = accepted = rejected = samples = events = ignored = 0
     for name, data in named_inputs:
-        for number, raw in enumerate(split_messages(data, fmt), start=1):
+        pieces = split_messages(data, fmt)
+        if not pieces:  # an empty file is nothing received: a rejection, not "0 messages"
+            messages += 1
+            rejected += 1
+            err.write(f"{name}: empty_message: nothing received ({len(data)} bytes, no message)\n")
+            continue
+        for number, raw in enumerate(pieces, start=1):
             messages += 1
             result = parse_raw(raw, received_ms, fmt)
             ignored += result.ignored
@@ -60,7 +66,13 @@ def ingest_files(named_inputs: list[tuple[str, bytes]], fmt: str, out: IO[bytes]
 
 def run(args: argparse.Namespace) -> int:
     from vitalstream.cli import UsageError
+    from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+    from vitalstream.settings import Settings
 
+    try:
+        configure_site_codes(Settings().site_code_table)
+    except SiteCodeError as exc:
+        raise UsageError(f"vitalstream ingest: {exc}") from None
     inputs = []
     for path in args.paths:
         if path == "-":

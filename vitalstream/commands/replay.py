@@ -70,6 +70,10 @@ def open_source(args: argparse.Namespace) -> tuple[Iterable[list[Sample]], int |
         recording = read_path(path, max_stays=args.patients)
     except SourceError as exc:
         raise UsageError(f"vitalstream replay: {exc}") from exc
+    if recording.refused:
+        counts = ", ".join(f"{parameter} {n}" for parameter, n in sorted(recording.refused.items()))
+        print(f"vitalstream replay: left out values outside the possible range (implausible_value): "
+              f"{counts}", file=sys.stderr)
     return recording.reports(), len(recording), None
 
 

@@ -31,16 +31,27 @@ def format_alert(alert: dict[str, Any]) -> str:
 
 
 async def follow(settings: Settings, wards: set[str], from_beginning: bool, as_json: bool,
-                 max_alerts: int) -> int:
+                 max_alerts: int, keyring: Any) -> int:
+    """Print the wards' alerts; one without a worker's signature is refused, counted and
+    named on standard error (never printed as an alert)."""
     from vitalstream.kafka import consumer, wait_for_broker
+    from vitalstream.signing import SignatureError
 
     await wait_for_broker(settings)
     alerts = consumer(settings, settings.topic_alerts, from_beginning=from_beginning)
     await alerts.start()
     printed = 0
+    refused: dict[str, int] = {}
     try:
         async for message in alerts:
             if message.key is None or message.key.decode("utf-8", "replace") not in wards:
+                continue
+            try:
+                keyring.verify(message.topic, message.key, message.value or b"", message.headers, ("worker",))
+            except SignatureError as exc:
+                refused[str(exc)] = refused.get(str(exc), 0) + 1
+                print(f"vitalstream subscribe: refused an alert record ({exc}; "
+                      f"{sum(refused.values())} so far)", file=sys.stderr, flush=True)
                 continue
             alert = orjson.loads(message.value)
             line = orjson.dumps(alert).decode() if as_json else format_alert(alert)
@@ -62,9 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_alerts < 0:
         raise UsageError("vitalstream subscribe: --max-alerts must be >= 0")
     from vitalstream.process import run_until_stopped
+    from vitalstream.signing import Keyring, KeyringError
 
+    try:  # the worker's keys, to tell its alerts from forged ones
+        keyring = Keyring.for_process(settings, None)
+    except KeyringError as exc:
+        raise UsageError(f"vitalstream subscribe: {exc}") from None
     try:
         return run_until_stopped(follow(settings, set(args.ward), args.from_beginning, args.json,
-                                        args.max_alerts)) or 0
+                                        args.max_alerts, keyring)) or 0
     finally:
         sys.stdout.flush()

@@ -67,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                          "(or start one with `vitalstream broker`)")
+    from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
+    from vitalstream.signing import Keyring, KeyringError
+
+    try:  # before the broker: a worker without keys or with a bad code table must not start
+        configure_site_codes(settings.site_code_table)
+        keyring = Keyring.for_process(settings, "worker")
+    except (SiteCodeError, KeyringError) as exc:
+        raise UsageError(f"vitalstream worker: {exc}") from None
     if settings.model_path and not Path(settings.model_path).is_file():
         raise UsageError(f"vitalstream worker: no risk model file at {settings.model_path} "
                          "(VITALSTREAM_MODEL_PATH; unset it to use the shipped model)")
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
     try:
-        app = create_app(settings)
+        app = create_app(settings, keyring=keyring)
     except ModelFileError as exc:  # a model the operator named must load, or no worker
         raise UsageError(f"vitalstream worker: risk model {settings.model_path}: {exc}") from exc
     announce_when_ready(app, settings)

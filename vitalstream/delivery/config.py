@@ -13,6 +13,22 @@ see. Read from the environment (documented here, where each variable is read):
   ``Secure`` (set it when the service sits behind TLS).
 - ``VITALSTREAM_TOPIC_ALERTS_FHIR`` (``alerts.fhir``), ``VITALSTREAM_TOPIC_ALERTS_HL7``
   (``alerts.hl7``): where the alert export publishes FHIR Flags and HL7 ORU^R40 messages.
+- ``VITALSTREAM_STATION_USERS_FILE``: the user store (``vitalstream.auth.users``; made with
+  ``vitalstream users add``). Without it nobody can sign in: only wall-board tokens, which
+  see and never act.
+- ``VITALSTREAM_STATION_SESSION_HOURS`` (``12``), ``VITALSTREAM_STATION_IDLE_MINUTES``
+  (``30``): a session ends this long after sign-in, or after this long without a request.
+- ``VITALSTREAM_STATION_SIGNIN_LIMIT`` (``5``), ``VITALSTREAM_STATION_SIGNIN_ADDRESS_LIMIT``
+  (``20``), ``VITALSTREAM_STATION_SIGNIN_WINDOW_S`` (``300``): failed sign-ins allowed per
+  user name and per client address within the window before 429 with ``Retry-After``.
+- ``VITALSTREAM_STATION_ORIGINS``: comma-separated ``scheme://host[:port]`` origins, besides the
+  service's own host, from which browsers may post (a reverse proxy's public name).
+- ``VITALSTREAM_STATION_SSO_HEADER`` (empty: off), ``VITALSTREAM_STATION_SSO_PROXIES``:
+  single sign-on by a trusted reverse proxy. A request from one of the proxy addresses
+  (comma-separated IPs) whose header names a user of the user store is that user; the header
+  from any other address is ignored. The proxy must strip the header from client requests.
+
+Tokens are for wall boards: they show a ward and cannot acknowledge or change anything.
 
 Tokens are kept only as SHA-256 digests and compared with ``hmac.compare_digest`` against
 every configured digest, so neither a token nor which station matched leaks through
@@ -60,6 +76,15 @@ class StationConfig:
     secure_cookie: bool = False
     topic_alerts_fhir: str = "alerts.fhir"
     topic_alerts_hl7: str = "alerts.hl7"
+    users_file: str = ""
+    session_hours: float = 12.0
+    idle_minutes: float = 30.0
+    signin_limit: int = 5
+    signin_address_limit: int = 20
+    signin_window_s: float = 300.0
+    origins: frozenset[str] = frozenset()
+    sso_header: str = ""
+    sso_proxies: frozenset[str] = frozenset()
 
 
 def _digest(token: str) -> bytes:
@@ -144,14 +169,38 @@ def load_access(environ: Mapping[str, str] | None = None) -> StationAccess:
 def load_config(environ: Mapping[str, str] | None = None) -> StationConfig:
     env = os.environ if environ is None else environ
     defaults = StationConfig()
-    try:
-        port = int(env.get("VITALSTREAM_STATION_PORT", defaults.port))
-    except ValueError:
-        raise StationConfigError("VITALSTREAM_STATION_PORT must be a number") from None
+
+    def number(name: str, default: float, kind: type = float) -> Any:
+        try:
+            value = kind(env.get(name, default))
+        except ValueError:
+            raise StationConfigError(f"{name} must be a number") from None
+        if value < 0:
+            raise StationConfigError(f"{name} must not be negative")
+        return value
+
+    def listed(name: str) -> frozenset[str]:
+        return frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+    sso_header = env.get("VITALSTREAM_STATION_SSO_HEADER", "").strip()
+    sso_proxies = listed("VITALSTREAM_STATION_SSO_PROXIES")
+    if sso_header and not sso_proxies:
+        raise StationConfigError("VITALSTREAM_STATION_SSO_HEADER needs VITALSTREAM_STATION_SSO_PROXIES "
+                                 "(the proxy addresses it is trusted from)")
     return StationConfig(
         host=env.get("VITALSTREAM_STATION_HOST", defaults.host),
-        port=port,
+        port=number("VITALSTREAM_STATION_PORT", defaults.port, int),
         secure_cookie=_flag(env.get("VITALSTREAM_STATION_SECURE_COOKIE", "false")),
         topic_alerts_fhir=env.get("VITALSTREAM_TOPIC_ALERTS_FHIR", defaults.topic_alerts_fhir),
         topic_alerts_hl7=env.get("VITALSTREAM_TOPIC_ALERTS_HL7", defaults.topic_alerts_hl7),
+        users_file=env.get("VITALSTREAM_STATION_USERS_FILE", ""),
+        session_hours=number("VITALSTREAM_STATION_SESSION_HOURS", defaults.session_hours),
+        idle_minutes=number("VITALSTREAM_STATION_IDLE_MINUTES", defaults.idle_minutes),
+        signin_limit=number("VITALSTREAM_STATION_SIGNIN_LIMIT", defaults.signin_limit, int),
+        signin_address_limit=number("VITALSTREAM_STATION_SIGNIN_ADDRESS_LIMIT",
+                                    defaults.signin_address_limit, int),
+        signin_window_s=number("VITALSTREAM_STATION_SIGNIN_WINDOW_S", defaults.signin_window_s),
+        origins=frozenset(o.rstrip("/") for o in listed("VITALSTREAM_STATION_ORIGINS")),
+        sso_header=sso_header,
+        sso_proxies=sso_proxies,
     )

@@ -17,6 +17,9 @@ risk travel as extensions and in the text.
 'PH'
 >>> alert_to_oru_r40(alert).split(b"\\r")[0].split(b"|")[8]
 b'ORU^R40^ORU_R40'
+
+A new alert that replaces another (escalation, acknowledgement expired) gives two Flags:
+the replaced one closed, then the new one, which names it (`alert_to_fhir_flags`).
 """
 
 from __future__ import annotations
@@ -70,9 +73,60 @@ def _ms(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int | float) else default
 
 
+# Statuses of an alert that replaces another one: its first message.
+REPLACING_STATUSES = frozenset({"escalated", "reraised"})
+REPLACES_URL = f"{VITALSTREAM_SYSTEM}/StructureDefinition/replaces"
+REPLACED_BY_URL = f"{VITALSTREAM_SYSTEM}/StructureDefinition/replaced-by"
+
+
+def alert_to_fhir_flags(alert: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Flags one alert message updates: for the first message of an alert that replaces
+    another, the replaced alert's Flag closed (`replaced_flag`) and then the new one; else
+    the alert's own Flag. Publish them in this order."""
+    flag = alert_to_fhir_flag(alert)
+    if alert.get("replaces") and alert["status"] in REPLACING_STATUSES:
+        return [replaced_flag(alert), flag]
+    return [flag]
+
+
+def replaced_flag(alert: dict[str, Any]) -> dict[str, Any]:
+    """The last version of the Flag of the alert that ``alert`` replaces: status inactive,
+    its period ended when the new alert began, and a link to the new Flag. A receiver that
+    tracks Flags by id then holds one active Flag for the patient, not two. What the old
+    alert shares with the new one (patient, place, condition, episode start) is repeated,
+    because a Flag version is a whole resource."""
+    old_id = str(alert["replaces"])
+    payload = alert.get("payload") or {}
+    end = _iso(int(alert["device_time_ms"]))
+    start_ms = _ms(payload.get("episode_start"), int(alert["device_time_ms"]))
+    category = "clinical" if alert["kind"] == "clinical" else "safety"
+    condition = str(payload.get("condition") or alert["kind"])
+    return {
+        "resourceType": "Flag",
+        "id": old_id,
+        "meta": {"versionId": "replaced"},
+        "identifier": [{"system": f"{VITALSTREAM_SYSTEM}/alert-id", "value": old_id}],
+        "extension": [
+            {"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/alert-status", "valueCode": "replaced"},
+            {"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/location",
+             "valueString": f"Ward {alert['ward']}, Bed {alert['bed']}"},
+            {"url": REPLACED_BY_URL, "valueReference": {"reference": f"Flag/{alert['alert_id']}"}},
+        ],
+        "status": "inactive",
+        "category": [{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": category}]}],
+        "code": {"coding": [{"system": f"{VITALSTREAM_SYSTEM}/alert-condition", "code": condition}],
+                 "text": f"Replaced by alert {alert['alert_id']} ({alert['status']})"},
+        "subject": {"identifier": {"system": f"{VITALSTREAM_SYSTEM}/patient-id",
+                                   "value": alert["patient_id"]}},
+        "period": {"start": min(_iso(start_ms), end), "end": end},
+        "author": {"display": "vitalstream"},
+    }
+
+
 def alert_to_fhir_flag(alert: dict[str, Any]) -> dict[str, Any]:
     """One alert message as a FHIR R4 Flag (JSON). The Flag's id is the alert id, so each
-    status change updates the same resource; ``meta.versionId`` is the status."""
+    status change updates the same resource; ``meta.versionId`` is the status. An alert
+    that replaces another names the replaced Flag (extension ``replaces``)."""
     payload = alert.get("payload") or {}
     priority_code, priority_text = PRIORITY_CODES.get(alert["priority"], ("PN", "No alarm"))
     start_ms = _ms(payload.get("episode_start"), int(alert["device_time_ms"]))
@@ -98,6 +152,9 @@ def alert_to_fhir_flag(alert: dict[str, Any]) -> dict[str, Any]:
     if isinstance(risk.get("value"), int | float):
         extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/risk",
                            "valueDecimal": round(float(risk["value"]), 4)})
+    if alert.get("replaces"):
+        extensions.append({"url": REPLACES_URL,
+                           "valueReference": {"reference": f"Flag/{alert['replaces']}"}})
     ack = payload.get("ack") or None
     if ack and ack.get("by"):
         extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/acknowledged-by",
@@ -134,13 +191,27 @@ def control_id(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
 
 
+# PID-5 is required by the v2 PID segment and by PCD-04, but alerts carry no patient name
+# (no PHI beyond what a nurse needs): the name is sent as "unspecified" (XPN-7 name type U),
+# which a receiver does not take for a name, and PID-3 identifies the patient.
+UNSPECIFIED_NAME = "^^^^^^U"
+# OBX-4 facets of a PCD-04 alert, after the source's containment path (MDS.VMD.CHAN.METRIC,
+# 1.0.0.0 here: the alert comes from vitalstream itself, not a device channel).
+ALERT_PATH = "1.0.0.0"
+FACET_EVENT, FACET_SOURCE, FACET_PHASE, FACET_STATE, FACET_INACTIVATION, FACET_PRIORITY, FACET_TYPE = range(1, 8)
+MDC_ATTR_ALERT_SOURCE = ("68480", "MDC_ATTR_ALERT_SOURCE")
+
+
 def alert_to_oru_r40(alert: dict[str, Any], sending_facility: str = "HOSPITAL") -> bytes:
     """One alert message as HL7 v2.6 ORU^R40 (IHE PCD-04), segments ended by '\\r'.
 
-    OBR-4 says "alarm"; the first OBX names the condition with the summary as its value;
-    the next ones carry PCD-04's event phase, alarm state, inactivation state, priority
-    (PH/PM/PL) and alert type (SP physiological, ST technical); NEWS2 follows as a number
-    coded in SNOMED CT when the alert has one."""
+    Segments MSH, PID (PID-3 id, PID-5 unspecified name), PV1, OBR (OBR-4 MDC_EVT_ALARM),
+    then the PCD-04 OBX rows in the profile's order, OBX-4 ``1.0.0.0.<facet>``:
+    .1 event identification (MDC_EVT_ALARM, OBX-5 the condition with the summary as its
+    text, OBX-8 priority~alert type), .2 source (the NEWS2 total coded in SNOMED CT, else
+    MDC_ATTR_ALERT_SOURCE), .3 MDC_ATTR_EVENT_PHASE, .4 MDC_ATTR_ALARM_STATE,
+    .5 MDC_ATTR_ALARM_INACTIVATION_STATE, .6 MDC_ATTR_ALARM_PRIORITY (PH/PM/PL),
+    .7 MDC_ATTR_ALERT_TYPE (SP physiological, ST technical)."""
     payload = alert.get("payload") or {}
     time_ms = int(alert["device_time_ms"])
     phase, state, inactivation = PCD04_STATES.get(alert["status"], ("update", "active", "enabled"))
@@ -153,28 +224,31 @@ def alert_to_oru_r40(alert: dict[str, Any], sending_facility: str = "HOSPITAL") 
     segments = [
         "|".join(["MSH", "^~\\&", "VITALSTREAM", _escape(sending_facility), "", "", stamp, "",
                   "ORU^R40^ORU_R40", control_id(event_id), "P", "2.6", "", "", "AL", "NE", "",
-                  "UNICODE UTF-8", "", "", "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4.1^ISO"]),
-        "|".join(["PID", "", "", f"{_escape(alert['patient_id'])}^^^VITALSTREAM^PI"]),
+                  "UNICODE UTF-8", "", "", "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.4.1^ISO"]),
+        "|".join(["PID", "", "", f"{_escape(alert['patient_id'])}^^^VITALSTREAM^PI", "", UNSPECIFIED_NAME]),
         "|".join(["PV1", "", "I", f"{_escape(alert['ward'])}^^{_escape(alert['bed'])}"]),
         "|".join(["OBR", "1", f"{alert_id}^VITALSTREAM", f"{alert_id}^VITALSTREAM",
                   f"{MDC_EVT_ALARM[0]}^{MDC_EVT_ALARM[1]}^MDC", "", "", stamp]),
     ]
 
-    def obx(number: int, value_type: str, code: str, sub_id: str, value: str) -> str:
-        return "|".join(["OBX", str(number), value_type, code, sub_id, value, "", "", "", "", "",
-                         "F", "", "", stamp])
+    def obx(facet: int, value_type: str, code: str, value: str, interpretation: str = "") -> str:
+        return "|".join(["OBX", str(facet), value_type, code, f"{ALERT_PATH}.{facet}", value, "", "",
+                         interpretation, "", "", "F", "", "", stamp])
 
-    rows = [
-        ("ST", f"{condition}^{condition}^{LOCAL_CODE_SYSTEM}", _escape(alert["summary"])),
-        ("ST", "{}^{}^MDC".format(*MDC_ATTR_EVENT_PHASE), phase),
-        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALARM_STATE), state),
-        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALARM_INACTIVATION_STATE), inactivation),
-        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALARM_PRIORITY), priority),
-        ("ST", "{}^{}^MDC".format(*MDC_ATTR_ALERT_TYPE), alert_type),
-    ]
+    mdc = "{}^{}^MDC".format
     news2 = payload.get("news2") or {}
     if isinstance(news2.get("total"), int):
-        rows.append(("NM", f"{SNOMED_NEWS2_TOTAL}^NEWS2 total score^SCT", str(news2["total"])))
-    for number, (value_type, code, value) in enumerate(rows, start=1):
-        segments.append(obx(number, value_type, code, f"1.0.0.{number}", value))
+        source = ("NM", f"{SNOMED_NEWS2_TOTAL}^NEWS2 total score^SCT", str(news2["total"]))
+    else:
+        source = ("ST", mdc(*MDC_ATTR_ALERT_SOURCE), condition)
+    segments += [
+        obx(FACET_EVENT, "CWE", mdc(*MDC_EVT_ALARM),
+            f"{condition}^{_escape(alert['summary'])}^{LOCAL_CODE_SYSTEM}", f"{priority}~{alert_type}"),
+        obx(FACET_SOURCE, *source),
+        obx(FACET_PHASE, "ST", mdc(*MDC_ATTR_EVENT_PHASE), phase),
+        obx(FACET_STATE, "ST", mdc(*MDC_ATTR_ALARM_STATE), state),
+        obx(FACET_INACTIVATION, "ST", mdc(*MDC_ATTR_ALARM_INACTIVATION_STATE), inactivation),
+        obx(FACET_PRIORITY, "ST", mdc(*MDC_ATTR_ALARM_PRIORITY), priority),
+        obx(FACET_TYPE, "ST", mdc(*MDC_ATTR_ALERT_TYPE), alert_type),
+    ]
     return ("\r".join(segments) + "\r").encode("utf-8")

@@ -13,16 +13,20 @@ on one ward an alert is encoded once and put on 500 queues; the fan-out never aw
 connection (``put_nowait`` only), and each connection's writer sends what is waiting on its
 queue in one write.
 
-A connection that cannot keep up (its queue full) is closed rather than allowed to hold
-memory without bound or to slow the others; the browser reconnects with its last event id
-and resumes.
+A connection that cannot keep up is dropped rather than allowed to hold memory without
+bound or to slow the others: its queue (``Backlog``) holds at most ``QUEUE_LIMIT`` events and
+``QUEUE_BYTES`` of frames. When it overflows, the backlog is let go at once (one C-level
+clear, not an await or a loop over the entries in the fan-out), the connection is told with a
+last message where its socket still takes one (WebSocket close 4408, SSE ``event: overflow``),
+and a connection whose writer is stuck on a client that never reads is aborted after
+``OVERFLOW_GRACE_S``. The client reconnects with its last event id and resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,7 +45,9 @@ from vitalstream.delivery.store import (
     encode_cursor,
 )
 
-QUEUE_LIMIT = 10_000
+QUEUE_LIMIT = 2_000
+QUEUE_BYTES = 8 << 20
+OVERFLOW_GRACE_S = 2.0
 
 # What a connection's queue holds: (event id, the transport's frame, Kafka time of the
 # event in seconds); the frame is shared by every connection of the same wards and transport.
@@ -64,10 +70,63 @@ def ws_frame(event_id: str, body: bytes) -> bytes:
 FRAMERS: dict[str, Callable[[str, bytes], bytes]] = {"sse": sse_frame, "ws": ws_frame}
 
 
-class Subscriber:
-    """One open connection of a station, following some of its wards."""
+class Backlog:
+    """A connection's queue of deliveries, bounded by count and by frame bytes: the subset
+    of ``asyncio.Queue`` the writers use, with a clear that costs no loop in Python."""
 
-    __slots__ = ("station", "wards", "transport", "key", "cursor", "queue", "overflowed", "last_s")
+    __slots__ = ("_items", "_waiter", "limit", "max_bytes", "bytes")
+
+    def __init__(self, limit: int = QUEUE_LIMIT, max_bytes: int = QUEUE_BYTES) -> None:
+        self._items: deque[Delivery | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Delivery | None) -> None:
+        if item is not None:
+            if len(self._items) >= self.limit or self.bytes + len(item[1]) > self.max_bytes:
+                raise asyncio.QueueFull
+            self.bytes += len(item[1])
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_nowait(self) -> Delivery | None:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.popleft()
+        if item is not None:
+            self.bytes -= len(item[1])
+        return item
+
+    async def get(self) -> Delivery | None:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.get_nowait()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+
+class Subscriber:
+    """One open connection of a station, following some of its wards. ``on_overflow`` (set
+    by the connection's handler) is called once when it falls too far behind."""
+
+    __slots__ = ("station", "wards", "transport", "key", "cursor", "queue", "overflowed", "last_s",
+                 "on_overflow")
 
     def __init__(self, station: Station, wards: frozenset[str], transport: str) -> None:
         if transport not in FRAMERS:
@@ -77,9 +136,10 @@ class Subscriber:
         self.transport = transport
         self.key = (wards, transport)  # connections with the same key share frames
         self.cursor: Cursor = {}  # only for the first messages (the events missed)
-        self.queue: asyncio.Queue[Delivery | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue = Backlog()
         self.overflowed = False
         self.last_s = time.monotonic()  # when something was last put on the queue
+        self.on_overflow: Callable[[], None] | None = None
 
     def deliver(self, delivery: Delivery, now_s: float) -> None:
         if self.overflowed:
@@ -90,14 +150,14 @@ class Subscriber:
         except asyncio.QueueFull:
             self.overflowed = True
             metrics.SLOW_CLOSED.inc()
-            while not self.queue.empty():  # drop the backlog: the station resumes from its cursor
-                self.queue.get_nowait()
+            self.queue.clear()  # the station resumes from its last event id
             self.queue.put_nowait(None)
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     def deliver_end(self) -> None:
         """Ask the connection to close (the service stops); it resumes elsewhere."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self.queue.put_nowait(None)
 
     def advance(self, event: Event) -> str:
         """Move the cursor past ``event`` (the first messages of a resumed connection); the

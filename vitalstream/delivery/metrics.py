@@ -13,6 +13,13 @@ FRAMES = Counter("vitalstream_station_frames", "Events written to station connec
 SLOW_CLOSED = Counter(
     "vitalstream_station_slow_closed",
     "Connections closed because they fell too far behind (they resume from their cursor)")
+REFUSED = Counter(
+    "vitalstream_station_refused",
+    "Records of alerts or ward.state without a valid worker signature, never shown "
+    "(type: alert, bed, export; reason: unsigned, bad_signature, unknown_key, wrong_service)",
+    ["type", "reason"])
+SIGNINS = Counter("vitalstream_station_signins", "Sign-in attempts by outcome (signed_in, failed, throttled)",
+                  ["outcome"])
 AUTH_FAILURES = Counter("vitalstream_station_auth_failures", "Requests with a missing or unknown token")
 ACKS = Counter("vitalstream_station_acks", "Acknowledgements received from stations", ["outcome"])
 FANOUT_LATENCY = Histogram(

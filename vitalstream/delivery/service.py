@@ -9,14 +9,23 @@ the open alerts' lifetime (see docs/station.md on retention). Acknowledgements g
 ``alerts.ack``; the monitor answers with an ``acknowledged`` alert, which comes back
 through the same feed to every station of the ward.
 
-Routes (all ``/api`` routes need a station token: ``Authorization: Bearer <token>``, or
-the board's cookie set by ``POST /session``):
+Who is asking (``docs/station.md``): a signed-in user (``POST /session`` with user name and
+password sets a cookie holding a random session id; the session lives on the server), the
+same user through a trusted single-sign-on proxy header, or a wall board with a station
+token (``Authorization: Bearer <token>``, or a board session from ``POST /session`` with the
+token). Boards see their wards and never act; every action carries the signed-in user
+(``{"user_id", "role", "name"}``) checked here for role and ward, and the record is signed
+with the station's key (``vitalstream.signing``) so the worker can check it again.
 
-    GET  /               login page          GET  /board          the ward board
-    POST /session        token -> cookie     POST /session/end    forget the cookie
-    GET  /api/me         station and wards   GET  /api/state      snapshot (JSON)
+Every record read from ``alerts`` and ``ward.state`` must carry a worker's signature: a
+forged one is counted (``vitalstream_station_refused_total``) and never reaches a board.
+
+    GET  /               sign-in page        GET  /board          the ward board
+    POST /session        sign in -> cookie   POST /session/end    sign out (ends the session)
+    GET  /api/me         who, wards, rights  GET  /api/state      snapshot (JSON)
     GET  /api/stream     SSE feed            GET  /api/ws         WebSocket feed
-    POST /api/ack        {"alert_id", "by"}  GET  /api/fhir/Flag  open alerts as FHIR Flags
+    POST /api/ack        {"alert_id"}        POST /api/settings   {"patient_id", "record"}
+    GET  /api/fhir/Flag  open alerts as FHIR Flags
     GET  /health, /ready, /metrics
 """
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -33,11 +43,16 @@ import orjson
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vitalstream.alerts.settings import PatientSettings, SettingsError, apply_settings
+from vitalstream.auth.roles import may
+from vitalstream.auth.sessions import FailureLimiter, SessionStore
+from vitalstream.auth.users import User, WatchedUsers
 from vitalstream.delivery import metrics
 from vitalstream.delivery.config import Station, StationAccess, StationConfig
-from vitalstream.delivery.export import alert_to_fhir_flag
+from vitalstream.delivery.export import alert_to_fhir_flag, alert_to_fhir_flags
 from vitalstream.delivery.feeds import (
     KEEP_ALIVE,
+    OVERFLOW_GRACE_S,
     StationHub,
     Subscriber,
     observe_fanout,
@@ -46,6 +61,7 @@ from vitalstream.delivery.feeds import (
 )
 from vitalstream.delivery.store import ALERTS, BED_STATES
 from vitalstream.settings import Settings
+from vitalstream.signing import Keyring, SignatureError
 
 log = logging.getLogger("vitalstream.station")
 
@@ -54,8 +70,10 @@ COOKIE = "vitalstream_station"
 HEARTBEAT_S = 15.0
 KEEP_ALIVE_TICK_S = 5.0
 WS_AUTH_TIMEOUT_S = 5.0
-MAX_BY_CHARS = 60
+MAX_HELLO_WARDS = 64
 
+SSE_OVERFLOW = (b'event: overflow\ndata: {"type": "overflow", "error": "too slow: '
+                b'reconnect with your last event id"}\n\n')
 HUB_KEY = web.AppKey("hub", StationHub)
 _SSE_FRAMES = metrics.FRAMES.labels("sse")
 _WS_FRAMES = metrics.FRAMES.labels("ws")
@@ -66,7 +84,9 @@ _PAGE_HEADERS = {
                                "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
                                "form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer a browser posts with "Origin: null", and the
+    # Origin check on state-changing requests needs the real origin.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -78,6 +98,35 @@ class AckRejected(Exception):
         self.reason = reason
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who a request comes from: what it may see (``station``: a name and wards) and, for a
+    signed-in person, the user (None for a wall board's token: it sees and never acts)."""
+
+    station: Station
+    user: User | None = None
+
+
+def _json_error(kind: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
+    return kind(text=orjson.dumps({"error": reason}).decode(), content_type="application/json", **kwargs)
+
+
+def _hello_problem(hello: Any) -> str:
+    """Why a WebSocket hello cannot be used ("" when it can)."""
+    if not isinstance(hello, dict) or hello.get("type") != "auth":
+        return 'expected {"type": "auth", "token": "..."} as the first message'
+    if not isinstance(hello.get("token"), str):
+        return "token must be a string"
+    wards = hello.get("wards")
+    if wards is not None and not (isinstance(wards, list) and len(wards) <= MAX_HELLO_WARDS
+                                  and all(isinstance(w, str) for w in wards)):
+        return "wards must be a list of ward names"
+    last_id = hello.get("last_event_id")
+    if last_id is not None and not isinstance(last_id, str):
+        return "last_event_id must be a string"
+    return ""
+
+
 class StationService:
     """Kafka in and out, and the web application around the hub.
 
@@ -87,8 +136,14 @@ class StationService:
     """
 
     def __init__(self, settings: Settings, access: StationAccess, config: StationConfig,
-                 hub: StationHub | None = None, export: bool = False) -> None:
+                 hub: StationHub | None = None, export: bool = False, keyring: Keyring | None = None,
+                 users: WatchedUsers | None = None) -> None:
         self.settings = settings
+        self.keyring = keyring or Keyring.for_process(settings, "station")
+        self.users = users if users is not None else (WatchedUsers(config.users_file) if config.users_file else None)
+        self.sessions = SessionStore(max_age_s=config.session_hours * 3600, idle_s=config.idle_minutes * 60)
+        self.user_failures = FailureLimiter(config.signin_limit, config.signin_window_s)
+        self.address_failures = FailureLimiter(config.signin_address_limit, config.signin_window_s)
         self.export = export
         self._export_task: asyncio.Task[None] | None = None
         self.access = access
@@ -134,6 +189,8 @@ class StationService:
                 for tp, records in batch.items():
                     tag = tags[tp.topic]
                     for record in records:
+                        if not self.signed_by_worker(record, "alert" if tag == ALERTS else "bed"):
+                            continue
                         self.hub.apply(tag, tp.partition, record.offset, record.value,
                                        record.timestamp / 1000.0 if record.timestamp else 0.0)
                 if behind:
@@ -146,6 +203,17 @@ class StationService:
                         self.ready.set()
         finally:
             await source.stop()
+
+    def signed_by_worker(self, record: Any, kind: str) -> bool:
+        """Whether a record of ``alerts`` or ``ward.state`` carries a worker's signature;
+        a forged or unsigned one is counted by reason and goes no further."""
+        try:
+            self.keyring.verify(record.topic, record.key, record.value or b"", record.headers, ("worker",))
+            return True
+        except SignatureError as exc:
+            metrics.REFUSED.labels(kind, str(exc)).inc()
+            log.warning("refused a %s record without a worker's signature: %s", kind, exc)
+            return False
 
     async def _export(self) -> None:
         """Every alert message as a FHIR Flag and an ORU^R40, keyed by ward. Its own
@@ -162,15 +230,18 @@ class StationService:
                 batch = await source.getmany(timeout_ms=500, max_records=500)
                 for records in batch.values():
                     for record in records:
+                        if not self.signed_by_worker(record, "export"):
+                            continue
                         try:
                             alert = orjson.loads(record.value)
-                            flag = orjson.dumps(alert_to_fhir_flag(alert))
+                            flags = [orjson.dumps(flag) for flag in alert_to_fhir_flags(alert)]
                             message = alert_to_oru_r40(alert)
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                             metrics.EVENTS.labels("export", "malformed").inc()
                             continue
                         key = str(alert.get("ward", "")).encode()
-                        await self.producer.send(self.config.topic_alerts_fhir, key=key, value=flag)
+                        for flag in flags:  # a replaced alert's Flag is closed first
+                            await self.producer.send(self.config.topic_alerts_fhir, key=key, value=flag)
                         await self.producer.send(self.config.topic_alerts_hl7, key=key, value=message)
                         metrics.EVENTS.labels("export", "published").inc()
                 if batch:
@@ -186,37 +257,125 @@ class StationService:
             await asyncio.sleep(KEEP_ALIVE_TICK_S)
             self.hub.keep_alive(self._subscribers, HEARTBEAT_S)
 
-    async def acknowledge(self, station: Station, alert_id: str, by: str) -> dict[str, Any]:
-        """Publish a station's acknowledgement of an open alert of one of its wards."""
-        alert = self.hub.store.open_alert(station.wards, alert_id)
+    def _actor(self, viewer: Viewer, action: str) -> User:
+        """The signed-in user allowed to take ``action``, or AckRejected."""
+        user = viewer.user
+        if user is None:
+            raise AckRejected(403, "a wall-board token cannot act: sign in as yourself")
+        if not may(user.role, action):
+            raise AckRejected(403, f"the {user.role} role may not {action.replace('_', ' ')}")
+        return user
+
+    async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
+        await self.producer.send_and_wait(topic, key=key, value=value,
+                                          headers=self.keyring.sign(topic, key, value))
+
+    async def acknowledge(self, viewer: Viewer, alert_id: str) -> dict[str, Any]:
+        """Publish a signed-in user's acknowledgement of an open alert of one of their wards."""
+        try:
+            user = self._actor(viewer, "acknowledge")
+        except AckRejected:
+            metrics.ACKS.labels("forbidden").inc()
+            raise
+        alert = self.hub.store.open_alert(viewer.station.wards, alert_id)
         if alert is None:
             # The same answer for an unknown id and another ward's alert: nothing leaks.
             metrics.ACKS.labels("not_found").inc()
             raise AckRejected(404, "no open alert with this id on your wards")
-        nurse = " ".join(str(by or "").split())[:MAX_BY_CHARS]
-        ack = {"patient_id": alert["patient_id"], "alert_id": alert_id,
-               "by": f"{nurse} ({station.name})" if nurse else station.name,
+        ack = {"patient_id": alert["patient_id"], "alert_id": alert_id, "actor": user.actor(),
+               "by": user.name, "actor_wards": sorted(user.wards),
                "at_ms": int(time.time() * 1000), "ward": alert["ward"]}
-        await self.producer.send_and_wait(self.settings.topic_acks, key=alert["ward"].encode(),
-                                          value=orjson.dumps(ack))
+        await self._publish(self.settings.topic_acks, alert["ward"].encode(), orjson.dumps(ack))
         metrics.ACKS.labels("sent").inc()
-        return {"sent": True, "alert_id": alert_id, "by": ack["by"]}
+        return {"sent": True, "alert_id": alert_id, "by": user.name, "actor": user.actor()}
+
+    async def change_settings(self, viewer: Viewer, patient_id: str, record: Any) -> dict[str, Any]:
+        """Publish a signed-in clinician's settings change for a patient of one of their
+        wards, checked here for bounds and role (the worker checks both again)."""
+        user = self._actor(viewer, "settings")
+        where = self.hub.store.locate(viewer.station.wards, patient_id)
+        if where is None:
+            raise AckRejected(404, "no patient with this id on your wards")
+        if not isinstance(record, dict):
+            raise AckRejected(400, "record must be an object")
+        record = {k: v for k, v in record.items() if k not in ("actor", "set_by", "set_at_ms")}
+        record.update(actor=user.actor(), set_at_ms=int(time.time() * 1000))
+        try:
+            apply_settings(PatientSettings(), record)  # bounds and role, as the worker will
+        except SettingsError as exc:
+            raise AckRejected(403 if "role" in str(exc) else 400, str(exc)) from None
+        ward, bed = where
+        control = {"patient_id": patient_id, "ward": ward, "bed": bed, "record": record}
+        await self._publish(self.settings.topic_patient_settings, ward.encode(), orjson.dumps(control))
+        return {"sent": True, "patient_id": patient_id, "by": user.name}
 
     # -- web ---------------------------------------------------------------------------
-    def station_of(self, request: web.Request) -> Station | None:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(COOKIE)
-        station = self.access.authenticate(token)
-        if station is None and (header or request.cookies.get(COOKIE)):
-            metrics.AUTH_FAILURES.inc()
-        return station
+    def _user_viewer(self, user: User | None) -> Viewer | None:
+        if user is None or user.disabled:
+            return None
+        return Viewer(Station(name=user.name, wards=user.wards), user)
 
-    def _require(self, request: web.Request) -> Station:
-        station = self.station_of(request)
-        if station is None:
-            raise web.HTTPUnauthorized(text='{"error": "missing or unknown station token"}',
-                                       content_type="application/json")
-        return station
+    def _current_user(self, user_id: str) -> User | None:
+        """The user as the user file says now (None once disabled or removed)."""
+        if self.users is None:
+            return None
+        user = self.users.current(time.monotonic()).by_id(user_id)
+        return None if user is None or user.disabled else user
+
+    def viewer_of(self, request: web.Request) -> Viewer | None:
+        """Who the request comes from: the SSO header from a trusted proxy, a session
+        cookie (a user's or a board's), or a wall board's bearer token."""
+        config = self.config
+        if config.sso_header and self.users is not None and request.remote in config.sso_proxies:
+            username = request.headers.get(config.sso_header, "").strip()
+            if username:
+                store = self.users.current(time.monotonic())
+                user = store.get(username)
+                viewer = self._user_viewer(user)
+                if viewer is None:
+                    metrics.AUTH_FAILURES.inc()
+                return viewer
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            station = self.access.authenticate(header[7:].strip())
+            if station is None:
+                metrics.AUTH_FAILURES.inc()
+                return None
+            return Viewer(station)
+        session_id = request.cookies.get(COOKIE)
+        if not session_id:
+            return None
+        session = self.sessions.get(session_id, time.monotonic())
+        if session is None:
+            return None
+        if session.board is not None:
+            return Viewer(session.board)
+        viewer = self._user_viewer(self._current_user(session.user_id))
+        if viewer is None:  # disabled since: the session ends with it
+            self.sessions.end_user(session.user_id)
+        return viewer
+
+    def station_of(self, request: web.Request) -> Station | None:
+        viewer = self.viewer_of(request)
+        return viewer.station if viewer is not None else None
+
+    def _require(self, request: web.Request) -> Viewer:
+        viewer = self.viewer_of(request)
+        if viewer is None:
+            raise _json_error(web.HTTPUnauthorized, "not signed in (or the session ended)")
+        return viewer
+
+    def same_origin(self, request: web.Request) -> bool:
+        """Whether a browser's Origin (else Referer) names this service or a configured
+        origin; a request with neither (not a browser) passes."""
+        source = request.headers.get("Origin") or request.headers.get("Referer")
+        if not source:
+            return True
+        parts = source.split("://", 1)
+        if len(parts) != 2:
+            return False
+        origin = f"{parts[0]}://{parts[1].split('/', 1)[0]}"
+        return parts[1].split("/", 1)[0] == request.host or origin in self.config.origins
 
     def _wards(self, request: web.Request, station: Station) -> frozenset[str]:
         asked = request.query.getall("ward", [])
@@ -245,28 +404,70 @@ class StationService:
         return web.FileResponse(WEB_DIR / "board.html",
                                 headers={**_PAGE_HEADERS, "Cache-Control": "no-store"})
 
+    def _throttled(self, keys: list[tuple[FailureLimiter, str]]) -> int:
+        now_s = time.monotonic()
+        return max((limiter.retry_after(key, now_s) for limiter, key in keys), default=0)
+
     async def start_session(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
-        token = str(form.get("token", ""))
-        if self.access.authenticate(token) is None:
+        """Sign in: user name and password (or a wall board's token). Failures are limited
+        per user name and per client address (429 with Retry-After)."""
+        if not self.same_origin(request):
             metrics.AUTH_FAILURES.inc()
+            raise _json_error(web.HTTPForbidden, "cross-site sign-in refused")
+        form = await request.post()
+        username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+        token = str(form.get("token", ""))
+        address = request.remote or "?"
+        keys = [(self.address_failures, address)] + ([(self.user_failures, username)] if username else [])
+        wait_s = self._throttled(keys)
+        if wait_s:
+            metrics.SIGNINS.labels("throttled").inc()
+            raise _json_error(web.HTTPTooManyRequests, "too many failed sign-ins: try again later",
+                              headers={"Retry-After": str(wait_s)})
+        now_s = time.monotonic()
+        session_id = None
+        if username and self.users is not None:
+            user = self.users.current(now_s).verify(username, password)
+            if user is not None:
+                session_id = self.sessions.create(user.user_id, now_s)
+        elif token and not username:
+            station = self.access.authenticate(token)
+            if station is not None:
+                session_id = self.sessions.create("", now_s, board=station)
+        if session_id is None:
+            metrics.AUTH_FAILURES.inc()
+            metrics.SIGNINS.labels("failed").inc()
+            for limiter, key in keys:
+                limiter.failed(key, now_s)
             raise web.HTTPSeeOther("/?failed=1")
+        if username:  # the address keeps its count: one good account must not reset it
+            self.user_failures.succeeded(username)
+        metrics.SIGNINS.labels("signed_in").inc()
         response = web.HTTPSeeOther("/board")
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
-                            secure=self.config.secure_cookie, path="/", max_age=30 * 24 * 3600)
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict",
+                            secure=self.config.secure_cookie, path="/",
+                            max_age=int(self.config.session_hours * 3600))
         raise response
 
     async def end_session(self, request: web.Request) -> web.StreamResponse:
+        if not self.same_origin(request):
+            raise _json_error(web.HTTPForbidden, "cross-site request refused")
+        self.sessions.end(request.cookies.get(COOKIE))
         response = web.HTTPSeeOther("/")
         response.del_cookie(COOKIE, path="/")
         raise response
 
     async def me(self, request: web.Request) -> web.Response:
-        station = self._require(request)
-        return web.json_response({"station": station.name, "wards": sorted(station.wards)})
+        viewer = self._require(request)
+        user = viewer.user
+        return web.json_response({
+            "station": viewer.station.name, "wards": sorted(viewer.station.wards),
+            "user": user.actor() if user else None,
+            "can_acknowledge": bool(user and may(user.role, "acknowledge")),
+            "can_change_settings": bool(user and may(user.role, "settings"))})
 
     async def state(self, request: web.Request) -> web.Response:
-        station = self._require(request)
+        station = self._require(request).station
         wards = self._wards(request, station)
         self._ready_or_503()
         from vitalstream.delivery.store import encode_cursor
@@ -277,7 +478,7 @@ class StationService:
         return web.Response(body=orjson.dumps(snapshot), content_type="application/json")
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
-        station = self._require(request)
+        station = self._require(request).station
         wards = self._wards(request, station)
         self._ready_or_503()
         last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
@@ -286,6 +487,7 @@ class StationService:
             "X-Accel-Buffering": "no"})
         await response.prepare(request)
         subscriber, first = self.hub.subscribe(station, wards, last_id, "sse")
+        self._drop_when_stuck(subscriber, request)
         self._subscribers.add(subscriber)
         try:
             chunk = b"retry: 1000\n\n" + b"".join(sse_frame(i, body) for i, body in first)
@@ -298,6 +500,8 @@ class StationService:
                 while not queue.empty():  # write what is waiting in one go
                     entries.append(queue.get_nowait())
                 if None in entries:
+                    if subscriber.overflowed:  # told, if its socket still takes it
+                        await response.write(SSE_OVERFLOW)
                     return response
                 if len(entries) == 1:
                     await response.write(entries[0][1])
@@ -317,30 +521,37 @@ class StationService:
             self.hub.unsubscribe(subscriber)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin and origin.split("://", 1)[-1] != request.host:
+        if not self.same_origin(request):
             raise web.HTTPForbidden(text="cross-site WebSocket refused")
-        station = self.station_of(request)
+        viewer = self.viewer_of(request)
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
         await ws.prepare(request)
-        last_id = request.query.get("last_event_id")
-        asked = request.query.getall("ward", [])
-        if station is None:
-            # Clients that cannot send a header authenticate with their first message.
+        last_id: Any = request.query.get("last_event_id")
+        asked: Any = request.query.getall("ward", [])
+        if viewer is None:
+            # Clients that cannot send a header authenticate with their first message:
+            # {"type": "auth", "token": "...", "wards": [...], "last_event_id": "..."}.
             try:
                 message = await ws.receive(timeout=WS_AUTH_TIMEOUT_S)
-                hello = orjson.loads(message.data) if message.type == WSMsgType.TEXT else {}
-            except (TimeoutError, orjson.JSONDecodeError):
-                hello = {}
-            if isinstance(hello, dict) and hello.get("type") == "auth":
-                station = self.access.authenticate(str(hello.get("token", "")))
-                last_id = hello.get("last_event_id") or last_id
-                asked = hello.get("wards") or asked
-            if station is None:
+                hello = orjson.loads(message.data) if message.type == WSMsgType.TEXT else None
+            except (TimeoutError, orjson.JSONDecodeError, TypeError):
+                hello = None
+            problem = _hello_problem(hello)
+            if problem:
+                metrics.AUTH_FAILURES.inc()
+                await ws.send_str(orjson.dumps({"type": "error", "error": problem}).decode())
+                await ws.close(code=4400, message=problem.encode()[:120])
+                return ws
+            station = self.access.authenticate(hello["token"])
+            viewer = Viewer(station) if station is not None else None
+            last_id = hello.get("last_event_id") or last_id
+            asked = hello.get("wards") or asked
+            if viewer is None:
                 metrics.AUTH_FAILURES.inc()
                 await ws.send_str('{"type": "error", "error": "missing or unknown station token"}')
-                await ws.close(code=4401)
+                await ws.close(code=4401, message=b"missing or unknown station token")
                 return ws
+        station = viewer.station
         wards = frozenset(asked) if asked else station.wards
         if not wards <= station.wards or not self.ready.is_set():
             error = "ward not allowed for this station" if self.ready.is_set() else "not ready"
@@ -348,13 +559,14 @@ class StationService:
             await ws.close(code=4403 if self.ready.is_set() else 4503)
             return ws
         subscriber, first = self.hub.subscribe(station, wards, last_id, "ws")
+        self._drop_when_stuck(subscriber, request)
         self._subscribers.add(subscriber)
         writer = asyncio.create_task(self._ws_writer(ws, subscriber, first))
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
                     continue
-                await self._ws_command(ws, station, message.data)
+                await self._ws_command(ws, viewer, message.data)
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -362,6 +574,18 @@ class StationService:
             self._subscribers.discard(subscriber)
             self.hub.unsubscribe(subscriber)
         return ws
+
+    @staticmethod
+    def _drop_when_stuck(subscriber: Subscriber, request: web.Request) -> None:
+        """Once the subscriber overflows, its writer says so and closes; if the client reads
+        nothing, the writer waits on a full socket forever: abort the connection then."""
+        transport = request.transport
+
+        def abort() -> None:
+            if transport is not None and not transport.is_closing():
+                transport.abort()
+
+        subscriber.on_overflow = lambda: asyncio.get_running_loop().call_later(OVERFLOW_GRACE_S, abort)
 
     async def _ws_writer(self, ws: web.WebSocketResponse, subscriber: Subscriber,
                          first: list[tuple[str, bytes]]) -> None:
@@ -381,7 +605,7 @@ class StationService:
         except (ConnectionResetError, RuntimeError):
             return
 
-    async def _ws_command(self, ws: web.WebSocketResponse, station: Station, data: str) -> None:
+    async def _ws_command(self, ws: web.WebSocketResponse, viewer: Viewer, data: str) -> None:
         try:
             command = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -391,14 +615,16 @@ class StationService:
             return
         alert_id = str(command.get("alert_id", ""))
         try:
-            result = await self.acknowledge(station, alert_id, str(command.get("by", "")))
+            result = await self.acknowledge(viewer, alert_id)
             await ws.send_str(orjson.dumps({"type": "ack_sent", **result}).decode())
         except AckRejected as exc:
             await ws.send_str(orjson.dumps({"type": "ack_refused", "alert_id": alert_id,
                                             "error": exc.reason}).decode())
 
     async def post_ack(self, request: web.Request) -> web.Response:
-        station = self._require(request)
+        viewer = self._require(request)
+        if not self.same_origin(request):
+            raise _json_error(web.HTTPForbidden, "cross-site request refused")
         # A JSON body cannot be posted cross-site without a CORS preflight, which this
         # service never grants: with the SameSite cookie, that stops forged acknowledgements.
         if request.content_type != "application/json":
@@ -411,13 +637,30 @@ class StationService:
             raise web.HTTPBadRequest(text='{"error": "expected {\\"alert_id\\": ...}"}',
                                      content_type="application/json") from None
         try:
-            result = await self.acknowledge(station, alert_id, str(body.get("by", "")))
+            result = await self.acknowledge(viewer, alert_id)
+        except AckRejected as exc:
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        return web.json_response(result, status=202)
+
+    async def post_settings(self, request: web.Request) -> web.Response:
+        viewer = self._require(request)
+        if not self.same_origin(request):
+            raise _json_error(web.HTTPForbidden, "cross-site request refused")
+        if request.content_type != "application/json":
+            raise _json_error(web.HTTPUnsupportedMediaType, "send application/json")
+        try:
+            body = await request.json(loads=orjson.loads)
+            patient_id, record = str(body["patient_id"]), body["record"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise _json_error(web.HTTPBadRequest, 'expected {"patient_id": ..., "record": {...}}') from None
+        try:
+            result = await self.change_settings(viewer, patient_id, record)
         except AckRejected as exc:
             return web.json_response({"error": exc.reason}, status=exc.status)
         return web.json_response(result, status=202)
 
     async def fhir_flags(self, request: web.Request) -> web.Response:
-        station = self._require(request)
+        station = self._require(request).station
         wards = self._wards(request, station)
         self._ready_or_503()
         alerts = [a for ward in sorted(wards) for a in self.hub.store.snapshot([ward])["wards"][ward]["alerts"]]
@@ -450,7 +693,8 @@ class StationService:
             web.post("/session", self.start_session), web.post("/session/end", self.end_session),
             web.get("/api/me", self.me), web.get("/api/state", self.state),
             web.get("/api/stream", self.sse), web.get("/api/ws", self.websocket),
-            web.post("/api/ack", self.post_ack), web.get("/api/fhir/Flag", self.fhir_flags),
+            web.post("/api/ack", self.post_ack), web.post("/api/settings", self.post_settings),
+            web.get("/api/fhir/Flag", self.fhir_flags),
             web.get("/health", self.health), web.get("/ready", self.ready_page),
             web.get("/metrics", self.metrics_page),
             web.static("/static", WEB_DIR, append_version=False),

@@ -198,6 +198,20 @@ class WardStore:
                 return state.alerts[alert_id]
         return None
 
+    def locate(self, wards: Iterable[str], patient_id: str) -> tuple[str, str] | None:
+        """(ward, bed) of a patient shown on one of ``wards`` (a bed state or an open alert)."""
+        for ward in sorted(wards):
+            state = self.wards.get(ward)
+            if state is None:
+                continue
+            for bed, bed_state in state.beds.items():
+                if bed_state.get("patient_id") == patient_id:
+                    return ward, bed
+            for alert in state.alerts.values():
+                if alert.get("patient_id") == patient_id:
+                    return ward, str(alert.get("bed") or "")
+        return None
+
     def cursor(self, wards: Iterable[str]) -> Cursor:
         cursor: Cursor = {}
         for ward in wards:

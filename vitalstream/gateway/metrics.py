@@ -7,9 +7,10 @@ in ``vitalstream_gateway_outcomes`` with one of:
 - ``accepted``: parsed into samples or technical events, published to vitals.raw;
 - ``rejected``: the sender was told why (HL7 AE, HTTP 4xx) and the bytes were published to
   vitals.raw, where ingest dead-letters them with the same reason;
-- ``deadlettered``: bytes that are no message at all (outside MLLP frames), written straight
-  to vitals.deadletter;
-- ``refused``: not taken (broker unavailable, too large); the sender keeps and resends it.
+- ``deadlettered``: bytes that are no message at all (outside MLLP frames), or a message
+  type the door does not read (HL7 AR), written straight to vitals.deadletter;
+- ``refused``: not taken (broker unavailable, too large, an empty frame); the sender keeps
+  and resends it.
 """
 
 from __future__ import annotations
@@ -35,3 +36,7 @@ def count(door: str, outcome: str, reason: str = "", samples: int = 0) -> None:
     GATEWAY_OUTCOMES.labels(door, outcome, reason).inc()
     if samples:
         GATEWAY_SAMPLES.labels(door).inc(samples)
+GATEWAY_CONNECTIONS_REFUSED = Counter(
+    "vitalstream_gateway_connections_refused", "Connections a door closed before any message: "
+    "source not allowed, too many connections, idle or too slow", ["door", "reason"]
+)

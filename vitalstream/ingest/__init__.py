@@ -7,6 +7,10 @@ dead-letter topic. Formats: HL7 v2 ORU^R01 (IHE PCD-01, `hl7v2`), FHIR R4 Observ
 Bundle (`fhir`), canonical JSON (here). Code tables: `codes`; units and plausibility:
 `normalise`; the rules and reason codes: docs/ingest.md.
 
+Whatever the format, `vet` then applies the checks every sample shares: a value inside the
+possible range of its parameter (`normalise.PLAUSIBILITY`, else ``implausible_value``) and a
+device time not ahead of the receive time by more than ``max_ahead_ms`` (``future_time``).
+
 >>> result = parse_raw(b'{"patient_id": "p1", "parameter": "spo2", "value": 97, '
 ...                    b'"device_time_ms": 1773569700000}', received_ms=1773569700050)
 >>> (result.rejection, result.samples[0].value, result.samples[0].ingest_time_ms)
@@ -16,12 +20,14 @@ Bundle (`fhir`), canonical JSON (here). Code tables: `codes`; units and plausibi
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from typing import Any
 
 import msgspec
 import orjson
 
+from vitalstream.ingest.normalise import PLAUSIBILITY, ObservationError, check_plausible
 from vitalstream.ingest.result import (
     REASON_CODES,
     TECHNICAL_KINDS,
@@ -29,6 +35,7 @@ from vitalstream.ingest.result import (
     Rejection,
     technical_event,
 )
+from vitalstream.ingest.times import MAX_AHEAD_MS, check_not_ahead
 from vitalstream.samples import (
     CANONICAL_UNITS,
     MAX_TIME_MS,
@@ -38,8 +45,8 @@ from vitalstream.samples import (
 )
 
 __all__ = [
-    "FORMATS", "MAX_MESSAGE_BYTES", "REASON_CODES", "TECHNICAL_KINDS", "IngestResult", "Rejection",
-    "dead_letter", "detect_format", "json_rows", "parse_json", "parse_raw", "technical_event",
+    "FORMATS", "MAX_AHEAD_MS", "MAX_MESSAGE_BYTES", "REASON_CODES", "TECHNICAL_KINDS", "IngestResult", "Rejection",
+    "dead_letter", "detect_format", "json_rows", "parse_json", "parse_raw", "technical_event", "vet",
 ]
 
 MAX_MESSAGE_BYTES = 1_048_576
@@ -49,7 +56,7 @@ FORMATS: tuple[str, ...] = ("hl7", "fhir", "json")
 def detect_format(raw: bytes) -> str:
     """Sniff the gateway format: HL7 v2 (MSH or MLLP start block), FHIR JSON, or canonical JSON."""
     head = raw.lstrip()[:64]
-    if head.startswith(b"\x0b") or head.startswith(b"MSH"):
+    if head.startswith(b"\x0b") or head[:3] in (b"MSH", b"FHS", b"BHS"):
         return "hl7"
     if b'"resourceType"' in raw[:4096]:
         return "fhir"
@@ -79,7 +86,8 @@ def parse_json(raw: bytes, received_ms: int) -> IngestResult:
     return IngestResult(samples=samples)
 
 
-_NUMERIC_UNITS = {name: CANONICAL_UNITS[name] for name in NUMERIC_PARAMETERS}
+# Parameter -> (canonical unit, possible low, high, plausible low, high): one lookup a record.
+_NUMERIC = {name: (CANONICAL_UNITS[name], *PLAUSIBILITY[name]) for name in NUMERIC_PARAMETERS}
 _EXACT_FLOAT = 2**53  # integers beyond this are left to the full path (float() rounds them)
 
 
@@ -108,7 +116,7 @@ _DECODE_LIST = msgspec.json.Decoder(list[_Reading]).decode
 _DECODE_BATCH = msgspec.json.Decoder(_Batch).decode
 
 
-def json_rows(raw: bytes, received_ms: int) -> list[tuple[Any, ...]] | None:
+def json_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> list[tuple[Any, ...]] | None:
     """The fast path of the commonest message: canonical JSON whose records are all plain
     numeric samples with string fields. Returns their rows (``sample_row`` order), or None
     for anything else, which ``parse_raw`` then handles (and explains, if it is wrong).
@@ -132,32 +140,76 @@ def json_rows(raw: bytes, received_ms: int) -> list[tuple[Any, ...]] | None:
     if not records:
         return None
     ingest_ms = received_ms if 0 <= received_ms < MAX_TIME_MS else 0
+    # The same checks as `vet`, inline: anything they refuse goes to the full path, which says why.
+    latest_ms = min(received_ms + max_ahead_ms, MAX_TIME_MS - 1) if received_ms > 0 else MAX_TIME_MS - 1
     rows = []
-    units = _NUMERIC_UNITS
+    numeric = _NUMERIC
     for record in records:
         parameter, value, time_ms, given_unit = record.parameter, record.value, record.device_time_ms, record.unit
-        unit = units.get(parameter)
-        if unit is None or not 0 <= time_ms < MAX_TIME_MS or not record.patient_id or \
-                (given_unit and given_unit != unit):
+        limits = numeric.get(parameter)
+        if limits is None or not 0 <= time_ms <= latest_ms or not record.patient_id:
+            return None
+        unit, possible_low, possible_high, plausible_low, plausible_high = limits
+        if given_unit and given_unit != unit:
             return None
         if type(value) is int:
             if not -_EXACT_FLOAT < value < _EXACT_FLOAT:
                 return None
             value = float(value)
-        elif value - value != 0.0:  # NaN or infinite (JSON has neither; kept as a guard)
+        if not possible_low <= value <= possible_high:  # (NaN too)
             return None
+        artefact = record.artefact or not plausible_low <= value <= plausible_high
         rows.append((record.patient_id, record.ward, record.bed, parameter, value, unit, time_ms,
-                     record.source, ingest_ms, record.source_code, record.artefact))
+                     record.source, ingest_ms, record.source_code, artefact))
     return rows
 
 
-def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None) -> IngestResult:
-    """Parse one raw message of any supported format (sniffed when ``fmt`` is None)."""
+def vet(result: IngestResult, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> IngestResult:
+    """The checks every format shares, applied after its parser: each numeric value inside
+    its possible range (a value outside its plausible range is flagged as artefact), and no
+    sample or technical event stamped more than ``max_ahead_ms`` after ``received_ms``.
+    One failing reading rejects the whole message, as the parsers do."""
+    if result.rejection is not None:
+        return result
+    try:
+        for index, sample in enumerate(result.samples):
+            if sample.parameter in PLAUSIBILITY:
+                if check_plausible(sample.parameter, sample.value) and not sample.artefact:  # type: ignore[arg-type]
+                    result.samples[index] = dataclasses.replace(sample, artefact=True)
+            check_not_ahead(sample.device_time_ms, received_ms, max_ahead_ms)
+        for event in result.technical:
+            check_not_ahead(int(event.get("device_time_ms") or 0), received_ms, max_ahead_ms)
+    except ObservationError as exc:
+        return IngestResult(rejection=Rejection(exc.reason, exc.detail), format=result.format,
+                            ignored=result.ignored)
+    return result
+
+
+_BLANK_BYTES = b" \t\r\n\x0b\x1c\x00"
+_BLANK_START = frozenset(_BLANK_BYTES + b"\xef")  # whitespace, MLLP framing, a UTF-8 BOM
+
+
+def _has_content(raw: bytes) -> bool:
+    return bool(raw.strip(_BLANK_BYTES).removeprefix(b"\xef\xbb\xbf").strip(_BLANK_BYTES))
+
+
+def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None,
+              max_ahead_ms: int = MAX_AHEAD_MS) -> IngestResult:
+    """Parse one raw message of any supported format (sniffed when ``fmt`` is None), then
+    `vet` it. ``received_ms`` is the wall-clock receive time (0: unknown, no future check)."""
     if len(raw) > MAX_MESSAGE_BYTES:
         return IngestResult(rejection=Rejection("too_large", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}"))
     if not isinstance(raw, bytes | bytearray | memoryview):
         return IngestResult(rejection=Rejection("not_bytes", f"got {type(raw).__name__}"))
     raw = bytes(raw)
+    if not raw or (raw[0] in _BLANK_START and not _has_content(raw)):
+        # An empty frame, body or file is nothing received, not a message with nothing in it.
+        result = IngestResult(rejection=Rejection("empty_message", f"nothing received ({len(raw)} bytes, "
+                                                  "no content)"))
+        result.format = fmt if fmt in FORMATS else "unknown"
+        return result
+    if raw[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (.NET, Windows) is no content
+        raw = raw[3:]
     fmt = fmt or detect_format(raw)
     try:
         if fmt == "json":
@@ -173,6 +225,7 @@ def parse_raw(raw: bytes, received_ms: int, fmt: str | None = None) -> IngestRes
         else:
             result = IngestResult(rejection=Rejection(
                 "unsupported_format", f"format {fmt!r} is not one of {', '.join(FORMATS)}"))
+        result = vet(result, received_ms, max_ahead_ms)
     except Exception as exc:  # the contract: nothing raises, a surprise is a dead letter
         result = IngestResult(rejection=Rejection("internal_error", f"{type(exc).__name__}: {exc}"))
     result.format = fmt if fmt in FORMATS else "unknown"

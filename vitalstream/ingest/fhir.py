@@ -3,21 +3,31 @@
 Reads the decoded JSON directly, checking every type on the way, so no shape of input can
 raise: a field of the wrong type is an ``invalid_fhir`` rejection with its path. Bundles of
 type collection, batch and transaction are read; Patient, Encounter, Location and Device
-entries in the same Bundle resolve the references of its Observations.
+entries in the same Bundle, and resources contained in an Observation (``#id``), resolve the
+references of its Observations; a conditional reference (``Patient?identifier=system|value``)
+gives the identifier it searches by. A resource this parser would read that carries a
+``modifierExtension`` (or ``implicitRules``) is refused (``unknown_modifier``): FHIR says an
+element that changes the meaning of a resource and is not understood stops its processing.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
+from vitalstream.ingest import codes as codes_table
 from vitalstream.ingest.codes import (
-    LOINC_BP_PANEL,
+    EUI64_SYSTEM,
+    LOINC_BP_PANELS,
     LOINC_INHALED_O2_CONCENTRATION,
     LOINC_INHALED_O2_FLOW,
     LOINC_SYSTEM,
+    LOINC_VITAL_SIGNS_PANEL,
     MDC_SYSTEM,
+    UCUM_SYSTEM,
+    declared_unit,
     mdc_term,
     parameter_for_loinc,
 )
@@ -32,6 +42,10 @@ IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary", "registered"})
 # Air is 21 % oxygen: a higher inspired fraction means supplemental oxygen.
 AIR_O2_PCT = 21.0
+_REFERENCED_TYPES = frozenset({"Patient", "Encounter", "Location", "Device"})
+# Elements that change the meaning of what holds them (FHIR "isModifier"); vitalstream knows
+# no modifier extension, so any one present means "do not process" (the FHIR rule).
+_MODIFIER_KEYS = ("modifierExtension", "implicitRules")
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -51,7 +65,9 @@ def parse_fhir(raw: bytes, received_ms: int) -> IngestResult:
     events, or a rejection."""
     result = IngestResult(format="fhir")
     try:
-        document = orjson.loads(raw)
+        # A UTF-8 byte-order mark (written by .NET and Windows clients) is not JSON but is no
+        # content either: RFC 8259 lets a parser ignore it.
+        document = orjson.loads(raw[3:] if raw[:3] == b"\xef\xbb\xbf" else raw)
     except orjson.JSONDecodeError as exc:
         result.rejection = Rejection("not_json", str(exc))
         return result
@@ -76,7 +92,7 @@ def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
                 f"{', '.join(sorted(BUNDLE_TYPES))}")
             return result
         observations = []
-        for entry in _items(document.get("entry")):
+        for position, entry in enumerate(_items(document.get("entry"))):
             resource = _obj(_obj(entry).get("resource"))
             kind, resource_id = _text(resource.get("resourceType")), _text(resource.get("id"))
             full_url = _text(_obj(entry).get("fullUrl"))
@@ -84,9 +100,13 @@ def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
                 index[full_url] = resource
             if kind and resource_id:
                 index[f"{kind}/{resource_id}"] = resource
+            if "modifierExtension" in _obj(entry) and (kind == "Observation" or kind in _REFERENCED_TYPES):
+                result.rejection = Rejection("unknown_modifier", f"Bundle.entry[{position}] ({kind}) has "
+                                             "a modifierExtension that is not understood")
+                return result
             if kind == "Observation":
                 observations.append(resource)
-            elif kind not in ("Patient", "Encounter", "Location", "Device"):
+            elif kind not in _REFERENCED_TYPES:
                 result.ignored += 1
     else:
         result.rejection = Rejection(
@@ -109,9 +129,10 @@ def _codes(concept: Any) -> list[tuple[str, str]]:
             for c in _items(_obj(concept).get("coding"))]
 
 
-def _concept_parameter(concept: Any) -> tuple[str, str] | None:
-    """(parameter, source code) of a CodeableConcept: LOINC first, else an MDC coding."""
-    codes = _codes(concept)
+def _concept_parameter(concept: Any, codes: list[tuple[str, str]] | None = None) -> tuple[str, str] | None:
+    """(parameter, source code) of a CodeableConcept (or of its ``codes``, already read):
+    LOINC first, else an MDC coding, else a coding the site code table maps."""
+    codes = _codes(concept) if codes is None else codes
     for system, code in codes:
         if system == LOINC_SYSTEM and parameter_for_loinc(code):
             return str(parameter_for_loinc(code)), f"LOINC:{code}"
@@ -119,6 +140,12 @@ def _concept_parameter(concept: Any) -> tuple[str, str] | None:
         term = mdc_term(code) if system == MDC_SYSTEM else None
         if term is not None:
             return term.parameter, f"MDC:{term.code}"
+    site_codes = codes_table.site_table()
+    if site_codes.observations:
+        for system, code in codes:  # a vendor code the site's code table maps
+            site = site_codes.parameter(system, code) if system and code else None
+            if site is not None:
+                return site, f"{system}:{code}"
     return None
 
 
@@ -126,8 +153,31 @@ def _has_loinc(concept: Any, wanted: str) -> bool:
     return (LOINC_SYSTEM, wanted) in _codes(concept)
 
 
+def _check_modifiers(holder: dict[str, Any], where: str) -> None:
+    for key in _MODIFIER_KEYS:
+        if key in holder:
+            raise ObservationError("unknown_modifier", f"{where} has {key}, which vitalstream does "
+                                   "not understand, so it is not processed")
+
+
 def _resolve(reference: Any, index: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return index.get(_text(_obj(reference).get("reference")), {})
+    """The resource a reference names in the Bundle or among the Observation's contained
+    resources; {} when it is not there. A found resource with a modifier is refused."""
+    target = _text(_obj(reference).get("reference"))
+    resource = index.get(target, {}) if target else {}
+    if resource:
+        _check_modifiers(resource, f"{_text(resource.get('resourceType')) or 'resource'} {target}")
+    return resource
+
+
+def _conditional_identifier(reference: Any, resource_type: str) -> str:
+    """The identifier value of a conditional reference ``Type?identifier=[system|]value``."""
+    target = _text(_obj(reference).get("reference"))
+    kind, question, query = target.partition("?")
+    if not question or kind.rsplit("/", 1)[-1] != resource_type:
+        return ""
+    searched = parse_qs(query).get("identifier", [""])[0]
+    return searched.rsplit("|", 1)[-1].strip()
 
 
 def _identifier(resource: dict[str, Any]) -> str:
@@ -153,7 +203,10 @@ def _patient_id(subject: Any, index: dict[str, dict[str, Any]]) -> str:
     patient = _resolve(subject, index)
     if patient.get("resourceType") == "Patient":
         return _identifier(patient) or _text(patient.get("id"))
-    parts = _text(subject.get("reference")).split("/")
+    searched = _conditional_identifier(subject, "Patient")
+    if searched:
+        return searched
+    parts = _text(subject.get("reference")).split("?", 1)[0].split("/")
     if "Patient" in parts[:-1]:
         return parts[parts.index("Patient") + 1]
     return ""
@@ -179,10 +232,16 @@ def _location(encounter_reference: Any, index: dict[str, dict[str, Any]]) -> tup
 
 
 def _device_id(device_reference: Any, index: dict[str, dict[str, Any]]) -> str:
+    """The device's EUI-64 identifier when it has one, else its first identifier, else its
+    id (a Device in the Bundle or contained), else what the reference itself says."""
     reference = _obj(device_reference)
     device = _resolve(reference, index)
-    return (_identifier(device) or _text(device.get("id"))
+    identifiers = [_obj(i) for i in _items(device.get("identifier"))]
+    eui64 = next((_text(i.get("value")) for i in identifiers
+                  if _text(i.get("system")) == EUI64_SYSTEM and _text(i.get("value"))), "")
+    return (eui64 or _identifier(device) or _text(device.get("id"))
             or _text(_obj(reference.get("identifier")).get("value"))
+            or _conditional_identifier(reference, "Device")
             or _text(reference.get("display")) or _text(reference.get("reference")))
 
 
@@ -197,7 +256,11 @@ def _effective_ms(observation: dict[str, Any], where: str) -> int:
     raise ObservationError("bad_timestamp", f"{where}: no effectiveDateTime, effectiveInstant or effectivePeriod")
 
 
-def _quantity(holder: dict[str, Any], where: str) -> tuple[float, str]:
+def _quantity(holder: dict[str, Any], where: str, parameter: str = "") -> tuple[float, str]:
+    """(value, declared unit) of a valueQuantity. The unit: a site table's vendor unit for a
+    non-UCUM system and code, else the code, else the human-readable unit (a listed text
+    becomes its UCUM code). A comparator (<, <=, >=, >) makes the value a bound, not a
+    reading: refused (FHIR marks Quantity.comparator as a modifier)."""
     quantity = holder.get("valueQuantity")
     if not isinstance(quantity, dict):
         other = next((k for k in holder if k.startswith("value")), None)
@@ -205,7 +268,16 @@ def _quantity(holder: dict[str, Any], where: str) -> tuple[float, str]:
     value = quantity.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ObservationError("bad_value", f"{where}: valueQuantity.value {value!r} is not a number")
-    return float(value), _text(quantity.get("code")) or _text(quantity.get("unit"))
+    comparator = quantity.get("comparator")
+    if comparator is not None:
+        raise ObservationError("bad_value", f"{where}: valueQuantity {comparator}{value} has a "
+                               "comparator: a bound, not an exact reading")
+    code, system, text = _text(quantity.get("code")), _text(quantity.get("system")), _text(quantity.get("unit"))
+    if code and system and system != UCUM_SYSTEM:
+        site = codes_table.site_table().unit(system, code)
+        if site:
+            return float(value), site
+    return float(value), declared_unit(parameter, (code, text)) if parameter else (code or text)
 
 
 def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]],
@@ -213,6 +285,10 @@ def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]]
     where = f"Observation[{number}]"
     if not isinstance(observation, dict):
         raise ObservationError("invalid_fhir", f"{where} is not an object")
+    _check_modifiers(observation, where)
+    contained = [_obj(c) for c in _items(observation.get("contained"))]
+    if contained:  # "#id" references name resources contained in this Observation only
+        index = {**index, **{f"#{_text(c.get('id'))}": c for c in contained if _text(c.get("id"))}}
     status = observation.get("status")
     status = status if isinstance(status, str) else repr(status)
     if status in IGNORED_STATUSES:
@@ -220,12 +296,19 @@ def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]]
         return
     if status not in USABLE_STATUSES:
         raise ObservationError("invalid_fhir", f"{where}: status {status!r} is not an Observation status")
-    code = observation.get("code")
-    is_panel = _has_loinc(code, LOINC_BP_PANEL)
-    mapped = None if is_panel else _concept_parameter(code)
+    coded = _codes(observation.get("code"))
+    loinc_codes = {code for system, code in coded if system == LOINC_SYSTEM}
+    components = [_obj(c) for c in _items(observation.get("component"))]
+    is_bp_panel = not loinc_codes.isdisjoint(LOINC_BP_PANELS)
+    # The vital-signs panel with values in its components is read like the BP panel; without
+    # components it only groups members that come as their own Observations.
+    is_panel = is_bp_panel or (bool(components) and LOINC_VITAL_SIGNS_PANEL in loinc_codes)
+    mapped = None if is_panel else _concept_parameter(None, coded)
     if not is_panel and mapped is None:
         result.ignored += 1  # unknown code, or the vital-signs panel whose members come apart
         return
+    for position, component in enumerate(components):
+        _check_modifiers(component, f"{where}.component[{position}]")
     patient_id = _patient_id(observation.get("subject"), index)
     if not patient_id:
         raise ObservationError("missing_patient", f"{where}: subject does not identify a patient")
@@ -242,22 +325,24 @@ def _observation(observation: Any, number: int, index: dict[str, dict[str, Any]]
                 kind, patient_id, ward, bed, parameter, device_time_ms, source,
                 f"{source_code}: dataAbsentReason {reason}"))
             return
-        number_value, unit = _quantity(holder, part)
+        number_value, unit = _quantity(holder, part, parameter)
         value, artefact = canonical_value(parameter, number_value, unit)
         result.samples.append(Sample(
             patient_id=patient_id, ward=ward, bed=bed, parameter=parameter, value=value,
             unit=CANONICAL_UNITS[parameter], device_time_ms=device_time_ms, source=source,
             ingest_time_ms=received_ms, source_code=source_code, artefact=artefact))
 
-    components = [_obj(c) for c in _items(observation.get("component"))]
     if is_panel:
+        wanted = ("systolic_bp", "diastolic_bp") if is_bp_panel else None
         found = 0
         for position, component in enumerate(components):
             part = _concept_parameter(component.get("code"))
-            if part and part[0] in ("systolic_bp", "diastolic_bp"):
+            if part and (wanted is None or part[0] in wanted):
                 found += 1
                 take(component, part[0], part[1], f"{where}.component[{position}]")
-        if not found:
+            else:
+                result.ignored += 1
+        if not found and is_bp_panel:
             raise ObservationError("invalid_fhir", f"{where}: blood pressure panel without "
                                    "systolic or diastolic component")
         return

@@ -1,5 +1,10 @@
 """Units and plausibility: a declared value becomes a canonical value, an artefact, or an error.
 
+``PLAUSIBILITY`` is the one table of physiologically possible ranges; every way in (the
+JSON fast path and full parser, HL7 v2, FHIR, the replay readers, both front doors) calls
+`check_plausible` on the canonical value, so the same reading is accepted or refused the
+same way whatever format carried it.
+
 Normalisation goes by the declared unit and never by the size of the number: 98.6 declared
 as Cel is not quietly read as °F, it is out of the possible range and rejected, so the
 gateway's mapping error shows in the dead-letter topic instead of in a patient's chart.
@@ -12,6 +17,10 @@ gateway's mapping error shows in the dead-letter topic instead of in a patient's
 97.0
 >>> plausibility("heart_rate", 300.0)
 'artefact'
+>>> check_plausible("resp_rate", -3.0)
+Traceback (most recent call last):
+...
+vitalstream.ingest.normalise.ObservationError: implausible_value: resp_rate -3 is outside the possible range 0-150
 """
 
 from __future__ import annotations
@@ -74,8 +83,10 @@ def to_canonical(parameter: str, value: float, unit: str) -> float:
     """``value`` in the declared ``unit`` (UCUM, or an MDC dimension code or reference id)
     as the canonical unit of ``parameter``. Raises ObservationError (missing_unit, bad_unit,
     bad_value)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise ObservationError("bad_value", f"{parameter} value {value!r} is not a finite number")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ObservationError("bad_value", f"{parameter} value {value!r} is not a number")
+    if not math.isfinite(value):
+        raise ObservationError("implausible_value", f"{parameter} {value!r} is not a finite number")
     declared = unit.strip()
     if not declared:
         raise ObservationError("missing_unit", f"{parameter} has no unit; units are never guessed")
@@ -118,26 +129,35 @@ PLAUSIBILITY: dict[str, Range] = {
 
 
 def plausibility(parameter: str, value: float) -> str:
-    """'ok', 'artefact' or 'impossible' for a canonical-unit value of ``parameter``."""
+    """'ok', 'artefact' or 'impossible' for a canonical-unit value of ``parameter``
+    (non-finite values are impossible)."""
     bounds = PLAUSIBILITY.get(parameter)
     if bounds is None:
         return "ok"
-    if not bounds.possible_low <= value <= bounds.possible_high:
+    if not bounds.possible_low <= value <= bounds.possible_high:  # False for NaN too
         return "impossible"
     if not bounds.plausible_low <= value <= bounds.plausible_high:
         return "artefact"
     return "ok"
 
 
+def check_plausible(parameter: str, value: float, declared: str = "") -> bool:
+    """The artefact flag of a canonical-unit value of ``parameter``; raises ObservationError
+    (implausible_value, naming the parameter and the value) when it cannot be a measurement.
+    ``declared`` is what the message said, when a unit conversion came first."""
+    verdict = plausibility(parameter, value)
+    if verdict == "impossible":
+        bounds = PLAUSIBILITY[parameter]
+        said = f" (declared {declared})" if declared else ""
+        raise ObservationError(
+            "implausible_value",
+            f"{parameter} {value:g}{said} is outside the possible range "
+            f"{bounds.possible_low:g}-{bounds.possible_high:g}")
+    return verdict == "artefact"
+
+
 def canonical_value(parameter: str, value: float, unit: str) -> tuple[float, bool]:
     """Convert and check one value: (canonical value, artefact flag). Raises ObservationError
     (missing_unit, bad_unit, bad_value, implausible_value)."""
     canonical = to_canonical(parameter, value, unit)
-    verdict = plausibility(parameter, canonical)
-    if verdict == "impossible":
-        bounds = PLAUSIBILITY[parameter]
-        raise ObservationError(
-            "implausible_value",
-            f"{parameter} {canonical:g} (declared {value:g} {unit.strip()}) is outside the "
-            f"possible range {bounds.possible_low:g}-{bounds.possible_high:g}")
-    return canonical, verdict == "artefact"
+    return canonical, check_plausible(parameter, canonical, f"{value:g} {unit.strip()}")

@@ -15,12 +15,12 @@ TECHNICAL_KINDS: tuple[str, ...] = ("sensor_off", "no_value")
 # Every dead-letter reason code ingest gives (docs/ingest.md explains each). internal_error
 # is the safety net for a parser bug: the fuzz tests require that it never happens.
 REASON_CODES: frozenset[str] = frozenset({
-    "too_large", "not_bytes", "unsupported_format", "internal_error",
+    "too_large", "not_bytes", "unsupported_format", "internal_error", "empty_message",
     "not_json", "invalid_sample",
     "not_hl7", "malformed_hl7", "unsupported_message",
-    "invalid_fhir", "unsupported_resource",
+    "invalid_fhir", "unsupported_resource", "unknown_modifier",
     "missing_patient", "bad_timestamp", "bad_value", "missing_unit", "bad_unit",
-    "implausible_value", "no_observations",
+    "implausible_value", "future_time", "no_observations",
 })
 
 

@@ -10,6 +10,15 @@ make the same message mean different times on different servers.
 1773569700250
 >>> fhir_time_ms("2026-03-15T06:15:00-04:00")
 1773569700000
+
+A device time further ahead of the receive time than the tolerance is refused
+(``future_time``): one such reading would otherwise move its patient's clock, and every
+later real reading of that patient would look late.
+
+>>> check_not_ahead(1773569700000 + 301_000, received_ms=1773569700000, max_ahead_ms=300_000)
+Traceback (most recent call last):
+...
+vitalstream.ingest.normalise.ObservationError: future_time: device time 2026-03-15T10:20:01Z is 301 s ahead of the receive time (tolerance 300 s)
 """
 
 from __future__ import annotations
@@ -18,6 +27,10 @@ import datetime as dt
 import re
 
 from vitalstream.ingest.normalise import ObservationError
+
+# How far a device time may be ahead of the receive time (device clocks drift; gateways
+# batch): the default of the VITALSTREAM_DEVICE_TIME_MAX_AHEAD_S setting.
+MAX_AHEAD_MS = 300_000
 
 # HL7 v2 DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]. Vital signs need at least the minute.
 _HL7_DTM = re.compile(
@@ -65,3 +78,17 @@ def fhir_time_ms(text: str) -> int:
         hours, minutes = zone[1:].split(":")
         offset = (int(hours) * 60 + int(minutes)) * (1 if zone[0] == "+" else -1)
     return _to_ms(year, month, day, hour, minute, second, fraction, offset)
+
+
+def check_not_ahead(device_time_ms: int, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> None:
+    """Raise ObservationError (future_time) when ``device_time_ms`` is more than
+    ``max_ahead_ms`` after ``received_ms``. A receive time of 0 or less means none is known
+    (offline tools and benchmarks): nothing is checked then."""
+    if received_ms > 0 and device_time_ms - received_ms > max_ahead_ms:
+        try:
+            shown = dt.datetime.fromtimestamp(device_time_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, ValueError, OSError):
+            shown = f"{device_time_ms} ms"
+        raise ObservationError(
+            "future_time", f"device time {shown} is {(device_time_ms - received_ms) // 1000} s ahead "
+            f"of the receive time (tolerance {max_ahead_ms // 1000} s)")

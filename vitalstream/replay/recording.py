@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from vitalstream.ingest.normalise import plausibility
 from vitalstream.samples import ACVPU, CANONICAL_UNITS, PARAM_INDEX, PARAMETERS, Sample
 
 _CONSCIOUSNESS = PARAM_INDEX["consciousness"]
@@ -60,7 +62,10 @@ class _Interner:
 
 @dataclasses.dataclass(slots=True)
 class RecordingBuilder:
-    """Collects samples row by row (readers use it) and freezes them into a Recording."""
+    """Collects samples row by row (readers use it) and freezes them into a Recording.
+    A numeric value outside its parameter's possible range (`ingest.normalise.PLAUSIBILITY`,
+    the table every way in applies) is left out and counted in ``refused`` by parameter:
+    ingest would dead-letter it as ``implausible_value``, and training must not learn it."""
 
     patients: _Interner = dataclasses.field(default_factory=_Interner)
     sources: _Interner = dataclasses.field(default_factory=_Interner)
@@ -74,9 +79,14 @@ class RecordingBuilder:
     source: array = dataclasses.field(default_factory=lambda: array("i"))
     code: array = dataclasses.field(default_factory=lambda: array("i"))
     artefact: array = dataclasses.field(default_factory=lambda: array("b"))
+    refused: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def add(self, patient_id: str, ward: str, bed: str, parameter: str, value: float | str | bool,
             device_time_ms: int, source: str, source_code: str = "", artefact: bool = False) -> None:
+        if (isinstance(value, int | float) and not isinstance(value, bool)
+                and plausibility(parameter, float(value)) == "impossible"):
+            self.refused[parameter] += 1
+            return
         number = self.patients(patient_id)
         self.places.setdefault(number, (ward, bed))
         self.time_ms.append(device_time_ms)
@@ -104,6 +114,7 @@ class RecordingBuilder:
             source=np.frombuffer(self.source, dtype=np.int32).copy(),
             code=np.frombuffer(self.code, dtype=np.int32).copy(),
             artefact=np.frombuffer(self.artefact, dtype=np.int8).astype(bool),
+            refused=dict(self.refused),
         )
 
 
@@ -123,6 +134,7 @@ class Recording:
     source: np.ndarray
     code: np.ndarray
     artefact: np.ndarray
+    refused: dict[str, int] = dataclasses.field(default_factory=dict)  # implausible values left out
 
     def __len__(self) -> int:
         return int(self.time_ms.size)

@@ -15,7 +15,7 @@ const ORDER = ["resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate", "c
 const TREND_PER_H = { heart_rate: 5, resp_rate: 2, spo2: 1, systolic_bp: 5, diastolic_bp: 5, temperature: 0.3 };
 const STALE_AFTER_MS = 10 * 60 * 1000;
 
-const state = { wards: new Map(), seen: new Set(), station: "" };
+const state = { wards: new Map(), seen: new Set(), station: "", canAcknowledge: false };
 
 function ward(name) {
   if (!state.wards.has(name)) state.wards.set(name, { beds: new Map(), alerts: new Map() });
@@ -163,7 +163,8 @@ function alertItem(alert) {
   const ack = (alert.payload && alert.payload.ack) || null;
   const button = el("button", {
     type: "button", class: "ack", "data-alert-id": alert.alert_id, "data-focus-key": `ack-${alert.alert_id}`,
-    disabled: acked, "aria-label": acked ? "Acknowledged" : `Acknowledge ${alert.priority} alert, bed ${alert.bed}`,
+    disabled: acked || !state.canAcknowledge,
+    "aria-label": acked ? "Acknowledged" : `Acknowledge ${alert.priority} alert, bed ${alert.bed}`,
     text: acked ? "Acknowledged" : "Acknowledge", onclick: () => acknowledge(alert, button),
   });
   return el("li", {
@@ -233,11 +234,11 @@ function updateHeader() {
 async function acknowledge(alert, button) {
   button.disabled = true;
   button.textContent = "Sending…";
-  const nurse = document.getElementById("nurse").value.trim();
   try {
+    // Who acknowledges is the signed-in user, known to the server: nothing typed.
     const response = await fetch("/api/ack", {
       method: "POST", headers: { "Content-Type": "application/json" }, credentials: "same-origin",
-      body: JSON.stringify({ alert_id: alert.alert_id, by: nurse }),
+      body: JSON.stringify({ alert_id: alert.alert_id }),
     });
     if (!response.ok) throw new Error((await response.json()).error || response.statusText);
     button.textContent = "Waiting for monitor…";  // the tile changes when the monitor confirms
@@ -292,9 +293,14 @@ function tick() {
   document.getElementById("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC";
 }
 
-const nurseInput = document.getElementById("nurse");
-nurseInput.value = localStorage.getItem("vitalstream.nurse") || "";
-nurseInput.addEventListener("change", () => localStorage.setItem("vitalstream.nurse", nurseInput.value.trim()));
+fetch("/api/me", { credentials: "same-origin" }).then((r) => r.json()).then((me) => {
+  state.canAcknowledge = Boolean(me.can_acknowledge);
+  const who = document.getElementById("who");
+  who.textContent = me.user ? `Signed in: ${me.user.name} (${me.user.role.replace("_", " ")})`
+    : "Wall board: view only (sign in as yourself to acknowledge)";
+  document.body.classList.toggle("view-only", !state.canAcknowledge);
+  renderAll();
+}, () => {});
 tick();
 setInterval(tick, 1000);
 setInterval(renderAll, 60 * 1000);  // stale-data markers follow the clock
