@@ -110,6 +110,6 @@ def test_shift_to_now_moves_the_replay_to_the_wall_clock_keeping_its_intervals(b
     first = received[0].device_time_ms
     assert before_ms <= first <= after_ms  # the first reading is "now"
     offset = first - original[0].device_time_ms
-    expected = sorted((s.device_time_ms + offset for s in original))
+    expected = sorted(s.device_time_ms + offset for s in original)
     assert [s.device_time_ms for s in received] == expected  # every interval kept
     assert original[0].device_time_ms < before_ms - 86_400_000  # the scenario itself is dated long ago
