@@ -47,6 +47,8 @@ BROKER_PROBE_TIMEOUT_S = 4.0
 MAX_CONTROL_BYTES = 65_536
 # Who may write acknowledgements and settings: the station service, and admin tools.
 CONTROL_SIGNERS = frozenset({"station", "admin"})
+# The census comes from the front doors (HL7 ADT, FHIR Encounter), or an admin tool.
+CENSUS_SIGNERS = frozenset({"gateway", "admin"})
 
 
 class Refused(Exception):
@@ -173,6 +175,8 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
     acks_topic = app.topic(settings.topic_acks, key_serializer="raw", value_serializer="raw")
     patient_settings_topic = app.topic(settings.topic_patient_settings, key_serializer="raw",
                                        value_serializer="raw")
+    oversight_topic = app.topic(settings.topic_oversight, key_serializer="raw", value_serializer="raw")
+    census_topic = app.topic(settings.topic_census, key_serializer="raw", value_serializer="raw")
 
     # The two stages start with the app, not after Faust's own consumer group has settled
     # (where Faust starts extra services): each group join takes the broker's rebalance
@@ -197,16 +201,17 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
         else:  # acknowledged by the broker before Faust may commit the control record
             await stage.send_all(messages)
 
-    async def take_control(event: Any, source: str, valid: Any) -> tuple[str, dict[str, Any]] | None:
+    async def take_control(event: Any, source: str, valid: Any, signers: frozenset[str] = CONTROL_SIGNERS,
+                           ) -> tuple[str, dict[str, Any]] | None:
         """A station's control record (acknowledgement, settings), checked where it enters:
         signature of a station or admin key, size, shape and the actor's role. A refused
         record is counted by reason and dead-lettered with it, and goes no further."""
         message, value = event.message, event.value or b""
         try:
             try:
-                keyring.verify(message.topic, message.key, value, message.headers, CONTROL_SIGNERS)
+                keyring.verify(message.topic, message.key, value, message.headers, signers)
             except SignatureError as exc:
-                raise Refused(str(exc), "no valid signature of a station or admin key") from None
+                raise Refused(str(exc), f"no valid signature of a {' or '.join(sorted(signers))} key") from None
             if len(value) > MAX_CONTROL_BYTES:
                 raise Refused("malformed", f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
             try:
@@ -216,7 +221,10 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
                 raise Refused("malformed", f"{type(exc).__name__}: {exc}"[:200]) from None
             return patient_id, body
         except Refused as refused:
-            (metrics.ACKS_REJECTED if source == "ack" else metrics.SETTINGS_REJECTED).inc()
+            if source in ("ack", "settings"):
+                (metrics.ACKS_REJECTED if source == "ack" else metrics.SETTINGS_REJECTED).inc()
+            else:
+                metrics.OVERSIGHT_REFUSED.labels(f"{source}_{refused.reason}").inc()
             metrics.CONTROL_REFUSED.labels(source, refused.reason).inc()
             log.warning("refused %s record: %s", source, refused.reason)
             where = f"{message.topic}/{message.partition}@{message.offset}"
@@ -280,6 +288,51 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
                 patient_id, control = taken
                 await write([(settings.topic_vitals, patient_id.encode(),
                               orjson.dumps({"settings": control}), None)])
+
+    def valid_oversight(record: Any) -> str:
+        if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
+                and isinstance(record.get("type"), str)):
+            raise TypeError("patient_id and type must be strings")
+        try:  # role and ward are the desk's to check, with the alert in hand
+            record["actor"] = actor_from(record)
+        except ActorError as exc:
+            raise Refused("actor", str(exc)) from None
+        return record["patient_id"]
+
+    def valid_census(record: Any) -> str:
+        from vitalstream.ingest.adt import CENSUS_EVENTS
+
+        if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
+                and record.get("event") in CENSUS_EVENTS
+                and isinstance(record.get("ward", ""), str) and isinstance(record.get("bed", ""), str)):
+            raise TypeError("patient_id, ward and bed must be strings, event a census event")
+        return record["patient_id"]
+
+    # Answers, snoozes, dispositions and care goals (signed by a station), and the census
+    # (signed by a front door): checked and forwarded into vitals like acknowledgements.
+    @app.agent(oversight_topic)
+    async def forward_oversight(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            taken = await take_control(event, "oversight", valid_oversight)
+            if taken is not None:
+                patient_id, record = taken
+                await write([(settings.topic_vitals, patient_id.encode(),
+                              orjson.dumps({"oversight": record}), None)])
+
+    @app.agent(census_topic)
+    async def forward_census(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            taken = await take_control(event, "census", valid_census, CENSUS_SIGNERS)
+            if taken is not None:
+                patient_id, record = taken
+                await write([(settings.topic_vitals, patient_id.encode(),
+                              orjson.dumps({"census": record}), None)])
+
+    @app.timer(settings.oversight_interval_s)
+    async def oversight_check() -> None:
+        stage = stages.get("monitor")
+        if stage is not None:
+            await stage.check_oversight()
 
     @app.timer(10.0)
     async def stale_check() -> None:

@@ -34,7 +34,8 @@ def changelog_topic(settings: Settings) -> str:
 def topic_names(settings: Settings) -> list[str]:
     return [settings.topic_raw, settings.topic_vitals, settings.topic_deadletter,
             settings.topic_alerts, settings.topic_acks, settings.topic_patient_settings,
-            settings.topic_bed_state, changelog_topic(settings)]
+            settings.topic_bed_state, changelog_topic(settings),
+            settings.topic_oversight, settings.topic_census]
 
 
 class BrokerUnreachable(Exception):

@@ -85,8 +85,34 @@ PROCESSING_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS_S,
 )
 PATIENTS_MONITORED = Gauge("vitalstream_patients_monitored", "Patients with state in this worker")
+PATIENTS_LIMIT = Gauge("vitalstream_patients_limit", "Most patients this worker monitors at once (VITALSTREAM_MAX_PATIENTS)")
+PATIENTS_OVER_LIMIT = Counter(
+    "vitalstream_patients_over_limit", "Readings of new patients not scored because the worker's population was full")
+PATIENTS_EVICTED = Counter(
+    "vitalstream_patients_evicted", "Patients evicted from memory (long silent, or discharged)", ["why"])
 STALE_PATIENTS = Gauge("vitalstream_stale_patients", "Patients with at least one stale NEWS2 input")
 BROKER_UP = Gauge("vitalstream_broker_up", "1 when the worker's last broker operation succeeded")
+# Human oversight (vitalstream/oversight): labels are ward, priority, role and reason codes,
+# never a patient or a user.
+_RESPONSE_BUCKETS_S = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+TIME_TO_ACK = Histogram(
+    "vitalstream_alert_time_to_acknowledge_seconds", "Wall time from an alert's raise to its acknowledgement",
+    ["ward", "priority"], buckets=_RESPONSE_BUCKETS_S)
+TIME_TO_ANSWER = Histogram(
+    "vitalstream_alert_time_to_answer_seconds", "Wall time from an alert's raise to its answer",
+    ["ward", "priority"], buckets=_RESPONSE_BUCKETS_S)
+ESCALATIONS = Counter(
+    "vitalstream_escalations", "Alerts passed to the next responder, by the role called and why "
+    "(no_acknowledgement, unanswered, declined)", ["ward", "role", "reason"])
+ANSWERS = Counter("vitalstream_alert_answers", "Answers to alerts by reason code", ["ward", "priority", "reason"])
+OVERSIGHT_REFUSED = Counter(
+    "vitalstream_oversight_refused", "Acknowledgements, answers, snoozes, goals and census messages refused, "
+    "by reason", ["reason"])
+CENSUS_EVENTS = Counter("vitalstream_census_events", "Census records applied by the worker", ["event"])
+CENSUS_QUARANTINED = Counter(
+    "vitalstream_census_quarantined", "Readings of patients not admitted (or discharged): kept on vitals, not scored")
+CENSUS_QUARANTINE_PATIENTS = Gauge(
+    "vitalstream_census_quarantine_patients", "Distinct patients not admitted whose readings arrived (bounded)")
 CONSUMER_LAG = Gauge(
     "vitalstream_consumer_lag_messages", "Messages behind the end of the input topics", ["topic"]
 )

@@ -36,7 +36,7 @@ import dataclasses
 import logging
 import operator
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,6 +54,7 @@ from vitalstream import metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
 from vitalstream.ingest import Rejection, dead_letter
+from vitalstream.ingest.adt import CENSUS_EVENTS
 from vitalstream.ingest_stage import partition_for_key
 from vitalstream.kafka import (
     FETCH_MAX_WAIT_MS,
@@ -63,7 +64,9 @@ from vitalstream.kafka import (
     fetch,
 )
 from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
-from vitalstream.samples import SAMPLE_FIELDS, SampleError, sample_from_dict, sample_row
+from vitalstream.oversight import OversightConfig, OversightDesk, Refused, check_actor
+from vitalstream.oversight.desk import STATUSES as OVERSIGHT_STATUSES
+from vitalstream.samples import SAMPLE_FIELDS, Sample, SampleError, sample_from_dict, sample_row
 from vitalstream.settings import Settings
 from vitalstream.signing import Keyring, SignatureError
 
@@ -83,6 +86,10 @@ MAX_UNSETTLED = 4
 PACK_CHUNK = 64
 PACK_IN_THREAD_FROM = 8
 TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few ms each)
+# Patients remembered as discharged (their later readings are not scored), and patients
+# not admitted whose readings are counted in quarantine: both bounded, oldest forgotten.
+MAX_DISCHARGED = 100_000
+MAX_QUARANTINED = 10_000
 
 
 # A message to write: (topic, key, value, partition or None for the key's partition).
@@ -196,6 +203,20 @@ class MonitorStage(mode.Service):
         # One thread compresses feature snapshots (one malloc arena, not one per thread);
         # made again at each start, as a stop shuts it down (its thread starts at first use).
         self.packer = self._new_packer()
+        # Who holds each open alert, answers, snoozes, goals (raises at start if misconfigured).
+        self.desk = OversightDesk(OversightConfig.from_json(settings.escalation_chains, settings.snooze_max_s))
+        # Census (ADT): patient -> (ward, bed) as admitted; discharged patients; quarantine.
+        self.census: dict[str, tuple[str, str]] = {}
+        self.discharged: OrderedDict[str, int] = OrderedDict()
+        self.quarantine: OrderedDict[str, int] = OrderedDict()
+        self._census_writes: list[Write] = []  # vacated beds and discharge rows of the batch
+        self.max_patients = settings.max_patients
+        self._admitting: set[str] = set()  # new patients of the batch being taken, near the limit
+        # Wall time each patient's readings last arrived (per batch, not per reading): eviction
+        # goes by it, not by device time, so a fast replay of old recordings evicts nobody.
+        self.seen_wall: dict[str, int] = {}
+        self.evict_after_ms = int(settings.evict_silent_after_s * 1000)
+        metrics.PATIENTS_LIMIT.set(self.max_patients)
 
     # -- lifecycle -----------------------------------------------------------------------
     @staticmethod
@@ -286,8 +307,13 @@ class MonitorStage(mode.Service):
         """Drop the patients, clocks and positions of every partition but ``keep``."""
         for patient_id in [p for p in self.monitor.patients if self.partition_of.get(p) not in keep]:
             self.monitor.discharge(patient_id)
+            self.desk.forget(patient_id)
+            self.seen_wall.pop(patient_id, None)
             self.applied.pop(patient_id, None)
             self.partition_of.pop(patient_id, None)
+        for table in (self.census, self.discharged, self.quarantine):
+            for patient_id in [p for p in table if self.partition_of.get(p) not in keep]:
+                del table[patient_id]
         for table in (self.clocks, self.written, self.replay_until, self.applied_through):
             for partition in [p for p in table if p not in keep]:
                 del table[partition]
@@ -337,6 +363,7 @@ class MonitorStage(mode.Service):
                         latest[record.key] = (record.partition, record.value)
         restored = 0
         snapshots: list[tuple[str, bytes]] = []
+        latest = self._restorable(latest)
         for key, (partition, value) in latest.items():
             if not value:
                 continue
@@ -345,8 +372,21 @@ class MonitorStage(mode.Service):
                 continue
             try:
                 row = orjson.loads(value)
+                if row.get("state") is None:  # a discharged patient's last row
+                    patient_id = key[len(STATE_KEY):].decode()
+                    self.discharged[patient_id] = int((row.get("census") or {}).get("at_ms", 0))
+                    self.applied[patient_id] = int(row["offset"])
+                    self.partition_of[patient_id] = partition
+                    continue
+                if row.get("census"):
+                    self.census[str(row["state"]["patient_id"])] = (str(row["census"]["ward"]),
+                                                                    str(row["census"]["bed"]))
                 self.monitor.restore(row["state"])
                 patient_id = str(row["state"]["patient_id"])
+                if row.get("seen_ms"):
+                    self.seen_wall[patient_id] = int(row["seen_ms"])
+                if row.get("oversight"):
+                    self.desk.restore(row["oversight"])
                 self.applied[patient_id] = int(row["offset"])
                 self.partition_of[patient_id] = partition
                 self.replay_until[partition] = max(self.replay_until.get(partition, -1), int(row["offset"]))
@@ -419,6 +459,7 @@ class MonitorStage(mode.Service):
         controlled: set[str] = set()
         wall_ms = now_ms()
         refused: list[Write] = []
+        self._admitting.clear()
         for record in records:
             try:
                 self._take(record, samples, technical, alerts, controlled, wall_ms, refused)
@@ -429,13 +470,18 @@ class MonitorStage(mode.Service):
                 log.error("unreadable record on %s: %s", self.settings.topic_vitals, type(exc).__name__)
         result = self._score(samples)
         alerts.extend(result.alerts)
+        census_writes, self._census_writes = self._census_writes, []
         alerts.extend(monitor.technical(technical))
+        self.desk.on_alerts(alerts, now_ms())
         await self.publish_alerts(alerts)
         states = monitor.bed_states(result.assessments)
         changed = controlled | {a.patient_id for a in alerts}
         touched = set(result.touched) | {str(t.get("patient_id")) for t in technical} | changed
+        seen_ms = now_ms()
+        for patient_id in result.touched:
+            self.seen_wall[patient_id] = seen_ms
         writes = [(self.settings.topic_bed_state, s["ward"].encode(), orjson.dumps(s), None) for s in states]
-        return refused + writes + await self.state_rows(touched, changed), samples
+        return refused + writes + census_writes + await self.state_rows(touched, changed), samples
 
     def _take(self, record: Any, samples: list[Any], technical: list[dict[str, Any]], alerts: list[Alert],
               controlled: set[str], wall_ms: int, refused: list[Write]) -> None:
@@ -450,7 +496,7 @@ class MonitorStage(mode.Service):
         written straight onto vitals, is counted and its dead letter added to ``refused``."""
         body = orjson.loads(record.value)
         offset, applied = record.offset, self.applied
-        if "ack" in body or "settings" in body:
+        if "ack" in body or "settings" in body or "oversight" in body or "census" in body:
             try:
                 self.keyring.verify(record.topic, record.key, record.value, record.headers, ("worker",))
             except SignatureError as exc:
@@ -471,11 +517,17 @@ class MonitorStage(mode.Service):
         if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {ROW_WIDTH}):
             raise SampleError(f"a sample row has {ROW_WIDTH} fields")
         rows += [sample_row(sample_from_dict(s)) for s in body.get("samples", ())]
+        if self.census or self.discharged or self.settings.census_required:
+            rows = self._admitted(rows)
+        rows = self._within_limit(rows)
         # Only a record at or before a restored patient's applied offset can hold readings
         # already in the state: after recovery, the partition's first records.
         if offset <= self.replay_until.get(record.partition, -1):
             rows = [r for r in rows if applied.get(r[R_PATIENT], -1) < offset]
-        events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))]
+        events = [t for t in body.get("technical", ()) if new(t.get("patient_id"))
+                  and self._monitored(str(t.get("patient_id")))]
+        if events and len(self.monitor.patients) >= self.max_patients:  # (a full population admits nobody)
+            events = [t for t in events if str(t.get("patient_id")) in self.monitor.patients]
         horizon_ms = wall_ms + int(self.settings.device_time_max_ahead_s * 1000)
         if max(map(_TIME_OF, rows), default=0) > horizon_ms or any(
                 int(t.get("device_time_ms") or 0) > horizon_ms for t in events):
@@ -505,12 +557,17 @@ class MonitorStage(mode.Service):
             ack = None
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
-            actor = ack.get("actor") if isinstance(ack.get("actor"), dict) else None
-            alerts.extend(self.monitor.acknowledge(ack["patient_id"], ack["alert_id"],
-                                                   str((actor or {}).get("name") or ack.get("by", "")),
-                                                   int(ack.get("at_ms", now_ms())), actor))
+            alerts.extend(self._acknowledge(ack))
+        oversight = body.get("oversight")
+        if oversight and new(oversight["patient_id"]):
+            controlled.add(str(oversight["patient_id"]))
+            alerts.extend(self._oversee(oversight))
+        census = body.get("census")
+        if census and new(census["patient_id"]):
+            controlled.add(str(census["patient_id"]))
+            alerts.extend(self._admit(census))
         patients = set(map(_PATIENT_OF, rows)) | {str(t.get("patient_id")) for t in events}
-        patients |= {str(c["patient_id"]) for c in (control, ack) if c}
+        patients |= {str(c["patient_id"]) for c in (control, ack, oversight, census) if c}
         self.applied_through[record.partition] = offset
         for patient_id in patients:  # after the checks above: this record is now applied
             applied[patient_id] = offset
@@ -577,6 +634,11 @@ class MonitorStage(mode.Service):
         for patient_id in patient_ids:
             record = self.monitor.patients.get(patient_id)
             if record is None:
+                if patient_id in self.discharged:  # the last row says so: not restored
+                    row = {"offset": self.applied.get(patient_id, -1), "state": None,
+                           "census": {"status": "discharged", "at_ms": self.discharged[patient_id]}}
+                    rows.append((self.changelog, STATE_KEY + patient_id.encode(), orjson.dumps(row),
+                                 self.partition_of.get(patient_id)))
                 continue
             # A value charted at a round (temperature, BP, ACVPU, oxygen) comes once in hours:
             # saved at once, so a crash cannot leave the score without it until the next round.
@@ -591,7 +653,14 @@ class MonitorStage(mode.Service):
                     if len(bodies) == PACK_CHUNK:
                         await self._pack(rows, bodies)
                         bodies = []
-                row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson()}
+                row = {"offset": self.applied.get(patient_id, -1), "state": record.for_orjson(),
+                       "seen_ms": self.seen_wall.get(patient_id)}
+                oversight = self.desk.export(patient_id)
+                if oversight is not None:
+                    row["oversight"] = oversight
+                if patient_id in self.census:
+                    ward, bed = self.census[patient_id]
+                    row["census"] = {"ward": ward, "bed": bed}
                 rows.append((self.changelog, STATE_KEY + key, orjson.dumps(row), partition))
                 record.saved_ms = record.newest_ms
                 record.unsaved_round = False
@@ -685,6 +754,7 @@ class MonitorStage(mode.Service):
     async def publish_alerts(self, alerts: list[Alert]) -> None:
         for (event, kind, priority), count in self.monitor.policy.drain_events().items():
             metrics.ALERT_EVENTS.labels(event, kind, priority).inc(count)
+        self._count_oversight()
         if not alerts:
             return
         published_s = time.time()
@@ -695,7 +765,8 @@ class MonitorStage(mode.Service):
         for alert in alerts:
             metrics.ALERTS_OUT.labels(alert.priority, alert.kind, alert.status).inc()
         metrics.observe_many(metrics.ALERT_LATENCY, np.array(
-            [published_s - alert.device_time_ms / 1000.0 for alert in alerts]))
+            [published_s - alert.device_time_ms / 1000.0 for alert in alerts
+             if alert.status not in OVERSIGHT_STATUSES]))
 
     async def check_stale(self) -> None:
         """Technical "no data" alerts, each patient by its partition's clock."""
@@ -707,7 +778,236 @@ class MonitorStage(mode.Service):
             fallback_ms = max(now_by_partition.values())
             alerts = self.monitor.check_stale(lambda patient_id: now_by_partition.get(
                 self.partition_of.get(patient_id, -1), fallback_ms))
+            self.desk.on_alerts(alerts, now_ms())
             await self.publish_alerts(alerts)
             raised = {a.patient_id for a in alerts}
             await self.send_all(await self.state_rows(raised, raised))
             metrics.STALE_PATIENTS.set(self.monitor.stale_patients())
+            self._evict_silent(now_ms())
+
+    # -- human oversight (vitalstream/oversight): alert transitions, control messages, a timer
+    def _acknowledge(self, ack: dict[str, Any]) -> list[Alert]:
+        """An acknowledgement: by a signed-in actor whose role may acknowledge (else
+        refused and counted, nothing changes), or a legacy one with a name only."""
+        actor = ack.get("actor")
+        if actor is not None:
+            try:
+                actor = check_actor(actor if isinstance(actor, dict) else None)
+            except Refused as exc:
+                self.desk.counts[("refused", f"ack_{exc}")] += 1
+                log.warning("acknowledgement refused: %s", exc)
+                return []
+        by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
+        at_ms = int(ack.get("at_ms", now_ms()))
+        if actor is not None and abs(now_ms() - at_ms) > self.desk.config.control_window_s * 1000:
+            # A signed-in user's acknowledgement replayed later (or from a wrong clock).
+            self.desk.counts[("refused", "ack_stale_or_future")] += 1
+            log.warning("acknowledgement refused: stale_or_future")
+            return []
+        acknowledged = self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], by, at_ms, actor)
+        # At the acknowledgement's own time: the same when applied again after a crash.
+        self.desk.on_alerts(acknowledged, at_ms, actor)
+        return acknowledged
+
+    def _oversee(self, record: dict[str, Any]) -> list[Alert]:
+        """An answer, snooze, disposition or care goal from a station."""
+        patient_id = str(record["patient_id"])
+        if patient_id not in self.monitor.patients:
+            self.desk.counts[("refused", "unknown_patient")] += 1
+            return []
+        try:
+            return self.desk.control(patient_id, record, record.get("actor"), now_ms())
+        except Refused as exc:
+            log.warning("oversight message refused: %s", exc)
+            return []
+
+    async def check_oversight(self) -> None:
+        """Call the next responder, end snoozes and goals that are due (a timer)."""
+        if not self.desk.next_ms or min(self.desk.next_ms.values()) > now_ms():
+            self._count_oversight()
+            return
+        async with self.lock:
+            await self.settle()  # its rows first: a patient's rows reach the changelog in order
+            events = self.desk.due(now_ms())
+            await self.publish_alerts(events)
+            touched = {e.patient_id for e in events}
+            await self.send_all(await self.state_rows(touched, touched))
+
+    def _count_oversight(self) -> None:
+        counts, timings = self.desk.drain()
+        for key, count in counts.items():
+            if key[0] == "escalation":
+                metrics.ESCALATIONS.labels(*key[1:]).inc(count)
+            elif key[0] == "answer":
+                metrics.ANSWERS.labels(*key[1:]).inc(count)
+            elif key[0] == "refused":
+                metrics.OVERSIGHT_REFUSED.labels(key[1]).inc(count)
+        for what, ward, priority, seconds in timings:
+            (metrics.TIME_TO_ACK if what == "ack" else metrics.TIME_TO_ANSWER).labels(ward, priority).observe(seconds)
+
+    # -- census (ADT): who is monitored, in which bed ----------------------------------------
+    def _monitored(self, patient_id: str) -> bool:
+        if patient_id in self.census:
+            return True
+        if patient_id in self.discharged or self.settings.census_required:
+            self._quarantine(patient_id, 1)
+            return False
+        return True
+
+    def _quarantine(self, patient_id: str, readings: int) -> None:
+        """Readings of a patient not admitted (or discharged): on vitals still, not scored."""
+        metrics.CENSUS_QUARANTINED.inc(readings)
+        quarantine = self.quarantine
+        quarantine[patient_id] = quarantine.pop(patient_id, 0) + readings
+        while len(quarantine) > MAX_QUARANTINED:
+            quarantine.popitem(last=False)
+        metrics.CENSUS_QUARANTINE_PATIENTS.set(len(quarantine))
+
+    def _admitted(self, rows: list[Any]) -> list[Any]:
+        """The rows of patients the census lets the monitor score, in the census's ward and
+        bed (a gateway's label can lag a transfer); the others are counted in quarantine."""
+        census, kept = self.census, []
+        for row in rows:
+            place = census.get(row[R_PATIENT])
+            if place is not None:
+                if (row[1], row[2]) != place:
+                    row = [row[0], *place, *row[3:]]
+                kept.append(row)
+            elif self._monitored(row[R_PATIENT]):
+                kept.append(row)
+        return kept
+
+    def _vacate(self, patient_id: str, ward: str, bed: str) -> None:
+        """A bed state that tells the ward's boards the patient left this bed."""
+        if ward and bed:
+            vacated = {"ward": ward, "bed": bed, "patient_id": patient_id, "time_ms": now_ms(), "vacated": True}
+            self._census_writes.append((self.settings.topic_bed_state, ward.encode(), orjson.dumps(vacated), None))
+
+    def _adopt(self, patient_id: str) -> None:
+        """Open alerts the desk does not follow yet (state from before oversight): followed
+        from now, so a transfer or discharge reaches them too."""
+        record = self.monitor.patients.get(patient_id)
+        tracked = self.desk.patients.get(patient_id)
+        if record is None:
+            return
+        for open_alert in record.alert_state.open_alerts():
+            if tracked is None or open_alert.alert_id not in tracked.alerts:
+                self.desk.on_alerts([Alert(open_alert.alert_id, patient_id, record.ward, record.bed,
+                                           open_alert.kind, open_alert.priority, "raised", "", open_alert.raised_ms,
+                                           {})], now_ms())
+
+    def _admit(self, census: dict[str, Any]) -> list[Alert]:
+        """Apply one census record: admit or update sets the patient's ward and bed, a
+        transfer moves their open alerts to the new ward's boards, a discharge closes them
+        and forgets the patient (no more "no data" alerts; the changelog keeps the last row)."""
+        patient_id, event = str(census["patient_id"]), census.get("event")
+        ward, bed = str(census.get("ward") or ""), str(census.get("bed") or "")
+        if event not in CENSUS_EVENTS or (event != "discharge" and not (ward and bed)):
+            metrics.OVERSIGHT_REFUSED.labels("census_malformed").inc()
+            return []
+        record = self.monitor.patients.get(patient_id)
+        self._adopt(patient_id)
+        if event == "discharge":
+            self.census.pop(patient_id, None)
+            self.seen_wall.pop(patient_id, None)
+            self.discharged.pop(patient_id, None)
+            self.discharged[patient_id] = int(census.get("at_ms") or now_ms())
+            while len(self.discharged) > MAX_DISCHARGED:
+                self.discharged.popitem(last=False)
+            out = self.desk.discharge(patient_id, now_ms())
+            if record is not None:
+                self._vacate(patient_id, record.ward, record.bed)
+                state = record.alert_state
+                state.clinical, state.level, state.clear_since_ms = None, None, None
+                state.technical.clear()
+                state.pending.clear()
+                self.monitor.discharge(patient_id)
+            metrics.CENSUS_EVENTS.labels("discharge").inc()
+            return out
+        self.discharged.pop(patient_id, None)
+        self.quarantine.pop(patient_id, None)
+        self.census[patient_id] = (ward, bed)
+        metrics.CENSUS_EVENTS.labels(str(event)).inc()
+        if record is None:
+            self.monitor.record_for(Sample(patient_id=patient_id, ward=ward, bed=bed, parameter="spo2_scale",
+                                           value=1, unit="scale", device_time_ms=int(census.get("at_ms") or 0),
+                                           source="census", ingest_time_ms=0))
+            return []
+        if (record.ward, record.bed) == (ward, bed):
+            return []
+        self._vacate(patient_id, record.ward, record.bed)
+        record.ward, record.bed = ward, bed
+        record.alert_state.ward, record.alert_state.bed = ward, bed
+        record.bed_state_shown = ()  # the new bed shows the patient at the next reading
+        return self.desk.transfer(patient_id, ward, bed, now_ms())
+
+    # -- bounded population (issue 23.3) ------------------------------------------------------
+    def _within_limit(self, rows: list[Any]) -> list[Any]:
+        """The rows of a record without the patients a full population cannot admit: one set
+        operation per record, a row filter only when new patients would pass the limit."""
+        patients, admitting = self.monitor.patients, self._admitting
+        if len(patients) + len(admitting) < self.max_patients - len(rows) or not rows:
+            return rows
+        new = set(map(_PATIENT_OF, rows)).difference(patients).difference(admitting)
+        room = self.max_patients - len(patients) - len(admitting)
+        if len(new) <= room:
+            admitting.update(new)  # admitted when the batch is scored, after every record is taken
+            return rows
+        admitted = set(sorted(new)[:max(0, room)])
+        admitting.update(admitted)
+        kept = [r for r in rows if r[R_PATIENT] in patients or r[R_PATIENT] in admitting]
+        metrics.PATIENTS_OVER_LIMIT.inc(len(rows) - len(kept))
+        for patient_id in new - admitted:
+            self._quarantine(patient_id, 0)
+        if len(rows) != len(kept):
+            log.warning("monitor: %d patients monitored, the limit: readings of %d new patients not scored",
+                        len(patients), len(new) - len(admitted))
+        return kept
+
+    def _evictable(self, patient_id: str) -> bool:
+        record = self.monitor.patients[patient_id]
+        return (not record.alert_state.open_alerts() and patient_id not in self.desk.patients
+                and patient_id not in self.census)
+
+    def _evict_silent(self, wall_ms: int) -> None:
+        """Forget patients whose readings stopped arriving longer ago than the eviction time
+        (wall time), with nothing open (their last state row stays in the changelog). Runs
+        on the stale-check timer."""
+        seen = self.seen_wall
+        silent = [p for p in self.monitor.patients
+                  if wall_ms - seen.get(p, wall_ms) > self.evict_after_ms and self._evictable(p)]
+        for patient_id in silent:
+            self.monitor.discharge(patient_id)
+            self.applied.pop(patient_id, None)
+            seen.pop(patient_id, None)
+        if silent:
+            metrics.PATIENTS_EVICTED.labels("silent").inc(len(silent))
+            metrics.PATIENTS_MONITORED.set(len(self.monitor.patients))
+
+    def _restorable(self, latest: dict[bytes, tuple[int, bytes | None]]) -> dict[bytes, tuple[int, bytes | None]]:
+        """The changelog rows a recovering worker restores: not patients whose readings
+        stopped arriving longer ago than the eviction time (wall time) unless something is
+        open for them, and at most ``max_patients``, the most recently seen first."""
+        rows: list[tuple[int, bool, bytes]] = []
+        for key, (_, value) in latest.items():
+            if not key.startswith(STATE_KEY) or not value:
+                continue
+            try:
+                row = orjson.loads(value)
+                state = row.get("state") or {}
+                busy = bool(row.get("oversight") or row.get("census") or (state.get("alert_state") or {}).get(
+                    "clinical") or (state.get("alert_state") or {}).get("technical"))
+                seen_ms = row.get("seen_ms")
+                rows.append((int(seen_ms) if state and seen_ms else 2**62, busy, key))
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                rows.append((2**62, True, key))  # reported by the caller
+        wall_ms = now_ms()
+        keep = [r for r in rows if r[1] or wall_ms - r[0] <= self.evict_after_ms]
+        keep.sort(key=lambda r: (not r[1], -r[0]))
+        wanted = {key for _, _, key in keep[:self.max_patients]}
+        dropped = len(rows) - len(wanted)
+        if dropped:
+            metrics.PATIENTS_EVICTED.labels("not_restored").inc(dropped)
+        return {key: item for key, item in latest.items()
+                if key in wanted or not key.startswith(STATE_KEY)
+                and (key[len(ENGINE_KEY):] and STATE_KEY + key[len(ENGINE_KEY):] in wanted)}

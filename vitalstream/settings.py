@@ -140,6 +140,41 @@ class Settings(BaseSettings):
         "UCUM units (columns kind,system,code,maps_to; format in docs/ingest.md). Read by the "
         "worker, the gateways and `vitalstream ingest` at start; a bad file stops them with one "
         "line. Empty: the built-in MDC and LOINC tables only.")
+    topic_oversight: str = Field(
+        "alerts.oversight", description="Answers, snoozes, dispositions and care goals from stations, "
+        "forwarded by patient into vitals like acknowledgements.")
+    topic_census: str = Field(
+        "census", description="Admissions, transfers and discharges (from HL7 ADT and FHIR Encounter), "
+        "keyed by patient, forwarded into vitals.")
+    escalation_chains: str = Field(
+        "", description="Escalation chain per ward as JSON {ward or \"*\": {\"steps\": [{\"role\", "
+        "\"after_s\": seconds or {priority: seconds}}, ...], \"answer_within_s\": {priority: seconds}}}; "
+        "empty: bedside nurse, charge nurse after 2/5/15 min (high/medium/low), rapid response after "
+        "5/10 min more (high/medium), answer within 15/30/60 min. Checked at start "
+        "(vitalstream/oversight/config.py, docs/station.md).")
+    snooze_max_s: str = Field(
+        "", description="Longest snooze by priority, JSON {\"high\": s, \"medium\": s, \"low\": s}; "
+        "empty: 300/1800/3600 s.")
+    census_beds: str = Field(
+        "", description="The beds of each ward, JSON {ward: \"1-24\" or [bed, ...]}: an ADT or Encounter "
+        "for another bed is refused (HL7 AE with ERR, FHIR 422). Empty: any bed.")
+    census_required: bool = Field(
+        False, description="Monitor only patients admitted by the census (ADT/Encounter): readings of "
+        "anyone else are kept on vitals but not scored, and counted (vitalstream_census_quarantined). "
+        "Off: a patient's first reading admits them, as before. Readings of a discharged patient are "
+        "never scored until they are admitted again.")
+    max_patients: int = Field(
+        20000, description="Most patients one worker monitors at once (a memory bound: about 100 KB each with "
+        "the feature engine). Readings of a new patient beyond it are kept on vitals but not scored, counted in "
+        "vitalstream_patients_over_limit_total; the gauge vitalstream_patients_limit exports it for the alert "
+        "rule. Census admissions (ADT) are taken beyond it.", ge=1)
+    evict_silent_after_s: float = Field(
+        6 * 3600.0, description="A patient with no reading for this long (stream time), no open alert and "
+        "nothing held by oversight is evicted from memory (their last state stays in the changelog, and a "
+        "restarted worker does not restore them); their next reading admits them afresh.", gt=0)
+    oversight_interval_s: float = Field(
+        1.0, description="How often the worker's timer calls the next responder, ends snoozes and "
+        "expires care goals (wall time; only patients with something due are looked at).")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""

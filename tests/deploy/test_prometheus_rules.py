@@ -255,6 +255,42 @@ def station_scrape(bootstrap: str, tmp_path: Path) -> str:
         return asyncio.run(connected_scrape())
 
 
+# The charge nurse is called after 1 s: the oversight metrics then all have a series.
+OVERSIGHT_ENV = {"VITALSTREAM_ESCALATION_CHAINS": orjson.dumps({"*": {"steps": [
+    {"role": "bedside_nurse"}, {"role": "charge_nurse", "after_s": 1}]}}).decode(),
+    "VITALSTREAM_OVERSIGHT_INTERVAL_S": "0.5"}
+
+
+async def escalate_and_answer(settings: Settings) -> None:
+    """Wait for the first alert's escalation, then acknowledge it, send an answer with an
+    unknown reason (refused) and one that is taken."""
+    from vitalstream.kafka import consumer, producer
+
+    source = consumer(settings, settings.topic_alerts)
+    await source.start()
+    called = None
+    try:
+        deadline = time.monotonic() + 30
+        while called is None and time.monotonic() < deadline:
+            for records in (await source.getmany(timeout_ms=300)).values():
+                called = called or next((a for a in map(orjson.loads, (r.value for r in records))
+                                         if a["status"] == "called"), None)
+    finally:
+        await source.stop()
+    assert called is not None, "no escalation"
+    actor = {"user_id": "u-1", "role": "charge_nurse", "name": "Charge"}
+    base = {"patient_id": called["patient_id"], "alert_id": called["alert_id"], "actor": actor}
+    out = producer(settings)
+    await out.start()
+    try:
+        await out.send_and_wait(settings.topic_acks, orjson.dumps({**base, "at_ms": int(time.time() * 1000)}))
+        for reason in ("because", "physician_informed"):
+            await out.send_and_wait(settings.topic_oversight, orjson.dumps(
+                {**base, "type": "answer", "reason": reason, "at_ms": int(time.time() * 1000)}))
+    finally:
+        await out.stop()
+
+
 @pytest.mark.broker
 def test_every_metric_in_rules_and_dashboard_is_exported_by_a_running_process(
         broker: EmbeddedBroker, tmp_path: Path) -> None:
@@ -266,7 +302,7 @@ def test_every_metric_in_rules_and_dashboard_is_exported_by_a_running_process(
          "--bootstrap", broker.bootstrap],
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gateway.log", "wb"), start_new_session=True)
     try:
-        with WorkerProcess(broker.bootstrap, log_path=tmp_path / "worker.log") as worker:
+        with WorkerProcess(broker.bootstrap, log_path=tmp_path / "worker.log", env=OVERSIGHT_ENV) as worker:
             gateway_url = f"http://127.0.0.1:{gateway_port}"
             wait_http(f"{gateway_url}/health", gateway)
             fhir = {"Content-Type": "application/fhir+json"}
@@ -279,6 +315,9 @@ def test_every_metric_in_rules_and_dashboard_is_exported_by_a_running_process(
             while time.monotonic() < deadline and not (
                     worker.metric("vitalstream_messages_in_total") >= len(messages) + 2
                     and worker.metric("vitalstream_alerts_out_total") >= 1):
+                time.sleep(0.3)
+            asyncio.run(escalate_and_answer(settings))
+            while time.monotonic() < deadline and worker.metric("vitalstream_alert_answers_total") < 1:
                 time.sleep(0.3)
             exported = exported_names(worker.scrape())
             exported |= exported_names(http(f"{gateway_url}/metrics")[1].decode())

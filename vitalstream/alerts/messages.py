@@ -78,10 +78,13 @@ class Alert:
     device_time_ms: int
     payload: dict[str, Any]
     replaces: str | None = None
+    # Set on the events a status can have more than once (oversight: each escalation
+    # step, snooze, transfer): it tells them apart in the event id.
+    event: str = ""
 
     @property
     def event_id(self) -> str:
-        return f"{self.alert_id}/{self.status}"
+        return f"{self.alert_id}/{self.status}" + (f".{self.event}" if self.event else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {

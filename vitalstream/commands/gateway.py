@@ -39,12 +39,16 @@ async def serve(settings: Settings, door: str, host: str, port: int, metrics_por
     max_ahead_ms = int(settings.device_time_max_ahead_s * 1000)
     scheme = "https" if security.ssl_context else "http"
     await ensure_topics(settings)
+    from vitalstream.gateway.census import CensusDoor
+    from vitalstream.ingest.adt import KnownBeds
+
     async with RawPublisher(settings) as publisher:
+        census = CensusDoor(publisher, KnownBeds.parse(settings.census_beds))
         servers: list[FhirServer] = []
         try:
             if door == "mllp":
                 server = await MllpServer(publisher, host, port, security=security,
-                                          max_ahead_ms=max_ahead_ms).start()
+                                          max_ahead_ms=max_ahead_ms, census=census).start()
                 print(f"mllp gateway listening on {host}:{server.port}"
                       f"{' (TLS)' if security.ssl_context else ''}", flush=True)
                 if metrics_port:
@@ -59,7 +63,7 @@ async def serve(settings: Settings, door: str, host: str, port: int, metrics_por
                 finally:
                     await server.close()
             else:
-                app = fhir_app(publisher, security=security, max_ahead_ms=max_ahead_ms)
+                app = fhir_app(publisher, security=security, max_ahead_ms=max_ahead_ms, census=census)
                 fhir = await FhirServer(app, host, port, security).start()
                 servers.append(fhir)
                 print(f"fhir gateway listening on {scheme}://{host}:{fhir.port}/fhir", flush=True)
@@ -78,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream gateway: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or "
                          "--bootstrap (or start one with `vitalstream broker`)")
+    from vitalstream.ingest.adt import KnownBeds
+
+    try:
+        KnownBeds.parse(settings.census_beds)
+    except ValueError as exc:
+        raise UsageError(f"vitalstream gateway: {exc}") from None
     for port in (args.port, getattr(args, "metrics_port", 0)):
         if not 0 <= port <= 65535:
             raise UsageError(f"vitalstream gateway: port {port} is not 0-65535")

@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         keyring = Keyring.for_process(settings, "station")
     except (StationConfigError, UserStoreError, KeyringError) as exc:
         raise UsageError(f"vitalstream station: {exc}") from None
+    from vitalstream.oversight import OversightConfig, OversightConfigError
+
+    try:  # the station checks snoozes against the same limits as the worker
+        OversightConfig.from_json(settings.escalation_chains, settings.snooze_max_s)
+    except OversightConfigError as exc:
+        raise UsageError(f"vitalstream station: {exc}") from None
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     config = dataclasses.replace(config, **overrides)
     from vitalstream.broker import port_in_use

@@ -64,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.scoring.model import ModelFileError
 
     settings = settings_from(args)
+    from vitalstream.oversight import OversightConfig, OversightConfigError
+
+    try:
+        OversightConfig.from_json(settings.escalation_chains, settings.snooze_max_s)
+    except OversightConfigError as exc:
+        raise UsageError(f"vitalstream worker: VITALSTREAM_ESCALATION_CHAINS / VITALSTREAM_SNOOZE_MAX_S: {exc}") from None
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream worker: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap "
                          "(or start one with `vitalstream broker`)")

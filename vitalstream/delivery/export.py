@@ -47,6 +47,14 @@ PCD04_STATES: dict[str, tuple[str, str, str]] = {
     "reraised": ("start", "active", "enabled"),
     "acknowledged": ("update", "active", "alert-acknowledged"),
     "resolved": ("end", "inactive", "enabled"),
+    # Oversight (vitalstream/oversight): who is called, what was answered, the census.
+    "called": ("escalate", "active", "enabled"),
+    "answered": ("update", "active", "alert-acknowledged"),
+    "snoozed": ("update", "active", "alarm-paused"),
+    "snooze_ended": ("update", "active", "enabled"),
+    "transferred": ("update", "active", "enabled"),
+    "transferred_out": ("end", "inactive", "enabled"),
+    "discharged": ("end", "inactive", "enabled"),
 }
 # IEEE 11073-10101 alert attribute terms used by PCD-04 OBX-3.
 MDC_EVT_ALARM = ("196616", "MDC_EVT_ALARM")
@@ -131,7 +139,7 @@ def alert_to_fhir_flag(alert: dict[str, Any]) -> dict[str, Any]:
     priority_code, priority_text = PRIORITY_CODES.get(alert["priority"], ("PN", "No alarm"))
     start_ms = _ms(payload.get("episode_start"), int(alert["device_time_ms"]))
     period: dict[str, str] = {"start": _iso(start_ms)}
-    if alert["status"] == "resolved":
+    if alert["status"] in ("resolved", "transferred_out", "discharged"):
         period["end"] = _iso(int(alert["device_time_ms"]))
     extensions: list[dict[str, Any]] = [{
         "url": FLAG_PRIORITY_URL,
@@ -159,6 +167,10 @@ def alert_to_fhir_flag(alert: dict[str, Any]) -> dict[str, Any]:
     if ack and ack.get("by"):
         extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/acknowledged-by",
                            "valueString": str(ack["by"])})
+    oversight = payload.get("oversight") or None
+    if oversight and oversight.get("holder"):
+        extensions.append({"url": f"{VITALSTREAM_SYSTEM}/StructureDefinition/escalation-holder",
+                           "valueString": str(oversight["holder"])})
     category = "clinical" if alert["kind"] == "clinical" else "safety"
     condition = str(payload.get("condition") or alert["kind"])
     return {
@@ -167,7 +179,7 @@ def alert_to_fhir_flag(alert: dict[str, Any]) -> dict[str, Any]:
         "meta": {"versionId": alert["status"]},
         "identifier": [{"system": f"{VITALSTREAM_SYSTEM}/alert-id", "value": alert["alert_id"]}],
         "extension": extensions,
-        "status": "inactive" if alert["status"] == "resolved" else "active",
+        "status": "inactive" if alert["status"] in ("resolved", "transferred_out", "discharged") else "active",
         "category": [{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": category}]}],
         "code": {"coding": [{"system": f"{VITALSTREAM_SYSTEM}/alert-condition", "code": condition}],
                  "text": alert["summary"]},
@@ -251,4 +263,28 @@ def alert_to_oru_r40(alert: dict[str, Any], sending_facility: str = "HOSPITAL") 
         obx(FACET_PRIORITY, "ST", mdc(*MDC_ATTR_ALARM_PRIORITY), priority),
         obx(FACET_TYPE, "ST", mdc(*MDC_ATTR_ALERT_TYPE), alert_type),
     ]
+    # The escalation (holder, step, why, answer: local codes) after the seven PCD-04 facets.
+    for facet, (value_type, code, value) in enumerate(escalation_rows(payload.get("oversight")),
+                                                      start=FACET_TYPE + 1):
+        segments.append(obx(facet, value_type, code, value))
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def escalation_rows(oversight: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """PCD-04 OBX rows of the escalation (local codes, 99VS): the responder who holds the
+    alert, the step of the ward's chain, why it was passed on last, and the answer."""
+    if not oversight:
+        return []
+    rows = [("ST", f"ESCALATION_HOLDER^Responder holding the alert^{LOCAL_CODE_SYSTEM}",
+             _escape(str(oversight.get("holder") or ""))),
+            ("NM", f"ESCALATION_STEP^Step of the escalation chain^{LOCAL_CODE_SYSTEM}",
+             str(int(oversight.get("step") or 0)))]
+    called = [h for h in oversight.get("history") or () if h.get("event") == "called"]
+    if called:
+        rows.append(("ST", f"ESCALATION_REASON^Why the alert was passed on^{LOCAL_CODE_SYSTEM}",
+                     _escape(str(called[-1].get("reason") or ""))))
+    answer = oversight.get("answer") or None
+    if answer:
+        rows.append(("ST", f"ALERT_ANSWER^Answer to the alert^{LOCAL_CODE_SYSTEM}",
+                     _escape(f"{answer.get('reason')}^{answer.get('user_id')}")))
+    return rows

@@ -699,6 +699,9 @@ class StationService:
             web.get("/metrics", self.metrics_page),
             web.static("/static", WEB_DIR, append_version=False),
         ])
+        from vitalstream.delivery.oversight import OversightRoutes
+
+        app.add_routes(OversightRoutes(self).routes())  # answers, snoozes, dispositions, goals
         return app
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -24,11 +24,12 @@ from typing import Any
 
 import orjson
 
-from vitalstream.alerts.messages import PRIORITY_RANK
+from vitalstream.oversight.desk import GOAL_STATUSES, attention_order
+from vitalstream.oversight.desk import OPEN_STATUSES as OVERSIGHT_OPEN
 
 ALERTS = "a"
 BED_STATES = "s"
-OPEN_STATUSES = frozenset({"raised", "escalated", "reraised", "acknowledged"})
+OPEN_STATUSES = frozenset({"raised", "escalated", "reraised", "acknowledged"}) | OVERSIGHT_OPEN
 
 _CURSOR_PART = re.compile(r"([as])(\d{1,6})\.(\d{1,19})")
 
@@ -99,11 +100,22 @@ class WardState:
     positions: Cursor = dataclasses.field(default_factory=dict)
     evicted: Cursor = dataclasses.field(default_factory=dict)
     seen: OrderedDict[str, None] = dataclasses.field(default_factory=OrderedDict)
+    goals: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # goal id -> goal event
 
 
-def alert_order(alert: dict[str, Any]) -> tuple[int, int]:
-    """Highest priority first, then the newest."""
-    return (-PRIORITY_RANK.get(alert.get("priority", ""), 0), -int(alert.get("device_time_ms", 0)))
+def alert_order(alert: dict[str, Any]) -> tuple[int, int, int]:
+    """Attention first: waiting for an acknowledgement, then for an answer, then the rest
+    (snoozed last); within each, highest priority, then the oldest."""
+    return attention_order(alert)
+
+
+def _merge_oversight(previous: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """An oversight event (called, answered, snoozed...) on an alert the board shows: the
+    alert keeps its clinical text and payload, and gains who holds it and what was done."""
+    return {**previous, "status": event.get("status"), "event_id": event.get("event_id"),
+            "oversight": (event.get("payload") or {}).get("oversight"),
+            "oversight_summary": event.get("summary"),
+            "raised_summary": previous.get("raised_summary") or previous.get("summary")}
 
 
 def _bed_order(bed: str) -> tuple[int, int, str]:
@@ -161,15 +173,29 @@ class WardStore:
         if len(state.seen) > self.seen_per_ward:
             state.seen.popitem(last=False)
         alert_id = str(alert.get("alert_id"))
+        if alert.get("kind") == "care_goal":
+            if alert.get("status") == "goal_set":
+                state.goals[alert_id] = alert
+            elif alert.get("status") in GOAL_STATUSES:
+                state.goals.pop(alert_id, None)
+            return self._record(state, ward, position, {"type": "goal", "ward": ward, "goal": alert})
         replaced = alert.get("replaces")
         if replaced:
             state.alerts.pop(str(replaced), None)
         if alert.get("status") in OPEN_STATUSES:
             previous = state.alerts.get(alert_id)
-            if previous is not None and alert.get("status") == "acknowledged":
+            if alert.get("status") in OVERSIGHT_OPEN and previous is not None:
+                alert = _merge_oversight(previous, alert)
+            elif alert.get("status") in OVERSIGHT_OPEN and alert.get("status") != "transferred":
+                return None  # about an alert this ward does not show (closed, or moved away)
+            elif alert.get("status") in OVERSIGHT_OPEN:
+                alert = {**alert, "oversight": (alert.get("payload") or {}).get("oversight")}
+            elif previous is not None and alert.get("status") == "acknowledged":
                 # The acknowledgement's own text says who and until when; the nurse still
                 # needs the reasons it was raised for.
                 alert = {**alert, "raised_summary": previous.get("raised_summary") or previous.get("summary")}
+            if "oversight" not in alert and (alert.get("payload") or {}).get("oversight"):
+                alert = {**alert, "oversight": alert["payload"]["oversight"]}
             state.alerts[alert_id] = alert
         else:
             state.alerts.pop(alert_id, None)
@@ -184,6 +210,11 @@ class WardStore:
         state = self._ward(ward)
         self._advance(state, position)
         current = state.beds.get(bed)
+        if bed_state.get("vacated"):  # the census moved or discharged the patient
+            if current is None or current.get("patient_id") != bed_state.get("patient_id"):
+                return None
+            del state.beds[bed]
+            return self._record(state, ward, position, {"type": "bed_vacated", "ward": ward, "bed": bed})
         if (current is not None and current.get("patient_id") == bed_state.get("patient_id")
                 and int(current.get("time_ms", 0)) > int(bed_state.get("time_ms", 0))):
             return None
@@ -229,6 +260,7 @@ class WardStore:
             out[ward] = {
                 "alerts": sorted(state.alerts.values(), key=alert_order),
                 "beds": [state.beds[bed] for bed in sorted(state.beds, key=_bed_order)],
+                "goals": sorted(state.goals.values(), key=lambda g: _bed_order(str(g.get("bed", "")))),
             }
         return {"type": "snapshot", "wards": out}
 

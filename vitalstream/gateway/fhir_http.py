@@ -100,15 +100,19 @@ def _accepted(body: bytes, result: IngestResult) -> web.Response:
     return _fhir_response(200, operation_outcome("information", "informational", summary))
 
 
+def _unauthorized() -> web.Response:
+    metrics.count(DOOR, "refused", "unauthorized")
+    response = _error(401, "login", "unauthorized", "send Authorization: Bearer <token>")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="vitalstream"'
+    return response
+
+
 async def receive(request: web.Request) -> web.Response:
     publisher = request.app[_PUBLISHER]
     security = request.app[_SECURITY]
     received_ms = request.app[_CLOCK]()
     if not security.token_ok(request.headers.get("Authorization")):
-        metrics.count(DOOR, "refused", "unauthorized")
-        response = _error(401, "login", "unauthorized", "send Authorization: Bearer <token>")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="vitalstream"'
-        return response
+        return _unauthorized()
     if request.content_type not in ACCEPTED_MEDIA_TYPES:
         metrics.count(DOOR, "refused", "media_type")
         return _error(415, "not-supported", "media_type",
@@ -177,7 +181,7 @@ def metrics_app() -> web.Application:
 
 def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
              publish_timeout_s: float = PUBLISH_TIMEOUT_S, security: DoorSecurity | None = None,
-             max_ahead_ms: int = MAX_AHEAD_MS) -> web.Application:
+             max_ahead_ms: int = MAX_AHEAD_MS, census: Any = None) -> web.Application:
     # One byte over the limit still reads, so parse_raw reports the size; more is refused early.
     app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1)
     app[_PUBLISHER] = publisher
@@ -190,6 +194,14 @@ def fhir_app(publisher: Publisher, clock_ms: Callable[[], int] | None = None,
         app.router.add_route("*", path, method_not_allowed)
     for path in ("/fhir/Observation/{id}", "/fhir/Bundle/{id}"):  # read, update, delete: not here
         app.router.add_route("*", path, method_not_allowed)
+    if census is not None:  # a gateway.census.CensusDoor: admissions, transfers, discharges
+        async def encounter(request: web.Request) -> web.Response:
+            # The census changes who is monitored where: the same token as observations.
+            if not request.app[_SECURITY].token_ok(request.headers.get("Authorization")):
+                return _unauthorized()
+            return await census.encounter(request)
+
+        app.router.add_post("/fhir/Encounter", encounter)
     app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/health", health)
     return app

@@ -29,11 +29,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from vitalstream.gateway import metrics
 from vitalstream.gateway.publish import Publisher
 from vitalstream.gateway.security import DoorSecurity
 from vitalstream.ingest import MAX_AHEAD_MS, MAX_MESSAGE_BYTES, Rejection, parse_raw
+from vitalstream.ingest.adt import is_adt
 from vitalstream.ingest.hl7v2 import (
     MLLP_END,
     MLLP_START,
@@ -91,8 +93,10 @@ class MllpServer:
     def __init__(self, publisher: Publisher, host: str = "127.0.0.1", port: int = 2575,
                  clock_ms: Callable[[], int] = now_ms,
                  publish_timeout_s: float = PUBLISH_TIMEOUT_S,
-                 security: DoorSecurity | None = None, max_ahead_ms: int = MAX_AHEAD_MS) -> None:
+                 security: DoorSecurity | None = None, max_ahead_ms: int = MAX_AHEAD_MS,
+                 census: Any = None) -> None:
         self.publisher = publisher
+        self.census = census  # a gateway.census.CensusDoor: ADT messages go to the census
         self.publish_timeout_s = publish_timeout_s
         self.host = host
         self.port = port
@@ -195,6 +199,8 @@ class MllpServer:
         if len(raw) > MAX_MESSAGE_BYTES:
             metrics.count(DOOR, "refused", "too_large")
             return hl7_ack(raw, "AR", f"too_large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}", received_ms)
+        if self.census is not None and is_adt(raw):
+            return await self.census.hl7(raw, received_ms)
         refusal = not_accepted_here(raw)
         if refusal is not None:
             return await self._refuse(raw, *refusal, received_ms)

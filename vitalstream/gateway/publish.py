@@ -3,8 +3,9 @@ are no message, a dead-letter record), acknowledged by the broker before the sen
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from vitalstream.ingest import MAX_MESSAGE_BYTES, Rejection, dead_letter
@@ -50,3 +51,16 @@ class RawPublisher:
         await self.producer.send_and_wait(
             self.settings.topic_deadletter,
             value=dead_letter(raw, rejection, fmt, source, received_ms))
+
+    async def publish_census(self, record: dict[str, Any]) -> None:
+        """A census record (vitalstream/ingest/adt.py) to the census topic, keyed by patient,
+        signed with this gateway's key when it has one."""
+        from vitalstream.signing import Keyring, KeyringError
+
+        topic, key, value = self.settings.topic_census, str(record["patient_id"]).encode(), orjson.dumps(record)
+        try:  # without a gateway key the worker refuses the record (counted, dead-lettered)
+            ring = Keyring.for_process(self.settings, "gateway")
+        except KeyringError:
+            ring = None
+        headers = ring.sign(topic, key, value) if ring is not None else None
+        await self.producer.send_and_wait(topic, key=key, value=value, headers=headers)

@@ -51,6 +51,9 @@ DEFINITIONS = {
     "lead_h": f"event time minus the earliest new alert in the {LOOKBACK_H:g} h before it; median over events with one",
     "ppv": "true alerts / (true + false alerts)",
     "patient_days": "sum over patients of their observed time (simulated: until they leave the ward after the event)",
+    "oversight": "acknowledgement, escalation and answer of each new clinical alert by the simple responder "
+                 "model of vitalstream/oversight/responders.py (docs/validation.md), through the real escalation "
+                 "chain: simulated, not measured",
     "naive_news2_geN": "from the NEWS2 totals on ward.state, per patient in device-time order: an alert each time "
                        "the total rises to N or more from below N (or the first published total is >= N)",
 }
@@ -153,9 +156,25 @@ def build_report(labels: Labels, collector: StreamCollector, run: dict[str, Any]
                   (policy[key] >= limit if op == ">=" else policy[key] <= limit)}
             for key, (op, what, limit) in TARGETS.items()
         }
+    report["oversight"] = oversight_figures(collector.alerts, policy_triggers, labels)
     report["timelines"] = [{"patient_id": pid, "why": why, "png": f"timeline_{i + 1}.png"}
                            for i, (pid, why) in enumerate(choose_timelines(report, labels))]
     return report
+
+
+def oversight_figures(alerts: list[dict[str, Any]], triggers: list[Trigger], labels: Labels) -> dict[str, Any]:
+    """Time to acknowledge and answer, escalations and answers, from the responder model."""
+    from vitalstream.oversight.responders import simulate
+
+    verdicts = {t.ref: verdict for t, (verdict, _) in zip(triggers, classify_triggers(triggers, labels), strict=True)}
+    wanted = set(verdicts)
+    messages, seen = [], set()
+    for alert in alerts:
+        event_id = str(alert.get("event_id") or f"{alert.get('alert_id')}/{alert.get('status')}")
+        if event_id in wanted and event_id not in seen:
+            seen.add(event_id)
+            messages.append({**alert, "event_id": event_id})
+    return simulate(messages, verdicts)
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -563,6 +582,20 @@ def render_html(report: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     for entry in report["timelines"]:
         parts.append(f"<figure><img src='{entry['png']}' alt='timeline'><figcaption>{_fmt(entry['patient_id'])}: "
                      f"{html.escape(entry['why'])}</figcaption></figure>")
+    oversight = report.get("oversight")
+    if oversight:
+        rows = "".join(
+            f"<tr><th>{p}</th><td>{_fmt(oversight['time_to_acknowledge'][p]['median_s'])}</td>"
+            f"<td>{_fmt(oversight['time_to_acknowledge'][p]['p90_s'])}</td>"
+            f"<td>{_fmt(oversight['time_to_answer'][p]['median_s'])}</td>"
+            f"<td>{_fmt(oversight['time_to_answer'][p]['p90_s'])}</td></tr>" for p in ("high", "medium", "low"))
+        parts.append("<h2>Human oversight (simulated responders)</h2><p>Each new clinical alert acknowledged, "
+                     "escalated along the chain " + html.escape(" → ".join(oversight["chain"])) +
+                     " and answered by the responder model (docs/validation.md), not by people.</p>"
+                     "<table><tr><th>priority</th><th>acknowledge median s</th><th>p90 s</th>"
+                     f"<th>answer median s</th><th>p90 s</th></tr>{rows}</table>"
+                     f"<p>Escalations: {html.escape(str(oversight['escalations_by_step']))}. "
+                     f"Answers: {html.escape(str(oversight['answers_by_reason']))}.</p>")
     technical = report["technical"]
     stream = report["stream"]
     parts.append(f"<h2>Technical alerts</h2><p>{technical['alerts']} new technical alerts "

@@ -14,12 +14,52 @@ const ORDER = ["resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate", "c
 // A 2 h slope at least this big (per hour) is shown as rising or falling.
 const TREND_PER_H = { heart_rate: 5, resp_rate: 2, spo2: 1, systolic_bp: 5, diastolic_bp: 5, temperature: 0.3 };
 const STALE_AFTER_MS = 10 * 60 * 1000;
+// Statuses under which an alert stays on the board (the station's OPEN_STATUSES).
+const OPEN = new Set(["raised", "escalated", "reraised", "acknowledged", "called", "answered", "snoozed",
+  "snooze_ended", "transferred"]);
+const ROLE_TEXT = { bedside_nurse: "bedside nurse", charge_nurse: "charge nurse",
+  rapid_response: "rapid-response team", physician: "physician" };
+const ANSWERS = [
+  ["physician_informed", "Acted: physician informed"], ["rapid_response_called", "Acted: rapid response called"],
+  ["treatment_changed", "Acted: treatment changed"], ["observations_increased", "Acted: observations increased"],
+  ["expected_or_known", "No action: expected or known"], ["artefact_or_equipment", "No action: artefact or equipment"],
+  ["comfort_care", "No action: comfort care"], ["other", "No action: other (say what)"]];
+// Device times further than this from the wall clock (a replay, a device clock) are labelled.
+const CLOCKS_DIFFER_MS = 5 * 60 * 1000;
 
-const state = { wards: new Map(), seen: new Set(), station: "", canAcknowledge: false };
+const state = { wards: new Map(), seen: new Set(), station: "", canAcknowledge: false, skewMs: 0 };
 
 function ward(name) {
-  if (!state.wards.has(name)) state.wards.set(name, { beds: new Map(), alerts: new Map() });
+  if (!state.wards.has(name)) state.wards.set(name, { beds: new Map(), alerts: new Map(), goals: new Map() });
   return state.wards.get(name);
+}
+
+// Times of day say whose clock they are when device time and wall time differ.
+function deviceClock(ms) {
+  return Math.abs(state.skewMs) > CLOCKS_DIFFER_MS ? `device ${clock(ms)}` : clock(ms);
+}
+
+function wallClock(ms) {
+  return Math.abs(state.skewMs) > CLOCKS_DIFFER_MS ? `wall ${clock(ms)}` : clock(ms);
+}
+
+function minutesSince(ms) {
+  const minutes = Math.max(0, Math.floor((Date.now() - ms) / 60000));
+  return minutes < 1 ? "<1 min" : `${minutes} min`;
+}
+
+function waiting(alert) {
+  const oversight = alert.oversight || {};
+  return oversight.waiting || (alert.status === "acknowledged" ? "answer" : "ack");
+}
+
+// Attention first: waiting for an acknowledgement, then an answer; by priority, then oldest.
+function attentionOrder(a, b) {
+  const group = { ack: 0, answer: 1, none: 2, snooze: 3 };
+  const oa = a.oversight || {}, ob = b.oversight || {};
+  return ((group[waiting(a)] ?? 2) - (group[waiting(b)] ?? 2))
+    || ((PRIORITY_RANK[b.priority] || 0) - (PRIORITY_RANK[a.priority] || 0))
+    || ((oa.opened_ms || a.device_time_ms) - (ob.opened_ms || b.device_time_ms));
 }
 
 function el(tag, attrs, ...children) {
@@ -45,9 +85,10 @@ function slug(text) {
 
 function applySnapshot(message) {
   for (const [name, snapshot] of Object.entries(message.wards)) {
-    const w = { beds: new Map(), alerts: new Map() };
+    const w = { beds: new Map(), alerts: new Map(), goals: new Map() };
     state.wards.set(name, w);
-    for (const bed of snapshot.beds) w.beds.set(String(bed.bed), bed);
+    for (const bed of snapshot.beds) { w.beds.set(String(bed.bed), bed); noteSkew(bed); }
+    for (const goal of snapshot.goals || []) w.goals.set(goal.alert_id, goal);
     for (const alert of snapshot.alerts) {
       w.alerts.set(alert.alert_id, alert);
       state.seen.add(alert.event_id);
@@ -66,9 +107,10 @@ function applyAlert(alert) {
   if (previous && alert.status === "acknowledged" && !alert.raised_summary) {
     alert.raised_summary = previous.raised_summary || previous.summary;  // keep the reasons
   }
-  if (alert.status === "resolved") w.alerts.delete(alert.alert_id);
+  if (!OPEN.has(alert.status)) w.alerts.delete(alert.alert_id);
   else w.alerts.set(alert.alert_id, alert);
   renderBed(alert.ward, String(alert.bed));
+  renderAttention();
   if (alert.status === "raised" || alert.status === "escalated" || alert.status === "reraised") {
     announce(`${alert.priority} priority alert: ${alert.summary}`);
   }
@@ -76,7 +118,25 @@ function applyAlert(alert) {
 
 function applyBed(bedState) {
   ward(bedState.ward).beds.set(String(bedState.bed), bedState);
+  noteSkew(bedState);
   renderBed(bedState.ward, String(bedState.bed));
+}
+
+function noteSkew(bedState) {
+  if (typeof bedState.time_ms === "number") state.skewMs = Date.now() - bedState.time_ms;
+}
+
+function applyGoal(goal) {
+  const w = ward(goal.ward);
+  if (goal.status === "goal_set") w.goals.set(goal.alert_id, goal);
+  else w.goals.delete(goal.alert_id);
+  renderBed(goal.ward, String(goal.bed));
+}
+
+function vacate(wardName, bed) {
+  ward(wardName).beds.delete(String(bed));
+  const node = document.getElementById(`bed-${slug(wardName)}-${slug(bed)}`);
+  if (node && ![...ward(wardName).alerts.values()].some((a) => String(a.bed) === String(bed))) node.remove();
 }
 
 function announce(text) {
@@ -99,7 +159,109 @@ function renderAll() {
   }
   if (!main.children.length) main.append(el("p", { class: "empty", text: "No beds reporting yet." }));
   if (focused) main.querySelector(`[data-focus-key="${focused}"]`)?.focus();
+  renderAttention();
   updateHeader();
+}
+
+// The attention strip: every alert waiting for an acknowledgement or an answer, first.
+function renderAttention() {
+  const strip = document.getElementById("attention");
+  const focused = strip.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
+  const waitingAlerts = [];
+  for (const w of state.wards.values()) {
+    for (const alert of w.alerts.values()) if (["ack", "answer"].includes(waiting(alert))) waitingAlerts.push(alert);
+  }
+  waitingAlerts.sort(attentionOrder);
+  strip.replaceChildren(...waitingAlerts.map(attentionItem));
+  strip.hidden = !waitingAlerts.length;
+  if (focused) strip.querySelector(`[data-focus-key="${focused}"]`)?.focus();
+}
+
+function holderText(alert) {
+  const oversight = alert.oversight || {};
+  if (!oversight.holder) return "";
+  return `${ROLE_TEXT[oversight.holder] || oversight.holder} since ${wallClock(oversight.held_since_ms)} (${minutesSince(oversight.held_since_ms)})`;
+}
+
+function attentionItem(alert) {
+  const need = waiting(alert);
+  const item = el("li", {
+    class: `attention-item prio-${slug(alert.priority)} waiting-${need}`, "data-alert-id": alert.alert_id,
+    "data-bed": String(alert.bed), "data-ward": alert.ward,
+  },
+  el("span", { class: "badge", text: String(alert.priority).toUpperCase() }),
+  el("span", { class: "where", text: `Bed ${alert.bed}` }),
+  el("span", { class: "need", text: need === "ack" ? "not acknowledged" : "not answered" }),
+  el("span", { class: "holder", "data-holder": (alert.oversight || {}).holder || "", text: holderText(alert) }),
+  el("span", { class: "summary", text: alert.raised_summary || alert.summary }));
+  item.append(...actions(alert, need));
+  return item;
+}
+
+function actions(alert, need) {
+  if (need === "ack") {
+    const button = el("button", {
+      type: "button", class: "ack", "data-alert-id": alert.alert_id, "data-focus-key": `strip-ack-${alert.alert_id}`,
+      "aria-label": `Acknowledge ${alert.priority} alert, bed ${alert.bed}`, text: "Accept",
+      onclick: () => acknowledge(alert, button),
+    });
+    const snooze = el("button", { type: "button", class: "snooze", text: "Snooze",
+      title: "As long as this priority allows (a high alert only a few minutes)",
+      "data-focus-key": `strip-snooze-${alert.alert_id}`, onclick: () => snoozeAlert(alert, snooze) });
+    const decline = el("button", { type: "button", class: "decline", text: "Decline",
+      "data-focus-key": `strip-decline-${alert.alert_id}`, onclick: () => decline(alert) });
+    return [button, snooze, decline];
+  }
+  const select = el("select", { class: "reason", "aria-label": "Answer", "data-focus-key": `strip-reason-${alert.alert_id}` },
+    el("option", { value: "", text: "Answer…" }), ...ANSWERS.map(([code, text]) => el("option", { value: code, text })));
+  const text = el("input", { class: "other", type: "text", maxlength: "200", placeholder: "what (for other)" });
+  const button = el("button", { type: "button", class: "answer", text: "Send answer",
+    "data-focus-key": `strip-answer-${alert.alert_id}`, onclick: () => answer(alert, select.value, text.value, button) });
+  return [select, text, button];
+}
+
+async function post(path, body) {
+  const response = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, credentials: "same-origin",
+    body: JSON.stringify(body),  // who acts is the signed-in user, known to the server
+  });
+  if (!response.ok) throw new Error((await response.json()).error || response.statusText);
+}
+
+async function answer(alert, reason, text, button) {
+  button.disabled = true;
+  try {
+    await post("/api/answer", { alert_id: alert.alert_id, reason, text });
+    button.textContent = "Sent";
+  } catch (error) {
+    button.disabled = false;
+    announce(`Answer not sent: ${error.message}`);
+  }
+}
+
+async function snoozeAlert(alert, button) {
+  button.disabled = true;
+  try {
+    await post("/api/snooze", { alert_id: alert.alert_id, duration_s: "max", reason: "at the bedside" });
+  } catch (error) {
+    button.disabled = false;
+    announce(`Snooze refused: ${error.message}`);
+  }
+}
+
+async function decline(alert) {
+  try {
+    await post("/api/disposition", { alert_id: alert.alert_id, disposition: "declined" });
+  } catch (error) {
+    announce(`Decline not sent: ${error.message}`);
+  }
+}
+
+function historyText(entry) {
+  const who = entry.user_id ? ` ${entry.name || ""} (${entry.user_id}${entry.user_role ? ", " + (ROLE_TEXT[entry.user_role] || entry.user_role) : ""})` : "";
+  const role = entry.role ? ` ${ROLE_TEXT[entry.role] || entry.role}` : "";
+  const why = entry.reason ? `: ${String(entry.reason).replaceAll("_", " ")}` : "";
+  return `${wallClock(entry.at_ms)} ${entry.event}${role}${who}${why}`;
 }
 
 function renderBed(wardName, bed) {
@@ -163,9 +325,10 @@ function alertItem(alert) {
   const ack = (alert.payload && alert.payload.ack) || null;
   const button = el("button", {
     type: "button", class: "ack", "data-alert-id": alert.alert_id, "data-focus-key": `ack-${alert.alert_id}`,
-    disabled: acked || !state.canAcknowledge,
+    disabled: acked || !state.canAcknowledge || ["answer", "none"].includes(waiting(alert)),
     "aria-label": acked ? "Acknowledged" : `Acknowledge ${alert.priority} alert, bed ${alert.bed}`,
-    text: acked ? "Acknowledged" : "Acknowledge", onclick: () => acknowledge(alert, button),
+    text: acked || ["answer", "none"].includes(waiting(alert)) ? "Acknowledged" : "Acknowledge",
+    onclick: () => acknowledge(alert, button),
   });
   return el("li", {
     class: `alert prio-${slug(alert.priority)} kind-${slug(alert.kind)} status-${slug(alert.status)}`,
@@ -174,10 +337,24 @@ function alertItem(alert) {
   el("div", { class: "head" },
     el("span", { class: "badge", text: String(alert.priority).toUpperCase() }),
     el("span", { class: "kind", text: alert.kind === "technical" ? "technical" : "clinical" }),
-    el("span", { class: "status", text: `${alert.status} ${clock(alert.device_time_ms)}` }),
+    el("span", { class: "status", text: `${alert.status.replaceAll("_", " ")} ${deviceClock(alert.device_time_ms)}` }),
     button),
   el("p", { class: "summary", text: alert.raised_summary || alert.summary }),
-  acked && ack ? el("p", { class: "acked", text: `Acknowledged by ${ack.by} at ${ack.shown || clock(ack.ms)}` }) : null);
+  acked && ack ? el("p", { class: "acked", text: `Acknowledged by ${ack.by} at ${ack.shown || clock(ack.ms)}` }) : null,
+  oversightLine(alert));
+}
+
+function oversightLine(alert) {
+  const oversight = alert.oversight;
+  if (!oversight) return null;
+  const parts = [];
+  if (oversight.holder) parts.push(`Held by ${holderText(alert)}`);
+  if (oversight.acknowledged) parts.push(`accepted by ${oversight.acknowledged.name || oversight.acknowledged.user_id}`);
+  if (oversight.answer) parts.push(`answered: ${String(oversight.answer.reason).replaceAll("_", " ")} by ${oversight.answer.name || oversight.answer.user_id}`);
+  if (oversight.snooze) parts.push(`snoozed until ${wallClock(oversight.snooze.until_ms)} (${oversight.snooze.reason})`);
+  const history = el("details", { class: "history" }, el("summary", { text: "History" }),
+    el("ol", {}, ...(oversight.history || []).map((entry) => el("li", { text: historyText(entry) }))));
+  return el("div", { class: "oversight" }, el("p", { class: "held", text: parts.join("; ") }), history);
 }
 
 function tile(wardName, bed) {
@@ -195,8 +372,15 @@ function tile(wardName, bed) {
     el("span", { class: "patient", text: bedState ? bedState.patient_id : (alerts[0] || {}).patient_id }));
   if (bedState) {
     const old = Date.now() - bedState.time_ms > STALE_AFTER_MS;
-    header.append(old ? el("span", { class: "stale-mark", "data-stale": "bed", text: `no data since ${clock(bedState.time_ms)}` })
-      : el("span", { class: "updated", text: clock(bedState.time_ms) }));
+    header.append(old ? el("span", { class: "stale-mark", "data-stale": "bed", text: `no data since ${deviceClock(bedState.time_ms)}` })
+      : el("span", { class: "updated", text: deviceClock(bedState.time_ms) }));
+  }
+  for (const goal of w.goals.values()) {
+    if (String(goal.bed) !== bed) continue;
+    const body = (goal.payload || {}).goal || {};
+    header.append(el("span", { class: "goal", "data-goal": body.goal,
+      title: `${body.reason || ""} (set by ${body.name || body.user_id}, review ${wallClock(body.until_ms)})`,
+      text: String(body.goal || "").replaceAll("_", " ") }));
   }
   node.append(header);
   if (bedState && bedState.news2) {
@@ -220,7 +404,7 @@ function updateHeader() {
   for (const w of state.wards.values()) {
     for (const alert of w.alerts.values()) {
       open += 1;
-      if (alert.status !== "acknowledged") unacked += 1;
+      if (waiting(alert) === "ack") unacked += 1;
     }
   }
   document.getElementById("counts").textContent = `${open} open, ${unacked} not acknowledged`;
@@ -258,6 +442,8 @@ function connect() {
     if (data.type === "snapshot") applySnapshot(data);
     else if (data.type === "alert") applyAlert(data.alert);
     else if (data.type === "bed") applyBed(data.state);
+    else if (data.type === "goal") applyGoal(data.goal);
+    else if (data.type === "bed_vacated") vacate(data.ward, data.bed);
   };
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {
@@ -301,6 +487,7 @@ fetch("/api/me", { credentials: "same-origin" }).then((r) => r.json()).then((me)
   document.body.classList.toggle("view-only", !state.canAcknowledge);
   renderAll();
 }, () => {});
+setInterval(renderAttention, 30 * 1000);  // "held for N min" follows the clock
 tick();
 setInterval(tick, 1000);
 setInterval(renderAll, 60 * 1000);  // stale-data markers follow the clock
