@@ -126,34 +126,36 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(kafka_bootstrap=broker.bootstrap)
         asyncio.run(ensure_topics(settings))
         worker = WorkerProcess(broker.bootstrap, log_path=work / "worker.log").start()
-        # Baseline: the first tenth streams without a fault; its scoring rate is the reference.
-        baseline_n = max(1, len(messages) // 10)
-        started = time.monotonic()
-        asyncio.run(send_paced(settings, messages[:baseline_n], rate * 4))
-        baseline_samples = sum(n for _, _, n in messages[:baseline_n])
-        while scored(worker) < baseline_samples and time.monotonic() - started < 300:
-            time.sleep(0.2)
-        baseline_rate = baseline_samples / (time.monotonic() - started)
-
-        gateway = threading.Thread(target=lambda: asyncio.run(
-            send_paced(settings, messages[baseline_n:], rate)), daemon=True)
-        soak_started = time.monotonic()
-        gateway.start()
-        restarts: list[tuple[float, float]] = []
-        while gateway.is_alive():
-            gateway.join(args.kill_every)
-            if not gateway.is_alive():
-                break
-            worker.kill()
-            began = time.monotonic()
-            worker = WorkerProcess(broker.bootstrap, log_path=work / "worker.log").start()
-            ready_s = time.monotonic() - began
-            while scored(worker) == 0 and time.monotonic() - began < 120:
+        try:
+            # Baseline: the first tenth streams without a fault; its scoring rate is the reference.
+            baseline_n = max(1, len(messages) // 10)
+            started = time.monotonic()
+            asyncio.run(send_paced(settings, messages[:baseline_n], rate * 4))
+            baseline_samples = sum(n for _, _, n in messages[:baseline_n])
+            while scored(worker) < baseline_samples and time.monotonic() - started < 300:
                 time.sleep(0.2)
-            restarts.append((ready_s, time.monotonic() - began))
-        received = asyncio.run(received_events(settings, set(expected), 180))
-        soak_s = time.monotonic() - soak_started
-        worker.stop()
+            baseline_rate = baseline_samples / (time.monotonic() - started)
+
+            gateway = threading.Thread(target=lambda: asyncio.run(
+                send_paced(settings, messages[baseline_n:], rate)), daemon=True)
+            soak_started = time.monotonic()
+            gateway.start()
+            restarts: list[tuple[float, float]] = []
+            while gateway.is_alive():
+                gateway.join(args.kill_every)
+                if not gateway.is_alive():
+                    break
+                worker.kill()
+                began = time.monotonic()
+                worker = WorkerProcess(broker.bootstrap, log_path=work / "worker.log").start()
+                ready_s = time.monotonic() - began
+                while scored(worker) == 0 and time.monotonic() - began < 120:
+                    time.sleep(0.2)
+                restarts.append((ready_s, time.monotonic() - began))
+            received = asyncio.run(received_events(settings, set(expected), 180))
+            soak_s = time.monotonic() - soak_started
+        finally:  # also on Ctrl-C and SIGTERM
+            worker.stop()
     lost = set(expected) - set(received)
     unexpected = set(received) - set(expected)
     soak_rate = (total_samples - baseline_samples) / soak_s
@@ -168,4 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from vitalstream.process import stop_on_sigterm
+
+    stop_on_sigterm()  # SIGTERM stops the broker and worker this run started, as Ctrl-C does
     sys.exit(main())

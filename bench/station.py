@@ -196,4 +196,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from vitalstream.process import stop_on_sigterm
+
+    stop_on_sigterm()  # SIGTERM stops the broker and worker this run started, as Ctrl-C does
     sys.exit(main())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real (chromium for the ward
-# board, prometheus/promtool for metrics and rules, stunnel4 and openssl for TLS to the
-# broker),
+# board, prometheus/promtool for metrics and rules, prometheus-alertmanager's amtool for
+# the Alertmanager configuration, stunnel4 and openssl for TLS to the broker),
 # only when they are missing. Needs root (apt-get); without it, says so and goes on:
 # the tests that need a missing piece then skip with their reason (and fail under CI=true).
 set -u
@@ -9,6 +9,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || need+=(stunnel4)
 if [ ${#need[@]} -eq 0 ]; then

@@ -370,12 +370,19 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
         modes = stage.governance.killswitch.status() if stage is not None else None
         return web.json({**probe.status(), "mode": modes})
 
+    def is_ready() -> bool:
+        stage = stages.get("monitor")
+        return bool(app.started and not app.rebalancing and probe.up and stage is not None
+                    and stage.ready() and app.consumer.assignment())
+
     @app.page("/ready")
     async def ready_page(web: Any, request: Any) -> Any:
-        stage = stages.get("monitor")
-        ready = (app.started and not app.rebalancing and probe.up and stage is not None and stage.ready()
-                 and bool(app.consumer.assignment()))
-        return web.json({"ready": bool(ready)}, status=200 if ready else 503)
+        ready = is_ready()
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    app.vitalstream_is_ready = is_ready  # type: ignore[attr-defined]
+    app.vitalstream_stage_consumers = lambda: [  # type: ignore[attr-defined]
+        stage.consumer for stage in stages.values() if stage.consumer is not None]
 
     app.vitalstream_monitor = monitor  # type: ignore[attr-defined]
     return app

@@ -38,6 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vitalstream", description="Deterioration monitoring on Kafka.")
+    parser.add_argument("--version", action="version", version=f"vitalstream {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for module_name in COMMANDS:
@@ -48,9 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vitalstream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _broker_unreachable(exc: BaseException) -> bool:
+    # Only a command that imported vitalstream.kafka can have raised it; the others
+    # (score, ingest, --help) do not pay for importing aiokafka to find out.
+    kafka = sys.modules.get("vitalstream.kafka")
+    return kafka is not None and isinstance(exc, kafka.BrokerUnreachable)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from vitalstream.process import stop_on_sigterm
+
+    stop_on_sigterm()
+    command = "vitalstream"
     try:
         args = build_parser().parse_args(argv)
+        command = f"vitalstream {args.command}"
         return int(args.run(args) or 0)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
@@ -60,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _broker_unreachable(exc):
+            raise
+        print(f"{command}: {exc}", file=sys.stderr)  # one line: why, and what to do
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,11 +4,16 @@ producers and consumers for the CLI, the gateways, replay, the demo and the test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import ssl
 import time
+from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -35,6 +40,93 @@ def topic_names(settings: Settings) -> list[str]:
             settings.topic_alerts_shadow, settings.topic_demographics]
 
 
+class BrokerUnreachable(Exception):
+    """The broker did not answer within ``kafka_connect_timeout_s``: a command prints this
+    one line and exits 2 (`vitalstream.cli`)."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        self.bootstrap, self.reason = bootstrap, reason
+        super().__init__(f"cannot reach the broker at {bootstrap} ({reason}); is it running? "
+                         "see `vitalstream broker`")
+
+
+@contextlib.contextmanager
+def quiet_kafka_logs() -> Iterator[None]:
+    """aiokafka logs every failed connection attempt at ERROR ("Unable connect to node"):
+    dozens of lines a minute while the broker is away. Until a command has reached the
+    broker once, its own one-line error says it better."""
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
+
+
+def _addresses(bootstrap: str) -> list[tuple[str, int]]:
+    addresses = []
+    for hostport in bootstrap.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        addresses.append((host.strip("[]") or "localhost", int(port) if port.isdigit() else 9092))
+    return addresses
+
+
+def _tcp_reason(host: str, port: int, timeout_s: float) -> str | None:
+    """Why a TCP connection to host:port fails, or None when it opens."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except socket.gaierror:
+        return f"unknown host {host}"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+
+
+async def _kafka_reason(settings: Settings, timeout_s: float) -> str | None:
+    """Why a Kafka metadata request fails, or None when the broker answers."""
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap,
+                            request_timeout_ms=max(1000, int(timeout_s * 1000)),
+                            **settings.kafka_client_kwargs())
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        return None
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except (TimeoutError, KafkaError, OSError) as exc:
+        return f"a port is open but no Kafka broker answered ({type(exc).__name__})"
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float | None = None) -> None:
+    """Return once the broker answers a metadata request; retry quietly until
+    ``timeout_s`` (default ``settings.kafka_connect_timeout_s``), then raise
+    BrokerUnreachable with the last reason (refused, unknown host, TLS, not Kafka)."""
+    timeout_s = settings.kafka_connect_timeout_s if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    loop = asyncio.get_running_loop()
+    with quiet_kafka_logs():
+        while True:
+            attempt_s = min(2.0, max(0.2, deadline - time.monotonic()))
+            reasons = [await loop.run_in_executor(None, _tcp_reason, host, port, attempt_s)
+                       for host, port in _addresses(settings.kafka_bootstrap)]
+            if any(reason is None for reason in reasons):
+                reason = await _kafka_reason(settings, attempt_s)
+                if reason is None:
+                    return
+            else:
+                reason = reasons[0] or ""
+            if time.monotonic() >= deadline:
+                raise BrokerUnreachable(settings.kafka_bootstrap, reason)
+            await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
 # Only the latest row of a patient is needed: the broker may compact the rest away.
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 # The audit trail is kept whole: never compacted, never expired (deploy/AUDIT_TOPIC.md).
@@ -42,7 +134,10 @@ AUDIT_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.byt
 
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = (), timeout_s: float = 30.0) -> None:
-    """Create vitalstream's topics (idempotent), retrying while the broker starts."""
+    """Create vitalstream's topics (idempotent), retrying while the broker starts.
+    Raises BrokerUnreachable when no broker answers at all (within ``timeout_s`` or
+    ``settings.kafka_connect_timeout_s``, whichever is shorter)."""
+    await wait_for_broker(settings, min(timeout_s, settings.kafka_connect_timeout_s))
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,

@@ -4,18 +4,73 @@ not an in-process copy."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from vitalstream.broker import free_port
+
+T = TypeVar("T")
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (what `kill`, `docker stop` and systemd send) stop this process as
+    Ctrl-C does: KeyboardInterrupt in the main thread, so the ``finally`` blocks that stop
+    its children (broker, worker) run. Python's default for SIGTERM is to die at once and
+    leave them running. Called by `vitalstream.cli.main` for every command."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def run_until_stopped(main: Coroutine[Any, Any, T]) -> T | None:
+    """``asyncio.run(main)`` for a service: SIGINT or SIGTERM cancels ``main``, whose
+    ``finally`` blocks then close what it opened; returns None when it was stopped so."""
+    stopped: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    async def guarded() -> T | None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda s=signum: (stopped.append(s), task.cancel()))
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if stopped:
+                return None
+            raise
+
+    try:
+        return asyncio.run(guarded())
+    finally:  # asyncio leaves SIGTERM at its default (die at once) when it lets go of it
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+class ServiceStartError(RuntimeError):
+    """A service child that exited or was not ready in time; the message says which, with
+    the last lines of its log (the log may be in a scratch folder that is about to go)."""
+
+
+def _log_tail(path: Path | None, lines: int = 3) -> str:
+    if path is None:
+        return ""
+    try:
+        tail = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    except OSError:
+        return ""
+    return ("; its log ends: " + " | ".join(line.strip()[-200:] for line in tail)) if tail else ""
 
 
 class ServiceProcess:
@@ -58,15 +113,19 @@ class ServiceProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(ready_timeout_s or self.ready_timeout_s)
+        try:
+            self.wait_ready(ready_timeout_s or self.ready_timeout_s)
+        except BaseException:  # not ready, or interrupted meanwhile: nothing left running
+            self.stop(timeout_s=5.0)
+            raise
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with status {self.process.returncode}"
-                                   + (f"; log: {self.log_path}" if self.log_path else ""))
+                raise ServiceStartError(f"{self.name} exited with status {self.process.returncode}"
+                                        + _log_tail(self.log_path))
             try:
                 with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
                     if response.status == 200:
@@ -74,7 +133,7 @@ class ServiceProcess:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
+        raise ServiceStartError(f"{self.name} not ready within {timeout_s:g} s" + _log_tail(self.log_path))
 
     def scrape(self) -> str:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:

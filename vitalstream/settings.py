@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
     kafka_sasl_username: str = Field("", description="SASL user name.")
     kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (secret).")
+    kafka_connect_timeout_s: float = Field(
+        5.0, description="How long a command retries, quietly, to reach the broker when it starts; "
+        "then it prints \"cannot reach the broker at HOST:PORT (reason)\" and exits 2. Raise it "
+        "where workers may start before Kafka (deploy/vitalstream.env sets 60).")
 
     app_id: str = Field("vitalstream", description="Faust application id (consumer group and table prefix).")
     topic_raw: str = Field("vitals.raw", description="Topic the gateways write to.")

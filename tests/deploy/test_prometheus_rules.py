@@ -26,6 +26,10 @@ from vitalstream.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules" / "vitalstream.yml"
+# Every rule file Prometheus loads (rules/*.yml) and every promtool unit-test file.
+RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*_test.yml"))
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "vitalstream.json"
 FHIR_SAMPLE = ROOT / "tests" / "ingest" / "data" / "fhir_transaction_bp_panel.json"
 
@@ -50,9 +54,13 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
+def rules() -> list[dict]:
+    return [rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"]]
+
+
 def rule_expressions() -> list[str]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule["expr"] for group in groups for rule in group["rules"]]
+    return [rule["expr"] for rule in rules()]
 
 
 def dashboard_expressions() -> list[str]:
@@ -84,20 +92,72 @@ def test_promtool_accepts_the_prometheus_configurations_and_their_rule_files(con
 
 
 def test_promtool_accepts_the_rules() -> None:
-    checked = run_promtool("check", "rules", RULES)
+    assert RULES in RULE_FILES and len(RULE_FILES) >= 2
+    checked = run_promtool("check", "rules", *RULE_FILES)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_rule_unit_tests_pass() -> None:
-    tested = run_promtool("test", "rules", DEPLOY / "prometheus" / "tests" / "vitalstream_test.yml")
+@pytest.mark.parametrize("tests", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
+def test_rule_unit_tests_pass(tests) -> None:
+    tested = run_promtool("test", "rules", tests)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_every_alert_has_a_unit_test() -> None:
-    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
-    tests = yaml.safe_load((DEPLOY / "prometheus" / "tests" / "vitalstream_test.yml").read_text())["tests"]
-    tested = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
+    alerts = {rule["alert"] for rule in rules() if "alert" in rule}
+    cases = [case for path in RULE_TESTS for test in yaml.safe_load(path.read_text())["tests"]
+             for case in test.get("alert_rule_test", [])]
+    tested = {case["alertname"] for case in cases if case["exp_alerts"]}
     assert alerts == tested, f"alerts never seen firing in a unit test: {alerts - tested}"
+
+
+def test_the_operations_rules_cover_scoring_faults_the_broker_and_lag() -> None:
+    names = set().union(*map(promql_metric_names, rule_expressions()))
+    for metric in ("vitalstream_monitor_errors_total", "vitalstream_broker_up",
+                   "vitalstream_consumer_lag_messages"):
+        assert metric in names, metric
+    dashboard = set().union(*map(promql_metric_names, dashboard_expressions()))
+    assert {"vitalstream_monitor_errors_total", "vitalstream_broker_up",
+            "vitalstream_consumer_lag_messages"} <= dashboard
+
+
+def test_every_rule_has_a_severity_the_alertmanager_routes() -> None:
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    routed = {matcher.split("=", 1)[1].strip('"') for route in config["route"]["routes"]
+              for matcher in route["matchers"] if matcher.startswith("severity=")}
+    for rule in rules():
+        if "alert" in rule:
+            assert rule["labels"]["severity"] in routed | {"warning"}, rule["alert"]
+    assert "critical" in routed and config["route"]["receiver"]  # the rest goes to the default
+    for receiver in config["receivers"]:
+        assert receiver.get("webhook_configs"), f"{receiver['name']}: no receiver configured"
+
+
+def test_prometheus_sends_to_the_alertmanager_compose_and_kubernetes_run() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    alertmanager = compose["services"]["alertmanager"]
+    assert "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in alertmanager["volumes"]
+    (target,) = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())[
+        "alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert target == "alertmanager:9093"
+    (k8s_target,) = yaml.safe_load((DEPLOY / "k8s/prometheus.yml").read_text())[
+        "alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    service = next(doc for doc in yaml.safe_load_all((DEPLOY / "k8s/alertmanager/alertmanager.yaml").read_text())
+                   if doc["kind"] == "Service")
+    assert k8s_target == f"{service['metadata']['name']}.vitalstream.svc.cluster.local:9093"
+    # Kustomize reads only files in its folder: the copy there must be the same file.
+    assert (DEPLOY / "k8s/alertmanager/alertmanager.yml").read_text() == ALERTMANAGER.read_text()
+
+
+def test_amtool_accepts_the_alertmanager_configuration_and_routes_by_severity() -> None:
+    amtool = require_executable("amtool")
+    checked = subprocess.run([amtool, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for labels, receiver in ((["severity=critical", "alertname=VitalstreamScoringFaults"], "page"),
+                             (["severity=warning", "alertname=VitalstreamConsumerLagHigh"], "notify")):
+        routed = subprocess.run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels],
+                                capture_output=True, text=True, timeout=60)
+        assert routed.stdout.strip() == receiver, routed.stdout + routed.stderr
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path) -> None:

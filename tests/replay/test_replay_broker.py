@@ -94,3 +94,22 @@ def test_cli_replays_a_psv_folder_and_reports_counts(broker: EmbeddedBroker, cap
     settings = Settings(kafka_bootstrap=broker.bootstrap)
     received = asyncio.run(read_raw(settings, 23))
     assert sum(len(samples) for _, samples in received) == 23
+
+
+def test_shift_to_now_moves_the_replay_to_the_wall_clock_keeping_its_intervals(broker: EmbeddedBroker, capsys) -> None:
+    """A demo replay of a scenario dated in the past shows on the board as live data."""
+    settings = Settings(kafka_bootstrap=broker.bootstrap)
+    original = [s for report in SCENARIOS["smoke"].cohort().reports() for s in report][:200]
+    before_ms = int(time.time() * 1000)
+    assert main(["replay", "sim:smoke", "--limit", "200", "--max-speed", "--shift-to-now", "--quiet",
+                 "--bootstrap", broker.bootstrap]) == 0
+    after_ms = int(time.time() * 1000)
+    received = sorted((s for _, samples in asyncio.run(read_raw(settings, 200)) for s in samples),
+                      key=lambda s: (s.device_time_ms, s.patient_id, s.parameter))
+    assert len(received) == 200
+    first = received[0].device_time_ms
+    assert before_ms <= first <= after_ms  # the first reading is "now"
+    offset = first - original[0].device_time_ms
+    expected = sorted(s.device_time_ms + offset for s in original)
+    assert [s.device_time_ms for s in received] == expected  # every interval kept
+    assert original[0].device_time_ms < before_ms - 86_400_000  # the scenario itself is dated long ago

@@ -4,6 +4,7 @@ report's figures are the alerts and bed states that the stream published."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,25 @@ def test_html_report_shows_the_figures_and_its_plots(smoke: tuple[dict, Path, st
     for png in pngs:
         assert f"src='{png}'" in page
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_says_first_that_the_patients_are_simulated_and_what_made_it(
+        smoke: tuple[dict, Path, str]) -> None:
+    report, out, _ = smoke
+    made = report["provenance"]
+    assert report["simulated"] is True and made["seed"] == 7  # the smoke scenario's seed
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", made["date"])
+    assert re.fullmatch(r"[0-9a-f]{12}( \+ local changes)?", made["commit"]), made["commit"]
+    assert re.fullmatch(r"PolicyConfig defaults, sha256 [0-9a-f]{12}", made["policy_version"])
+    assert made["model_versions"], "the shipped risk model scored the stream; its alerts say which"
+    page = (out / "report.html").read_text()
+    top = page[:page.index("<h2>Headline")]
+    assert "Simulated patients." in top and "seed 7" in top
+    for value in (made["date"], made["commit"], made["policy_version"], *made["model_versions"]):
+        assert value in top
+    # The comparison is discussed in words, and the run is a table, not a JSON dump.
+    assert "NEWS2 &gt;= 7 is the fairer comparison" in page and "alerts buy: " in page
+    assert "<pre>" not in page and "<th>samples sent</th>" in page
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -74,7 +74,9 @@ async def serve(settings: Settings, door: str, host: str, port: int, metrics_por
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitalstream.broker import port_in_use
     from vitalstream.cli import UsageError
+    from vitalstream.process import run_until_stopped
 
     settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
     if not settings.kafka_bootstrap:
@@ -86,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         KnownBeds.parse(settings.census_beds)
     except ValueError as exc:
         raise UsageError(f"vitalstream gateway: {exc}") from None
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"vitalstream gateway: port {args.port} is not 0-65535")
+    for port in (args.port, getattr(args, "metrics_port", 0)):
+        if not 0 <= port <= 65535:
+            raise UsageError(f"vitalstream gateway: port {port} is not 0-65535")
     from vitalstream.ingest.codes import SiteCodeError, configure_site_codes
 
     try:  # the door checks messages with the same tables as the worker
@@ -96,13 +99,16 @@ def run(args: argparse.Namespace) -> int:
         security.check_binding(args.door, args.host)
     except (SiteCodeError, DoorConfigError) as exc:
         raise UsageError(f"vitalstream gateway: {exc}") from None
+    metrics_port = getattr(args, "metrics_port", 0)
+    for port in (args.port, metrics_port):
+        taken = port_in_use(args.host, port)
+        if taken:  # said before the broker is contacted
+            raise UsageError(f"vitalstream gateway: {taken}")
     logging.basicConfig(level=logging.WARNING)
     pin_library_logs()
     try:
-        asyncio.run(serve(settings, args.door, args.host, args.port,
-                          getattr(args, "metrics_port", 0), security))
-    except KeyboardInterrupt:
-        return 0
+        run_until_stopped(serve(settings, args.door, args.host, args.port, metrics_port, security))
+        print(f"{args.door} gateway stopped", flush=True)
     except OSError as exc:
         raise UsageError(f"vitalstream gateway: cannot listen on {args.host}:{args.port}: "
                          f"{exc.strerror or exc}") from exc

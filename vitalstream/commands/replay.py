@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", help="topic to write (default: the raw topic, vitals.raw)")
     parser.add_argument("--labels", type=Path, help="write the scenario's patients and labelled events "
                         "(JSON) to this file")
+    parser.add_argument("--shift-to-now", action="store_true",
+                        help="move every device time by one offset so the first reading is now (a demo "
+                        "replay then shows live on the ward board); --labels keep the original times")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -75,7 +79,7 @@ def open_source(args: argparse.Namespace) -> tuple[Iterable[list[Sample]], int |
 
 def run(args: argparse.Namespace) -> int:
     from vitalstream.cli import UsageError
-    from vitalstream.replay import limit_samples, replay
+    from vitalstream.replay import limit_samples, replay, shift_to
 
     if args.speed is not None and args.speed <= 0:
         raise UsageError("vitalstream replay: --speed must be positive")
@@ -90,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
         args.labels.write_bytes(orjson.dumps(labels, option=orjson.OPT_INDENT_2))
     if args.limit is not None:
         total = min(total, args.limit) if total is not None else args.limit
+    reports = limit_samples(reports, args.limit)
+    if args.shift_to_now:
+        reports = shift_to(reports, int(time.time() * 1000))
     try:
-        stats = asyncio.run(replay(limit_samples(reports, args.limit), settings, fmt=args.format,
+        stats = asyncio.run(replay(reports, settings, fmt=args.format,
                                    speed=None if args.max_speed else args.speed,
                                    topic=args.topic, progress=not args.quiet, total=total))
     except KeyboardInterrupt:

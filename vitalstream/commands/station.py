@@ -42,6 +42,7 @@ async def serve(settings: Settings, access: object, config: object, export: bool
         await service.wait_closed()
     finally:
         await service.stop()
+    print("station service stopped", flush=True)
     return 0
 
 
@@ -88,7 +89,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"vitalstream station: {exc}") from None
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     config = dataclasses.replace(config, **overrides)
+    from vitalstream.broker import port_in_use
+    from vitalstream.kafka import wait_for_broker
+
+    taken = port_in_use(config.host, config.port)
+    if taken:
+        raise UsageError(f"vitalstream station: {taken}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(wait_for_broker(settings))
     try:
         return asyncio.run(serve(settings, access, config, args.export, keyring, users))
     except OSError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any
@@ -35,9 +34,10 @@ async def follow(settings: Settings, wards: set[str], from_beginning: bool, as_j
                  max_alerts: int, keyring: Any) -> int:
     """Print the wards' alerts; one without a worker's signature is refused, counted and
     named on standard error (never printed as an alert)."""
-    from vitalstream.kafka import consumer
+    from vitalstream.kafka import consumer, wait_for_broker
     from vitalstream.signing import SignatureError
 
+    await wait_for_broker(settings)
     alerts = consumer(settings, settings.topic_alerts, from_beginning=from_beginning)
     await alerts.start()
     printed = 0
@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
     if not settings.kafka_bootstrap:
         raise UsageError("vitalstream subscribe: no broker: set VITALSTREAM_KAFKA_BOOTSTRAP or --bootstrap")
+    if args.max_alerts < 0:
+        raise UsageError("vitalstream subscribe: --max-alerts must be >= 0")
+    from vitalstream.process import run_until_stopped
     from vitalstream.signing import Keyring, KeyringError
 
     try:  # the worker's keys, to tell its alerts from forged ones
@@ -77,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyringError as exc:
         raise UsageError(f"vitalstream subscribe: {exc}") from None
     try:
-        return asyncio.run(follow(settings, set(args.ward), args.from_beginning, args.json,
-                                  args.max_alerts, keyring))
-    except KeyboardInterrupt:
-        return 0
+        return run_until_stopped(follow(settings, set(args.ward), args.from_beginning, args.json,
+                                        args.max_alerts, keyring)) or 0
     finally:
         sys.stdout.flush()

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vitalstream.broker import BrokerError
     from vitalstream.cli import UsageError
+    from vitalstream.process import ServiceStartError
     from vitalstream.replay import SourceError
     from vitalstream.validation.live import ValidationError
     from vitalstream.validation.run import open_recording, open_scenario, validate
@@ -60,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = validate(replayable, args.out, settings, fmt=args.format, speed=args.speed,
                           progress=not args.quiet)
-    except (BrokerError, ValidationError, TimeoutError, KafkaError) as exc:
+    except BrokerError as exc:  # the embedded broker did not start: nothing was done
+        raise UsageError(f"vitalstream validate: {exc}") from exc
+    except ServiceStartError as exc:
+        raise UsageError(f"vitalstream validate: the worker did not start: {exc}") from exc
+    except (ValidationError, TimeoutError, KafkaError) as exc:
         print(f"vitalstream validate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     for line in summary_lines(report):

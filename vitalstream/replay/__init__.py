@@ -6,9 +6,16 @@
 per (device time, patient, device), in device-time order.
 """
 
-from vitalstream.replay.producer import Pacer, ReplayStats, encode_report, limit_samples, replay
+from vitalstream.replay.producer import (
+    Pacer,
+    ReplayStats,
+    encode_report,
+    limit_samples,
+    replay,
+    shift_to,
+)
 from vitalstream.replay.readers import SourceError, read_path, sniff_kind
 from vitalstream.replay.recording import Recording, RecordingBuilder
 
 __all__ = ["Pacer", "Recording", "RecordingBuilder", "ReplayStats", "SourceError", "encode_report",
-           "limit_samples", "read_path", "replay", "sniff_kind"]
+           "limit_samples", "read_path", "replay", "shift_to", "sniff_kind"]

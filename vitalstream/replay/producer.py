@@ -67,6 +67,25 @@ class ReplayStats:
         return {**dataclasses.asdict(self), "samples_per_s": round(self.samples_per_s, 1)}
 
 
+def shift_to(reports: Iterable[list[Sample]], start_ms: int) -> Iterator[list[Sample]]:
+    """The reports with every device time moved by one offset, so that the first report
+    is at ``start_ms`` (`vitalstream replay --shift-to-now`: the ward board then shows the
+    replay as live data instead of "no data" for readings days old). Intervals between
+    readings are kept; at a speed above 1 the shifted times run ahead of the wall clock.
+
+    >>> s = Sample("p1", "4B", "1", "heart_rate", 80.0, "/min", 1_000, "m", 1_000)
+    >>> [[x.device_time_ms for x in r] for r in shift_to([[s], [dataclasses.replace(s, device_time_ms=61_000)]], 5_000_000)]
+    [[5000000], [5060000]]
+    """
+    offset = None
+    for report in reports:
+        if not report:
+            continue
+        if offset is None:
+            offset = start_ms - report[0].device_time_ms
+        yield [dataclasses.replace(sample, device_time_ms=sample.device_time_ms + offset) for sample in report]
+
+
 def limit_samples(reports: Iterable[list[Sample]], limit: int | None) -> Iterator[list[Sample]]:
     """At most ``limit`` samples; the last report is cut short if needed."""
     left = limit

@@ -292,6 +292,7 @@ function trendArrow(parameter, slopePerH) {
 
 function formatValue(parameter, value) {
   const [, unit, places] = LABELS[parameter] || [parameter, "", null];
+  if (value === null || value === undefined || Number.isNaN(value)) return "\u2014";  // no value: a dash, not "null"
   if (parameter === "on_oxygen") return value ? "oxygen" : "air";
   if (places === null || typeof value !== "number") return String(value);
   return `${value.toFixed(places)}${unit === "%" ? " %" : ""}`;
