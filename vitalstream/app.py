@@ -107,7 +107,17 @@ def build_monitor(settings: Settings) -> Monitor:
             if settings.model_path:
                 raise  # a model the operator named must load, or the worker must not start
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
-    return Monitor(AlertPolicy(), engine=engine, model=model,
+    policy = AlertPolicy()
+    if settings.risk_alerts and model is not None:
+        from vitalstream.alerts.policy import PolicyConfig
+
+        points = {("budget" if name.startswith("budget") else name): value
+                  for name, value in model.operating_points.items()}
+        if settings.risk_alerts not in points:
+            raise ValueError(f"VITALSTREAM_RISK_ALERTS={settings.risk_alerts!r}: the model has "
+                             f"operating points {sorted(points)}")
+        policy = AlertPolicy(PolicyConfig(risk_thresholds={"medium": points[settings.risk_alerts]}))
+    return Monitor(policy, engine=engine, model=model,
                    news2_window_s=settings.news2_window_s, risk_interval_s=settings.risk_interval_s,
                    bed_state_interval_s=settings.bed_state_interval_s)
 

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         "", description="The key id among VITALSTREAM_SIGNING_KEYS that this process signs with.")
 
     model_path: str = Field("", description="Risk model file; empty uses the shipped model in models/.")
+    risk_alerts: str = Field(
+        "", description="Operating point at which the risk model raises a medium alert by itself: "
+        "empty (the default) raises nothing, the risk is only shown; 'budget' (the model card's "
+        "alert-budget threshold) or 'utility_optimal'. Validate locally first (models/MODEL_CARD.md).")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""
