@@ -165,3 +165,15 @@ def test_the_worker_never_imports_scikit_learn():
              "print(sorted(m for m in ('sklearn', 'skops') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_model_raises_alerts_only_behind_its_setting(model):
+    from vitalstream.app import build_monitor
+    from vitalstream.settings import Settings
+
+    assert Settings().risk_alerts == ""  # off by default
+    assert not build_monitor(Settings()).policy.config.risk_thresholds
+    monitor = build_monitor(Settings(risk_alerts="budget"))
+    assert monitor.policy.config.risk_thresholds == {"medium": pytest.approx(model.show_from)}
+    with pytest.raises(ValueError, match="operating points"):
+        build_monitor(Settings(risk_alerts="everything"))
