@@ -202,6 +202,12 @@ laboratory values, no EtCO2, no unit or admission fields, and **no age, sex or t
 monitoring started**: the shipped model of the previous session ranked hours mostly by
 time in the ICU, and on the owners' unseen hospital its same-hour AUROC fell below
 NEWS2's; time since admission cannot help a same-hour comparison and did not travel.
+Measured while choosing (2019 calibration patients, 2019 rows only, a quick fit): with
+hours monitored as an input, hour AUROC 0.795 and same-hour AUROC 0.717; without it,
+0.707 and 0.713; capped at 24 h, 0.719 and 0.716. The same-hour figure barely moves, so
+the clock bought hour-level AUROC only by ranking long stays above short ones; it is out.
+Age and sex were left out too: trained on one ICU type, adding them lowered the other
+type's same-hour AUROC (surgical -> medical 0.629 -> 0.610).
 Where hospital A charted MAP and SBP without DBP, DBP was recovered as (3 MAP - SBP) / 2.
 
 All inputs come from one feature-engine row (`vitalstream.features`, default windows),
@@ -220,7 +226,8 @@ freshness flags are left out, and a missing value reads as the typical value (me
 over training hours without the outcome). How often a vital is charted is a strong
 signal inside one hospital because clinicians chart more once they suspect trouble: it
 leaks their suspicion (and the hospital's habits) into the label, and moves with every
-site's staffing. Model inputs, in order:
+site's staffing. (Not measured as an ablation this session: the decision rests on that
+argument and on the challenge's unseen-hospital results, not on a figure here.) Model inputs, in order:
 `{", ".join(model.feature_names)}`.
 
 ## Training
