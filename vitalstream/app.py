@@ -126,9 +126,19 @@ def build_monitor(settings: Settings) -> Monitor:
             if settings.model_path:
                 raise  # a model the operator named must load, or the worker must not start
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
+    import dataclasses
+
     from vitalstream.governance.shadow import policy_config
 
-    return Monitor(AlertPolicy(policy_config(settings.policy)), engine=engine, model=model,
+    config = policy_config(settings.policy)  # VITALSTREAM_POLICY, checked (ShadowConfigError)
+    if settings.risk_alerts and model is not None:
+        points = {("budget" if name.startswith("budget") else name): value
+                  for name, value in model.operating_points.items()}
+        if settings.risk_alerts not in points:
+            raise ValueError(f"VITALSTREAM_RISK_ALERTS={settings.risk_alerts!r}: the model has "
+                             f"operating points {sorted(points)}")
+        config = dataclasses.replace(config, risk_thresholds={"medium": points[settings.risk_alerts]})
+    return Monitor(AlertPolicy(config), engine=engine, model=model,
                    news2_window_s=settings.news2_window_s, risk_interval_s=settings.risk_interval_s,
                    bed_state_interval_s=settings.bed_state_interval_s)
 

@@ -217,6 +217,10 @@ class Settings(BaseSettings):
     oversight_interval_s: float = Field(
         1.0, description="How often the worker's timer calls the next responder, ends snoozes and "
         "expires care goals (wall time; only patients with something due are looked at).")
+    risk_alerts: str = Field(
+        "", description="Operating point at which the risk model raises a medium alert by itself: "
+        "empty (the default) raises nothing, the risk is only shown; 'budget' (the model card's "
+        "alert-budget threshold) or 'utility_optimal'. Validate locally first (models/MODEL_CARD.md).")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""

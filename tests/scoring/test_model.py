@@ -8,7 +8,16 @@ import time
 import numpy as np
 import pytest
 
-from vitalstream.scoring.model import DEFAULT_MODEL, ModelFileError, RiskModel, checksum_path
+from vitalstream.scoring import news2 as chart
+from vitalstream.scoring.model import (
+    BEDSIDE_FACTORS,
+    DEFAULT_MODEL,
+    DERIVED_FEATURES,
+    ModelFileError,
+    RiskModel,
+    checksum_path,
+    news2_band_scores,
+)
 from vitalstream.training.dataset import context_inputs, engine_rows
 from vitalstream.training.physionet import SAMPLE_DIR, read_psv_dir
 
@@ -44,9 +53,11 @@ def test_a_model_file_without_its_checksum_is_refused(tmp_path):
 
 
 def test_the_shipped_model_states_its_contract(model):
-    assert model.version.startswith("sepsis-vitals-")
-    assert model.feature_names[-3:] == ["age_years", "sex_male", "hours_monitored"]
-    assert 0.0 < model.threshold < 1.0
+    assert model.version.startswith("deterioration-vitals-")
+    # Physiology only: no clock, no demographics.
+    assert not {"age_years", "sex_male", "hours_monitored"} & set(model.feature_names)
+    assert model.feature_names[-len(DERIVED_FEATURES):] == list(DERIVED_FEATURES)
+    assert 0.0 < model.threshold < 1.0 and 0.0 < model.show_from < 1.0
     # No count, coverage or sample-age inputs: they measure charting habits, not patients.
     assert not any(part in name for name in model.feature_names
                    for part in ("_count_", "_coverage_", "_age_s", "_fresh", "_artefacts_"))
@@ -77,16 +88,38 @@ def test_explanations_are_deterministic_named_factors_that_raise_the_risk(model,
     assert 1 <= len(factors) <= 3
     weights = [w for _, w in factors]
     assert all(w > 0 for w in weights) and weights == sorted(weights, reverse=True)
-    assert all(" " in name or name.isalpha() or "SpO2" in name for name, _ in factors)
+    assert all(name in BEDSIDE_FACTORS for name, _ in factors)  # things a nurse can check
     assert not any("_" in name for name, _ in factors)  # human words, not column names
+
+
+def test_no_factor_is_named_where_the_risk_carries_little_information(model, sample_inputs):
+    _, X = sample_inputs
+    risk = model.predict_proba(X)
+    low = X[risk < model.show_from]
+    assert len(low) and all(model.explain(row) == [] for row in low[:50])
+    high = X[risk >= model.show_from]
+    assert len(high) and any(model.explain(row) for row in high[:50])
+
+
+def test_vectorised_news2_bands_are_the_charts_scores():
+    grids = {"resp_rate": np.arange(0.0, 70.0, 0.05), "spo2": np.arange(50.0, 100.01, 0.05),
+             "systolic_bp": np.arange(40.0, 260.0, 0.05), "heart_rate": np.arange(20.0, 220.0, 0.05),
+             "temperature": np.arange(30.0, 43.0, 0.01)}
+    scorers = {"resp_rate": chart.score_resp_rate, "spo2": chart.score_spo2,
+               "systolic_bp": chart.score_systolic_bp, "heart_rate": chart.score_heart_rate,
+               "temperature": chart.score_temperature}
+    for parameter, grid in grids.items():
+        grid = np.round(grid, 2)
+        expected = np.array([scorers[parameter](float(v)) for v in grid], dtype=float)
+        assert np.array_equal(news2_band_scores(parameter, grid), expected), parameter
+    assert np.isnan(news2_band_scores("heart_rate", np.array([np.nan]))).all()
 
 
 def test_a_typical_patient_has_nothing_raising_the_risk(model):
     typical = model.input_row(np.full(model.n_engine_features, np.nan), 60.0, False, 1.0)
-    # All vitals missing read as typical: no vital can be what raises the risk.
-    vitals = {"heart rate", "respiratory rate", "SpO2", "temperature",
-              "systolic blood pressure", "diastolic blood pressure"}
-    assert not vitals & {name for name, _ in model.explain(typical, top=9)}
+    # All vitals missing read as typical: nothing raises the risk, and the risk is low.
+    assert model.explain(typical, top=9) == []
+    assert model.predict_proba(typical[None, :])[0] < model.show_from
 
 
 def test_rows_of_the_wrong_width_are_refused(model):
@@ -101,9 +134,8 @@ def test_the_compiled_tree_walk_gives_the_trained_estimators_probabilities(model
     # used here only as the oracle), including rows with missing inputs.
     _, X = sample_inputs
     rows = np.vstack([X, np.where(np.arange(X.shape[1]) % 3 == 0, np.nan, X[0])])
-    expected = model._estimator.predict_proba(
-        np.where(np.isnan(rows), model._reference, rows))[:, 1]
-    assert np.allclose(model.raw_score(rows), expected, rtol=0, atol=1e-12)
+    expected = model._estimator.decision_function(np.where(np.isnan(rows), model._reference, rows))
+    assert np.allclose(model.margin(rows), expected, rtol=0, atol=1e-9)
 
 
 def test_the_model_loaded_in_a_child_process_is_the_same_model(model, sample_inputs, tmp_path):
@@ -133,3 +165,15 @@ def test_the_worker_never_imports_scikit_learn():
              "print(sorted(m for m in ('sklearn', 'skops') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_model_raises_alerts_only_behind_its_setting(model):
+    from vitalstream.app import build_monitor
+    from vitalstream.settings import Settings
+
+    assert Settings().risk_alerts == ""  # off by default
+    assert not build_monitor(Settings()).policy.config.risk_thresholds
+    monitor = build_monitor(Settings(risk_alerts="budget"))
+    assert monitor.policy.config.risk_thresholds == {"medium": pytest.approx(model.show_from)}
+    with pytest.raises(ValueError, match="operating points"):
+        build_monitor(Settings(risk_alerts="everything"))

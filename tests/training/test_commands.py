@@ -60,7 +60,9 @@ def test_an_hours_prediction_does_not_change_when_later_hours_change(predicted, 
 
 def test_evaluate_writes_metrics_and_a_report_with_plots(tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--psv-dir", str(SAMPLE_DIR), "--out", str(out), "--no-progress"]) == 0
+    local = tmp_path / "site" / "local.skops"
+    assert main(["evaluate", "--psv-dir", str(SAMPLE_DIR), "--out", str(out), "--no-progress",
+                 "--recalibrate-out", str(local)]) == 0
     metrics = orjson.loads((out / "metrics.json").read_bytes())
     assert metrics["stays"] == 40 and metrics["septic_stays"] == 14
     assert 0.5 < metrics["model"]["auroc"] <= 1.0
@@ -70,7 +72,18 @@ def test_evaluate_writes_metrics_and_a_report_with_plots(tmp_path, capsys):
     for plot in ("roc.png", "pr.png", "calibration.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG" and plot in html
     printed = capsys.readouterr().out
-    assert f"AUROC {metrics['model']['auroc']:.3f}" in printed  # what it prints is what it wrote
+    intervals = metrics["intervals"]["model"]
+    for key in ("auroc", "same_hour_auroc"):  # what it prints is what it wrote
+        entry = intervals[key]
+        assert f"{entry['value']:.3f} ({entry['ci'][0]:.3f}-{entry['ci'][1]:.3f})" in printed
+    assert {"model utility-optimal", "NEWS2 >= 5", "NEWS2 with oxygen >= 7"} <= set(
+        metrics["operating_points"])
+    assert set(metrics["intervals"]["calibration"]) == {"slope", "intercept", "observed_over_expected"}
+    # The recalibrated model loads (its checksum written beside it), with the same trees.
+    from vitalstream.scoring.model import RiskModel
+    recalibrated, shipped = RiskModel.load(local), RiskModel.load()
+    assert recalibrated.feature_names == shipped.feature_names
+    assert recalibrated.platt != shipped.platt
 
 
 def test_a_folder_without_psv_files_is_one_line_and_exit_2(tmp_path, capsys):

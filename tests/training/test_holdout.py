@@ -30,7 +30,12 @@ def test_evaluate_on_the_holdout_reproduces_the_model_card_figures(tmp_path):
     for key in ("auroc", "auprc", "utility", "sensitivity", "alerts_per_patient_day"):
         assert metrics["model"][key] == pytest.approx(card["model"][key], abs=5e-4), key
     assert metrics["news2"]["auroc"] == pytest.approx(card["news2"]["auroc"], abs=5e-4)
-    # The bars, internally: clearly above NEWS2, and no subgroup far below overall.
-    assert metrics["auroc_gain_over_news2"] >= 0.10
-    for name, group in metrics["subgroups"].items():
-        assert group["model"]["auroc"] >= metrics["model"]["auroc"] - 0.05, name
+    same_hour = metrics["intervals"]["model"]["same_hour_auroc"]["value"]
+    assert same_hour == pytest.approx(card["intervals"]["model"]["same_hour_auroc"]["value"],
+                                      abs=5e-4)
+    # Internally, at the same hour of stay, the model ranks above NEWS2 with and without
+    # oxygen points, and no subgroup is far below overall.
+    for baseline in ("news2", "news2_oxygen"):
+        assert same_hour >= metrics["intervals"][baseline]["same_hour_auroc"]["value"] + 0.05
+    for name, group in metrics["subgroup_intervals"].items():
+        assert group["model"]["same_hour_auroc"]["value"] >= same_hour - 0.05, name

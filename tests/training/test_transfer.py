@@ -43,14 +43,17 @@ def test_each_direction_is_measured_on_every_stay_of_the_other_unit_beside_news2
     values[:, COL["Unit2"]] = alternate == 1
     cohort = Cohort(cohort.names, cohort.offsets, values)
     units = unit_of_stays(cohort)
-    result = unit_transfer(cohort, features, SMALL, names, log=lambda _m: None, min_stays=5)
+    result = unit_transfer(cohort, features, SMALL, names, log=lambda _m: None, min_stays=5,
+                           draws=20)
     assert set(result) == {"medical ICU -> surgical ICU", "surgical ICU -> medical ICU"}
     measured = result["medical ICU -> surgical ICU"]
     assert measured["stays"] == len(units["surgical ICU"])
     assert measured["trained_on"]["stays"] == len(units["medical ICU"])
     assert measured["news2"]["auroc"] is not None
     for figures in result.values():
-        assert 0.0 <= figures["auroc_without_hours_monitored"] <= 1.0
+        same_hour = figures["intervals"]["model"]["same_hour_auroc"]["value"]
+        assert same_hour is None or 0.0 <= same_hour <= 1.0
+        assert figures["intervals"]["news2_oxygen"]["auroc"]["value"] is not None
         assert figures["auroc_gain_over_news2"] == pytest.approx(
             figures["model"]["auroc"] - figures["news2"]["auroc"])
 

@@ -196,7 +196,11 @@ def _clinical(payload: Mapping[str, Any], segments: _Segments) -> None:
         else:
             segments.add(reading + ".", weight)
     risk = payload.get("risk")
-    if risk:
+    # The risk is printed only where it carries information: the model named factors (it
+    # does so only above its alert-budget threshold, see models/MODEL_CARD.md) or the risk
+    # itself raised the alert. A bare "Risk 0.01" tells the nurse nothing.
+    risk_raised = any(r.get("rule") == "risk" for r in payload.get("reasons", ()) or ())
+    if risk and (risk.get("factors") or risk_raised):
         text = f"Risk {risk['shown']}"
         if risk.get("trend") in ("rising", "falling"):
             text += f", {risk['trend']}"

@@ -1,5 +1,6 @@
-"""`vitalstream train`: fit the sepsis risk model on PhysioNet 2019 set A, write the skops
-artefact with its checksum, measure it on held-out patients and write the model card."""
+"""`vitalstream train`: fit the deterioration risk model on PhysioNet 2019 set A and 2012
+set A, write the skops artefact with its checksum, measure it on held-out patients and
+write the model card."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from vitalstream.cli import UsageError
 
 NAME = "train"
-HELP = "Train the sepsis risk model on PhysioNet 2019 set A (bedside vitals only)."
+HELP = "Train the risk model on PhysioNet 2019 and 2012 set A (bedside vitals only)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL,
                         help="model file to write (default: models/sepsis_risk.skops)")
     parser.add_argument("--seed", type=int, default=20190, help="seed of split, subsampling, trees")
-    parser.add_argument("--negative-keep", type=float, default=0.3,
-                        help="fraction of negative fitting hours kept (default 0.3)")
+    parser.add_argument("--negative-keep", type=float, default=0.15,
+                        help="fraction of negative 2019 fitting hours kept (default 0.15)")
+    parser.add_argument("--no-2012", action="store_true",
+                        help="train on 2019 set A only (default: stack the 2012 set's hours, "
+                             "labelled by in-hospital death, when physionet2012_set-a.tar.gz is "
+                             "in the data folder)")
     parser.add_argument("--no-card", action="store_true", help="do not rewrite MODEL_CARD.md")
     parser.add_argument("--no-transfer-check", action="store_true",
                         help="skip the pseudo-external check (train on one ICU type, measure "
@@ -39,15 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.commands.evaluate import summary_lines
     from vitalstream.features import DEFAULT_WINDOWS_S, feature_names
     from vitalstream.scoring.model import RiskModel, write_checksum
-    from vitalstream.training.baseline import vitals_news2
+    from vitalstream.training.baseline import vitals_news2, vitals_news2_oxygen
     from vitalstream.training.card import render_card
     from vitalstream.training.dataset import cohort_risk, context_inputs, engine_rows
-    from vitalstream.training.evaluation import evaluate_scores
+    from vitalstream.training.evaluation import full_evaluation
     from vitalstream.training.fit import TrainConfig, train
-    from vitalstream.training.mortality2012 import mortality_check
+    from vitalstream.training.mortality2012 import death_figures, load_2012
     from vitalstream.training.physionet import DataMissing, default_data_dir, load_set_a
     from vitalstream.training.report import write_metrics
-    from vitalstream.training.transfer import unit_transfer
+    from vitalstream.training.transfer import dataset_transfer, unit_transfer
 
     if not 0.0 < args.negative_keep <= 1.0:
         raise UsageError("train: --negative-keep must be in (0, 1]")
@@ -57,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr)
 
+    data_dir = args.data_dir or default_data_dir()
     try:
-        cohort = load_set_a(args.data_dir, progress=progress)
+        cohort = load_set_a(data_dir, progress=progress)
     except DataMissing as exc:
         raise UsageError(f"train: {exc}") from exc
     if not cohort.has_labels():
@@ -66,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
     log(f"read {cohort.n_stays:,} stays, {len(cohort.values):,} rows")
     windows = tuple(DEFAULT_WINDOWS_S)
     features = engine_rows(cohort, windows)
-    log(f"feature engine: {features.shape[1]} features per row")
+    second = None if args.no_2012 else load_2012(data_dir, windows)
+    log(f"feature engine: {features.shape[1]} features per row"
+        + (f"; 2012 set A: {second.n_stays:,} stays" if second is not None else "; no 2012 set"))
     config = TrainConfig(seed=args.seed, negative_keep=args.negative_keep)
-    payload, split = train(cohort, features, config, feature_names(windows), windows, log,
-                           progress)
+    payload, split, split_2012 = train(cohort, features, config, feature_names(windows), windows,
+                                       log, progress, second)
 
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,22 +90,32 @@ def run(args: argparse.Namespace) -> int:
     model = RiskModel.load(out)
     test = cohort.subset(split.test)
     risk = cohort_risk(model, test)
-    metrics = evaluate_scores(test, risk, model.threshold, vitals_news2(test))
+    thresholds = {"utility-optimal": model.threshold}
+    thresholds.update({key: value for key, value in model.operating_points.items()
+                       if key.startswith("budget")})
+    news2 = vitals_news2(test)
+    metrics = full_evaluation(test, risk, thresholds, news2, vitals_news2_oxygen(test))
+    log("held-out stays measured")
     metrics["model_version"] = model.version
-    low_burden = model.operating_points["low_burden_0.25_alerts_per_patient_day"]
-    metrics["low_burden_operating_point"] = evaluate_scores(
-        test, risk, low_burden, vitals_news2(test))["model"]
     X_test = model.input_row(engine_rows(test, model.windows_s), *context_inputs(test))
     septic_hours = test.column("SepsisLabel") == 1
     metrics["factor_reliance"] = {
         name: {"all_hours": float(delta.mean()), "septic_hours": float(delta[septic_hours].mean())}
         for name, delta in model.factor_effects(X_test).items()
     }
-    metrics["mortality_2012"] = mortality_check(model, args.data_dir or default_data_dir())
+    if second is not None and split_2012 is not None:
+        rows = second.rows_of(split_2012.test)
+        risk_2012 = model.predict_proba(model.input_row(second.features[rows], None, None, 0.0))
+        metrics["mortality_2012"] = death_figures(second, split_2012.test, risk_2012)
+        (out.with_name(out.stem + "_holdout_2012.txt")).write_text(
+            "".join(f"{r}\n" for r in second.records[split_2012.test]))
     if not args.no_transfer_check:
-        log("pseudo-external check: trained on one ICU type, measured on the other")
+        log("pseudo-external checks: one ICU type to the other; one data set to the other")
         metrics["unit_transfer"] = unit_transfer(cohort, features, config, feature_names(windows),
                                                  log)
+        if second is not None and split_2012 is not None:
+            metrics["dataset_transfer"] = dataset_transfer(
+                cohort, features, second, config, feature_names(windows), split, split_2012, log)
     write_metrics(metrics, out.with_name(out.stem + "_holdout_metrics.json"))
     lines = summary_lines(metrics)
     print("\n".join(lines))

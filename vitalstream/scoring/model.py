@@ -33,9 +33,11 @@ import orjson
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "sepsis_risk.skops"
-FORMAT = "vitalstream-risk-model/1"
+FORMAT = "vitalstream-risk-model/2"
 
-# Demographic and clock inputs appended after the feature engine's columns, in this order.
+# Demographic and clock inputs the monitor passes to `RiskModel.input_row`. Model format 2
+# reads none of them: the risk is a function of the vitals' windows alone (model card:
+# time since admission ranked hours, not patients, and did not carry to other wards).
 CONTEXT_FEATURES: tuple[str, ...] = ("age_years", "sex_male", "hours_monitored")
 
 # The only object types the artefact may contain besides plain containers and arrays.
@@ -50,11 +52,18 @@ FACTOR_LABELS: dict[str, str] = {
     "systolic_bp": "systolic blood pressure",
     "diastolic_bp": "diastolic blood pressure",
     "temperature": "temperature",
-    "age_years": "age",
-    "sex_male": "sex",
-    "hours_monitored": "time since monitoring started",
     "shock_index": "shock index (heart rate / systolic pressure)",
+    "pulse_pressure": "pulse pressure",
+    "map_estimate": "mean arterial pressure",
+    "news2_vitals_total": "NEWS2 (vitals)",
 }
+# Factors an alert may name: what a nurse can check at the bedside. Anything else (a
+# feature that is not one of these) is never named.
+BEDSIDE_FACTORS: frozenset[str] = frozenset({
+    "heart rate", "respiratory rate", "SpO2", "systolic blood pressure",
+    "diastolic blood pressure", "temperature", "shock index (heart rate / systolic pressure)",
+    "pulse pressure", "mean arterial pressure", "NEWS2 (vitals)",
+})
 
 
 @numba.njit(cache=True, nogil=True)
@@ -109,10 +118,12 @@ class _Forest:
         return cls(tuple(np.concatenate(a) for a in (features, thresholds, missing, lefts, rights, leaves, values)),
                    np.asarray(roots, dtype=np.int64), float(np.ravel(estimator._baseline_prediction)[0]))
 
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        return _forest_margin(np.ascontiguousarray(X, dtype=np.float64), *self.arrays,
+                             self.roots, self.baseline)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        margin = _forest_margin(np.ascontiguousarray(X, dtype=np.float64), *self.arrays,
-                                self.roots, self.baseline)
-        return 1.0 / (1.0 + np.exp(-margin))
+        return 1.0 / (1.0 + np.exp(-self.margin(X)))
 
 
 class ModelFileError(Exception):
@@ -121,6 +132,8 @@ class ModelFileError(Exception):
 
 def factor_of(feature_name: str) -> str:
     """The human-readable factor a feature belongs to (its vital sign, or the context input)."""
+    if feature_name.startswith("news2_") and feature_name != "news2_vitals_total":
+        feature_name = feature_name.removeprefix("news2_")  # a parameter's NEWS2 score
     for key in sorted(FACTOR_LABELS, key=len, reverse=True):  # longest name first
         if feature_name == key or feature_name.startswith(key + "_"):
             return FACTOR_LABELS[key]
@@ -146,24 +159,73 @@ def write_checksum(path: str | os.PathLike[str]) -> str:
     return digest
 
 
+# Vitals-only NEWS2 bands, vectorised (chart rounding as `vitalstream.scoring.news2`,
+# a test holds them equal): parameter -> (decimal places, upper band edges, scores).
+NEWS2_BANDS: dict[str, tuple[int, tuple[float, ...], tuple[int, ...]]] = {
+    "resp_rate": (0, (8, 11, 20, 24), (3, 1, 0, 2, 3)),
+    "spo2": (0, (91, 93, 95), (3, 2, 1, 0)),
+    "systolic_bp": (0, (90, 100, 110, 219), (3, 2, 1, 0, 3)),
+    "heart_rate": (0, (40, 50, 90, 110, 130), (3, 1, 0, 1, 2, 3)),
+    "temperature": (1, (350, 360, 380, 390), (3, 1, 0, 1, 2)),
+}
+TREND_PARAMETERS: tuple[str, ...] = (
+    "heart_rate", "resp_rate", "spo2", "systolic_bp", "diastolic_bp", "temperature",
+)
+# Inputs derived from one feature-engine row, in this order, after the engine's columns:
+# NEWS2 vitals-only parameter scores of the last values and their sum; pulse pressure and
+# the usual MAP estimate; each vital's last value minus its 6 h mean (where the patient is
+# against their own recent hours); each vital's 2 h slope minus its 6 h slope
+# (acceleration). Training and serving compute them with the same function.
+DERIVED_FEATURES: tuple[str, ...] = (
+    *(f"news2_{p}" for p in NEWS2_BANDS), "news2_vitals_total",
+    "pulse_pressure", "map_estimate",
+    *(f"{p}_vs_6h_mean" for p in TREND_PARAMETERS),
+    *(f"{p}_acceleration" for p in TREND_PARAMETERS),
+)
+
+
+def news2_band_scores(parameter: str, values: np.ndarray) -> np.ndarray:
+    """NEWS2 score of each value of one parameter (SpO2 scale 1); NaN where missing."""
+    places, edges, scores = NEWS2_BANDS[parameter]
+    values = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        rounded = np.floor(np.abs(values) * 10**places + 0.5 + 1e-9) * np.sign(values)
+    index = np.searchsorted(np.asarray(edges, dtype=float), np.nan_to_num(rounded), side="left")
+    return np.where(np.isnan(values), np.nan, np.asarray(scores, dtype=float)[index])
+
+
+def derived_inputs(features: np.ndarray, engine_names: list[str]) -> np.ndarray:
+    """DERIVED_FEATURES of 2-D feature-engine rows (one row per row)."""
+    index = {name: i for i, name in enumerate(engine_names)}
+
+    def column(name: str) -> np.ndarray:
+        return features[:, index[name]]
+
+    news = [news2_band_scores(p, column(f"{p}_last")) for p in NEWS2_BANDS]
+    with np.errstate(all="ignore"):
+        total = np.nansum(np.column_stack(news), axis=1)
+        sbp, dbp = column("systolic_bp_last"), column("diastolic_bp_last")
+        out = [*news, total, sbp - dbp, (sbp + 2.0 * dbp) / 3.0]
+        out += [column(f"{p}_last") - column(f"{p}_mean_6h") for p in TREND_PARAMETERS]
+        out += [column(f"{p}_slope_per_h_2h") - column(f"{p}_slope_per_h_6h")
+                for p in TREND_PARAMETERS]
+    return np.column_stack(out)
+
+
 def assemble_inputs(
     features: np.ndarray,
     engine_columns: np.ndarray,
-    age_years: float | np.ndarray | None,
-    sex_male: bool | np.ndarray | None,
-    hours_monitored: float | np.ndarray,
+    engine_names: list[str] | None = None,
 ) -> np.ndarray:
-    """The model's used engine columns, then age, sex (1 male, 0 female, NaN unknown) and
-    hours monitored; 1-D ``features`` give one row, 2-D one row per row."""
+    """The model's used engine columns, then (when ``engine_names`` is given) the
+    DERIVED_FEATURES; 1-D ``features`` give one row, 2-D one row per row."""
     features = np.asarray(features, dtype=float)
-    n = 1 if features.ndim == 1 else len(features)
-    age = np.broadcast_to(np.nan if age_years is None else np.asarray(age_years, float), n)
-    sex = np.broadcast_to(np.nan if sex_male is None else np.asarray(sex_male, float), n)
-    hours = np.broadcast_to(np.asarray(hours_monitored, float), n)
-    context = np.column_stack([age, sex, hours])
-    if features.ndim == 1:
-        return np.concatenate([features[engine_columns], context[0]])
-    return np.hstack([features[:, engine_columns], context])
+    rows = features[None, :] if features.ndim == 1 else features
+    parts = [rows[:, engine_columns]]
+    if engine_names is not None:
+        parts.append(derived_inputs(rows, engine_names))
+    out = np.hstack(parts)
+    return out[0] if features.ndim == 1 else out
 
 
 class RiskModel:
@@ -179,8 +241,10 @@ class RiskModel:
         self._payload = {k: v for k, v in payload.items() if k != "estimator"}
         self.engine_feature_names: list[str] = list(payload["engine_feature_names"])
         self._engine_columns = np.asarray(payload["engine_columns"], dtype=np.int64)
+        self._derived = bool(payload.get("derived_features", True))
         self.feature_names: list[str] = [
-            *(self.engine_feature_names[c] for c in self._engine_columns), *CONTEXT_FEATURES
+            *(self.engine_feature_names[c] for c in self._engine_columns),
+            *(DERIVED_FEATURES if self._derived else ()),
         ]
         self.factors: list[str] = [factor_of(name) for name in self.feature_names]
         self.threshold: float = float(payload["threshold"])
@@ -189,8 +253,13 @@ class RiskModel:
         self.checksum = checksum
         self.version: str = f"{payload['version']}+{checksum[:10]}"
         self.metadata: dict[str, Any] = dict(payload.get("metadata", {}))
-        self._calibration_x = np.asarray(payload["calibration_x"], dtype=float)
-        self._calibration_y = np.asarray(payload["calibration_y"], dtype=float)
+        # Platt calibration of the trees' log-odds: risk = 1 / (1 + exp(-(a * margin + b))).
+        # Two numbers, monotone (the ranking is the trees'), and refitted at a new site by
+        # `recalibrated` from its own silent-mode weeks.
+        platt = np.asarray(payload["platt"], dtype=float)
+        self.platt: tuple[float, float] = (float(platt[0]), float(platt[1]))
+        # Risk from which the risk is shown with its factors (the alert-budget threshold).
+        self.show_from: float = float(payload.get("show_from", self.threshold))
         self._reference = np.asarray(payload["reference"], dtype=float)
         # Missing inputs read as typical, so the model cannot learn one hospital's charting
         # habits from which values are absent.
@@ -279,18 +348,19 @@ class RiskModel:
         sex_male: bool | np.ndarray | None,
         hours_monitored: float | np.ndarray,
     ) -> np.ndarray:
-        """Model inputs from feature-engine rows (computed with ``self.windows_s``) plus age,
-        sex and hours since monitoring started: one row for 1-D ``features``, one per row
-        for 2-D. Training assembles its rows with the same function."""
+        """Model inputs from feature-engine rows (computed with ``self.windows_s``): one row
+        for 1-D ``features``, one per row for 2-D. Age, sex and hours monitored are taken
+        for the monitor's call and not read (see CONTEXT_FEATURES). Training assembles its
+        rows with the same function."""
         features = np.asarray(features, dtype=float)
         if features.shape[-1] != self.n_engine_features:
             raise ValueError(f"expected feature-engine rows of {self.n_engine_features} "
                              f"values (windows {self.windows_s}), got {features.shape}")
-        return assemble_inputs(features, self._engine_columns, age_years, sex_male,
-                               hours_monitored)
+        return assemble_inputs(features, self._engine_columns,
+                               self.engine_feature_names if self._derived else None)
 
-    def raw_score(self, X: np.ndarray) -> np.ndarray:
-        """Uncalibrated model probability (trained on subsampled negatives)."""
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """The trees' log-odds (uncalibrated; trained on subsampled negatives)."""
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"expected rows of {len(self.feature_names)} features, got {X.shape}")
@@ -298,11 +368,24 @@ class RiskModel:
             return np.zeros(0)
         if self._impute_typical:
             X = np.where(np.isnan(X), self._reference, X)
-        return self._forest.predict_proba(X)
+        return self._forest.margin(X)
+
+    def raw_score(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated model probability (trained on subsampled negatives)."""
+        return 1.0 / (1.0 + np.exp(-self.margin(X)))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated risk per row, 0-1."""
-        return np.interp(self.raw_score(X), self._calibration_x, self._calibration_y)
+        a, b = self.platt
+        return 1.0 / (1.0 + np.exp(-(a * self.margin(X) + b)))
+
+    def recalibrated(self, platt: tuple[float, float]) -> dict[str, Any]:
+        """This model's payload with new Platt numbers (a local recalibration): the same
+        trees, inputs and ranking; write it with skops and a new checksum to use it."""
+        if self._estimator is None:
+            raise ModelFileError("recalibration needs the model loaded with load, not load_isolated")
+        return {**self._payload, "estimator": self._estimator,
+                "platt": np.asarray(platt, dtype=float)}
 
     def factor_effects(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Per factor, each row's risk minus its risk with that factor's inputs set to their
@@ -317,10 +400,15 @@ class RiskModel:
         return {name: risk[0] - risk[i] for i, name in enumerate(names, start=1)}
 
     def explain(self, x: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
-        """The factors that raise this row's risk most: (factor, risk minus the risk with that
-        factor at its typical value), largest first; only factors that raise it."""
-        effects = {name: float(delta[0])
-                   for name, delta in self.factor_effects(np.asarray(x, float)[None, :]).items()}
+        """The bedside factors that raise this row's risk most: (factor, risk minus the risk
+        with that factor at its typical value), largest first; only factors that raise it,
+        only factors a clinician can check (BEDSIDE_FACTORS), and nothing at all below
+        ``show_from``, where the risk carries little information (the model card)."""
+        x = np.asarray(x, float)
+        if float(self.predict_proba(x[None, :])[0]) < self.show_from:
+            return []
+        effects = {name: float(delta[0]) for name, delta in self.factor_effects(x[None, :]).items()
+                   if name in BEDSIDE_FACTORS}
         order = sorted(effects, key=lambda name: (-effects[name], name))
         return [(name, effects[name]) for name in order[:top] if effects[name] > 0]
 

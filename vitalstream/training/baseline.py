@@ -68,3 +68,16 @@ def vitals_news2(cohort: Cohort) -> np.ndarray:
     for column, score in SCORED:
         total += score_values(carry_forward(cohort.column(column), cohort.offsets), score)
     return total
+
+
+def on_oxygen(cohort: Cohort) -> np.ndarray:
+    """Per row: the last FiO2 charted so far in the stay was above 0.21 (room air), read
+    as supplemental oxygen. Only the NEWS2 baseline reads it; it is never a model input."""
+    fio2 = carry_forward(cohort.column("FiO2"), cohort.offsets)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(fio2, nan=0.0) > 0.21
+
+
+def vitals_news2_oxygen(cohort: Cohort) -> np.ndarray:
+    """`vitals_news2` plus NEWS2's 2 points for supplemental oxygen where `on_oxygen`."""
+    return vitals_news2(cohort) + 2.0 * on_oxygen(cohort)

@@ -91,3 +91,8 @@ def cohort_risk(model: RiskModel, cohort: Cohort) -> np.ndarray:
         return np.zeros(0)
     features = engine_rows(cohort, model.windows_s)
     return model.predict_proba(model.input_row(features, *context_inputs(cohort)))
+
+
+def cohort_inputs(model: RiskModel, cohort: Cohort) -> np.ndarray:
+    """The model's input rows of every cohort row (as `cohort_risk` scores them)."""
+    return model.input_row(engine_rows(cohort, model.windows_s), *context_inputs(cohort))

@@ -1,11 +1,15 @@
-"""Training the sepsis risk model on PhysioNet 2019 set A: split, fit, calibrate, choose
-the operating point, and measure everything on patients the model never saw.
+"""Training the deterioration risk model: split, fit, calibrate, choose the operating
+points, and measure everything on patients the model never saw.
 
-Split by patient (stratified by whether the stay becomes septic), seeded:
-60 % fit the trees, 20 % calibrate the probabilities and choose the threshold, 20 % are
-held out and only measured. Negatives in the fitting part are subsampled (documented
-rate) to keep training to a few minutes on two cores; calibration on the untouched
-calibration patients restores true probabilities.
+Two data sets, one set of trees (stacked rows): PhysioNet 2019 set A hours labelled by
+`SepsisLabel`, and PhysioNet 2012 set A hours (1 h to 48 h of each stay) labelled by the
+stay's in-hospital death, at a documented weight (``weight_2012``). The risk therefore
+learns what precedes both outcomes: a patient getting worse, not one diagnosis's
+bookkeeping. Each set is split by patient (stratified by outcome), seeded: 60 % fit the
+trees, 20 % choose the tree count and calibrate, 20 % are held out and only measured.
+Negative 2019 hours in the fitting part are subsampled (documented rate) to keep training
+to minutes on two cores; calibration (Platt, on 2019 calibration patients) restores
+probabilities of the 2019 label.
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
 from vitalstream.samples import NUMERIC_PARAMETERS
 from vitalstream.scoring.model import FORMAT, assemble_inputs
+from vitalstream.training.metrics import auroc, logistic_fit
 from vitalstream.training.physionet import Cohort
 from vitalstream.training.utility import normalised_utility
 
-MODEL_VERSION = "sepsis-vitals-1"
+MODEL_VERSION = "deterioration-vitals-2"
 
 # Engine features the model uses: what the values were and how they moved over the 2 h
 # and 6 h windows. Left out: counts, coverage, sample age, artefact counts and freshness
@@ -51,9 +55,11 @@ class TrainConfig:
     seed: int = 20190
     fit_fraction: float = 0.6
     calibration_fraction: float = 0.2
-    negative_keep: float = 0.3  # fraction of negative fitting rows kept (all positives kept)
-    max_iter: int = 400  # most trees grown; the count kept is chosen on calibration patients
-    tree_count_step: int = 25  # tree counts tried: 25, 50, ... max_iter
+    negative_keep: float = 0.15  # fraction of negative 2019 fitting rows kept (all positives kept)
+    max_iter: int = 200  # most trees grown; the count kept is chosen on calibration patients
+    tree_count_step: int = 50  # tree counts tried: 50, 100, ... max_iter
+    weight_2012: float = 0.3  # weight of each 2012 hour (in-hospital death) in the fit
+    alert_budget: float = 0.25  # new alerts per patient-day at the budget operating point
     learning_rate: float = 0.1
     max_leaf_nodes: int = 7
     min_samples_leaf: int = 500
@@ -138,20 +144,32 @@ class Fitted:
 
     estimator: HistGradientBoostingClassifier
     reference: np.ndarray
-    calibration_x: np.ndarray
-    calibration_y: np.ndarray
+    platt: tuple[float, float]
     threshold: float
     calibration_utility: float
     calibration_auroc: float
     fit_rows: int
-    tree_count_auroc: dict[int, float]  # calibration AUROC of each tree count tried
+    tree_count_auroc: dict[int, float]  # calibration same-hour AUROC of each tree count tried
+    budget_threshold: float = 0.0
+
+    def margin(self, X: np.ndarray, impute_typical: bool = True) -> np.ndarray:
+        if impute_typical:
+            X = np.where(np.isnan(X), self.reference, X)
+        return self.estimator.decision_function(X)
 
     def risk(self, X: np.ndarray, impute_typical: bool = True) -> np.ndarray:
         """Calibrated risk of assembled input rows, as `RiskModel.predict_proba` computes it."""
-        if impute_typical:
-            X = np.where(np.isnan(X), self.reference, X)
-        raw = self.estimator.predict_proba(X)[:, 1]
-        return np.interp(raw, self.calibration_x, self.calibration_y)
+        a, b = self.platt
+        return 1.0 / (1.0 + np.exp(-(a * self.margin(X, impute_typical) + b)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraRows:
+    """Rows of another data set stacked into the fit (2012: hours labelled by death)."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    weight: float
 
 
 def fit_calibrated(
@@ -162,15 +180,22 @@ def fit_calibrated(
     config: TrainConfig,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    extra: ExtraRows | None = None,
 ) -> Fitted:
-    """Fit the trees on ``fit_stays``; on ``calibration_stays`` choose the tree count (best
-    AUROC), calibrate (isotonic) and choose the utility-optimal threshold."""
+    """Fit the trees on ``fit_stays`` (and ``extra`` rows, if given); on
+    ``calibration_stays`` choose the tree count (best same-hour AUROC), calibrate (Platt)
+    and choose the utility-optimal and the alert-budget thresholds. With no fit stays
+    (``extra`` only), the trees see only the extra rows."""
     labels = cohort.column("SepsisLabel").astype(int)
-    all_fit_rows = rows_of(cohort, fit_stays)
+    all_fit_rows = rows_of(cohort, fit_stays) if len(fit_stays) else np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(config.seed + 1)
     keep = (labels[all_fit_rows] == 1) | (rng.random(len(all_fit_rows)) < config.negative_keep)
     fit_rows = all_fit_rows[keep]
-    reference = typical_values(X[all_fit_rows], labels[all_fit_rows])
+    if len(all_fit_rows):
+        reference = typical_values(X[all_fit_rows], labels[all_fit_rows])
+    else:
+        assert extra is not None, "nothing to fit"
+        reference = typical_values(extra.X, extra.labels)
     inputs = _imputer(reference) if config.impute_typical else (lambda A: A)
     log(f"fitting on {len(fit_rows):,} rows of {len(fit_stays):,} stays "
         f"({int(labels[fit_rows].sum()):,} positive hours)")
@@ -183,7 +208,14 @@ def fit_calibrated(
         "random_state": config.seed,
     }
     fit_X, fit_y = inputs(X[fit_rows]), labels[fit_rows]
+    fit_w = np.ones(len(fit_rows))
+    if extra is not None:
+        fit_X = np.vstack([fit_X, inputs(extra.X)])
+        fit_y = np.concatenate([fit_y, extra.labels.astype(int)])
+        fit_w = np.concatenate([fit_w, np.full(len(extra.labels), extra.weight)])
+        log(f"  and {len(extra.labels):,} rows of the second data set at weight {extra.weight}")
     cal_rows = rows_of(cohort, calibration_stays)
+    cal_hours = cohort.column("ICULOS")[cal_rows]
     cal_X, cal_y = inputs(X[cal_rows]), labels[cal_rows]
     if len(np.unique(cal_y)) < 2:
         raise ValueError("the calibration patients need both septic and non-septic hours")
@@ -195,26 +227,27 @@ def fit_calibrated(
     stages = range(config.tree_count_step, config.max_iter + 1, config.tree_count_step)
     for n_trees in _progress(stages, progress, "boosting"):
         estimator.set_params(max_iter=n_trees)
-        estimator.fit(fit_X, fit_y)
-        tree_count_auroc[n_trees] = float(roc_auc_score(cal_y, estimator.predict_proba(cal_X)[:, 1]))
+        estimator.fit(fit_X, fit_y, sample_weight=fit_w)
+        tree_count_auroc[n_trees] = auroc(estimator.decision_function(cal_X), cal_y, cal_hours) or 0.0
     best = max(tree_count_auroc, key=lambda n: (tree_count_auroc[n], -n))
-    log(f"tree count {best} (calibration AUROC {tree_count_auroc[best]:.4f}; "
+    log(f"tree count {best} (calibration same-hour AUROC {tree_count_auroc[best]:.4f}; "
         f"{config.max_iter}: {tree_count_auroc[max(tree_count_auroc)]:.4f})")
     if best != estimator.n_iter_:
-        estimator = HistGradientBoostingClassifier(max_iter=best, **params).fit(fit_X, fit_y)
+        estimator = HistGradientBoostingClassifier(max_iter=best, **params).fit(
+            fit_X, fit_y, sample_weight=fit_w)
     estimator.set_params(warm_start=False)
 
-    raw = estimator.predict_proba(cal_X)[:, 1]
-    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    isotonic.fit(raw, cal_y)
-    risk = np.interp(raw, isotonic.X_thresholds_, isotonic.y_thresholds_)
+    margin = estimator.decision_function(cal_X)
+    platt = logistic_fit(margin, cal_y)
+    risk = 1.0 / (1.0 + np.exp(-(platt[0] * margin + platt[1])))
     calibration_auroc = float(roc_auc_score(cal_y, risk))
-    threshold, utility = choose_threshold(risk, cal_y, cohort.subset(calibration_stays).offsets)
+    cal_offsets = cohort.subset(calibration_stays).offsets
+    threshold, utility = choose_threshold(risk, cal_y, cal_offsets)
     return Fitted(
         estimator=estimator,
         reference=reference,
-        calibration_x=np.asarray(isotonic.X_thresholds_, dtype=float),
-        calibration_y=np.asarray(isotonic.y_thresholds_, dtype=float),
+        platt=platt,
+        budget_threshold=threshold_for_burden(risk, cal_offsets, config.alert_budget),
         threshold=threshold,
         calibration_utility=utility,
         calibration_auroc=calibration_auroc,
@@ -223,11 +256,29 @@ def fit_calibrated(
     )
 
 
+def inputs_of(engine_features: np.ndarray, engine_names: list[str]) -> np.ndarray:
+    """Feature-engine rows assembled as the model's input rows (as `RiskModel.input_row`)."""
+    return assemble_inputs(engine_features, used_engine_columns(engine_names), engine_names)
+
+
 def model_inputs(cohort: Cohort, engine_features: np.ndarray, engine_names: list[str]) -> np.ndarray:
     """Every cohort row assembled as the model's input row (as `RiskModel.input_row` does)."""
-    return assemble_inputs(engine_features, used_engine_columns(engine_names),
-                           cohort.column("Age"), cohort.column("Gender"),
-                           cohort.column("ICULOS") - 1.0)
+    return inputs_of(engine_features, engine_names)
+
+
+def split_stays_by_outcome(outcome: np.ndarray, config: TrainConfig) -> Split:
+    """Stay numbers of each part for stays with one binary outcome each (2012: death)."""
+    rng = np.random.default_rng(config.seed + 2012)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for stays in (np.flatnonzero(outcome == 1), np.flatnonzero(outcome != 1)):
+        shuffled = rng.permutation(stays)
+        n_fit = int(round(len(shuffled) * config.fit_fraction))
+        n_cal = int(round(len(shuffled) * config.calibration_fraction))
+        parts[0].append(shuffled[:n_fit])
+        parts[1].append(shuffled[n_fit:n_fit + n_cal])
+        parts[2].append(shuffled[n_fit + n_cal:])
+    fit, cal, test = (np.sort(np.concatenate(p)) for p in parts)
+    return Split(fit, cal, test)
 
 
 def train(
@@ -238,66 +289,58 @@ def train(
     windows_s: tuple[int, ...],
     log: Callable[[str], None] = print,
     progress: bool = False,
-) -> tuple[dict[str, Any], Split]:
-    """Fit, calibrate and choose operating points; returns the artefact payload and the split."""
-    labels = cohort.column("SepsisLabel").astype(int)
+    second: Any | None = None,
+) -> tuple[dict[str, Any], Split, Split | None]:
+    """Fit, calibrate and choose operating points; returns the artefact payload, the 2019
+    split and the 2012 split (``second``: a `mortality2012.Set2012`, or None for 2019 only)."""
     X = model_inputs(cohort, engine_features, engine_names)
     split = split_patients(cohort, config)
-    fitted = fit_calibrated(cohort, X, split.fit, split.calibration, config, log, progress)
+    extra = split_2012 = None
+    if second is not None:
+        split_2012 = split_stays_by_outcome(second.died, config)
+        rows = second.rows_of(split_2012.fit)
+        extra = ExtraRows(inputs_of(second.features[rows], engine_names),
+                          second.row_labels()[rows], config.weight_2012)
+    fitted = fit_calibrated(cohort, X, split.fit, split.calibration, config, log, progress,
+                            extra)
     estimator = fitted.estimator
-    cal_rows = rows_of(cohort, split.calibration)
     log(f"calibration stays: AUROC {fitted.calibration_auroc:.3f}")
     log(f"utility-optimal threshold {fitted.threshold:.4f} "
-        f"(calibration utility {fitted.calibration_utility:.3f})")
-
-    # How much of the ranking rests on time since monitoring started alone: the same trees
-    # (same count) refitted with that input held constant, measured on the calibration patients.
-    without_hours = X.copy()
-    without_hours[:, -1] = 0.0
-    fit_rows = rows_of(cohort, split.fit)
-    rng = np.random.default_rng(config.seed + 1)
-    keep = (labels[fit_rows] == 1) | (rng.random(len(fit_rows)) < config.negative_keep)
-    inputs = _imputer(fitted.reference) if config.impute_typical else (lambda A: A)
-    ablation = HistGradientBoostingClassifier(**{**estimator.get_params(), "warm_start": False})
-    ablation.fit(inputs(without_hours[fit_rows[keep]]), labels[fit_rows[keep]])
-    ablation_auroc = float(roc_auc_score(
-        labels[cal_rows], ablation.predict_proba(inputs(without_hours[cal_rows]))[:, 1]))
-    log(f"ablation without hours monitored: calibration AUROC {ablation_auroc:.3f}")
-
-    calibration_cohort = cohort.subset(split.calibration)
-    risk = fitted.risk(X[cal_rows], config.impute_typical)
-    low_burden = threshold_for_burden(risk, calibration_cohort.offsets, 0.25)
+        f"(calibration utility {fitted.calibration_utility:.3f}); "
+        f"{config.alert_budget} alerts/patient-day: {fitted.budget_threshold:.4f}")
+    budget_key = f"budget_{config.alert_budget}_alerts_per_patient_day"
     payload = {
         "format": FORMAT,
         "version": MODEL_VERSION,
         "engine_feature_names": list(engine_names),
         "engine_columns": used_engine_columns(engine_names),
+        "derived_features": True,
         "windows_s": [int(w) for w in windows_s],
         "estimator": estimator,
         "impute_typical": bool(config.impute_typical),
         "reference": fitted.reference,
-        "calibration_x": fitted.calibration_x,
-        "calibration_y": fitted.calibration_y,
+        "platt": np.asarray(fitted.platt, dtype=float),
         "threshold": fitted.threshold,
+        "show_from": fitted.budget_threshold,
         "operating_points": {
             "utility_optimal": fitted.threshold,
-            "low_burden_0.25_alerts_per_patient_day": low_burden,
+            budget_key: fitted.budget_threshold,
         },
         "metadata": {
             "config": dataclasses.asdict(config),
             "fit_stays": int(len(split.fit)),
             "calibration_stays": int(len(split.calibration)),
             "test_stays": int(len(split.test)),
+            "fit_stays_2012": int(len(split_2012.fit)) if split_2012 else 0,
             "fit_rows": fitted.fit_rows,
             "n_trees": int(estimator.n_iter_),
-            "calibration_auroc_by_tree_count": {str(k): v for k, v in
-                                                fitted.tree_count_auroc.items()},
+            "calibration_same_hour_auroc_by_tree_count": {str(k): v for k, v in
+                                                          fitted.tree_count_auroc.items()},
             "calibration_utility": fitted.calibration_utility,
             "calibration_auroc": fitted.calibration_auroc,
-            "calibration_auroc_without_hours_monitored": ablation_auroc,
         },
     }
-    return payload, split
+    return payload, split, split_2012
 
 
 def _imputer(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

@@ -2,7 +2,8 @@
 
 Only the inputs a bedside monitor or wearable really has are kept: heart rate, SpO2,
 temperature, systolic/mean/diastolic pressure and respiration rate, plus age, sex and
-ICU length of stay. Laboratory columns are never read into the model's inputs. The ICU
+ICU length of stay. Laboratory columns are never read into the model's inputs; FiO2 is
+read only to give the NEWS2 baseline its supplemental-oxygen points (FiO2 above 0.21). The ICU
 type (Unit1 medical, Unit2 surgical) is read only to split the pseudo-external check
 (`vitalstream.training.transfer`); it is not a model input.
 
@@ -26,7 +27,7 @@ import numpy as np
 # (the challenge's hidden test files are written without it).
 KEPT_COLUMNS: tuple[str, ...] = (
     "HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp", "Age", "Gender", "ICULOS", "SepsisLabel",
-    "Unit1", "Unit2",
+    "Unit1", "Unit2", "FiO2",
 )
 COL: dict[str, int] = {name: i for i, name in enumerate(KEPT_COLUMNS)}
 
