@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from testkit import require_executable, send_all
+from testkit import require_executable, send_all, send_signed
 
 from vitalstream.broker import EmbeddedBroker, free_port
 from vitalstream.kafka import ensure_topics
@@ -264,7 +264,7 @@ OVERSIGHT_ENV = {"VITALSTREAM_ESCALATION_CHAINS": orjson.dumps({"*": {"steps": [
 async def escalate_and_answer(settings: Settings) -> None:
     """Wait for the first alert's escalation, then acknowledge it, send an answer with an
     unknown reason (refused) and one that is taken."""
-    from vitalstream.kafka import consumer, producer
+    from vitalstream.kafka import consumer
 
     source = consumer(settings, settings.topic_alerts)
     await source.start()
@@ -279,16 +279,15 @@ async def escalate_and_answer(settings: Settings) -> None:
         await source.stop()
     assert called is not None, "no escalation"
     actor = {"user_id": "u-1", "role": "charge_nurse", "name": "Charge"}
-    base = {"patient_id": called["patient_id"], "alert_id": called["alert_id"], "actor": actor}
-    out = producer(settings)
-    await out.start()
-    try:
-        await out.send_and_wait(settings.topic_acks, orjson.dumps({**base, "at_ms": int(time.time() * 1000)}))
-        for reason in ("because", "physician_informed"):
-            await out.send_and_wait(settings.topic_oversight, orjson.dumps(
-                {**base, "type": "answer", "reason": reason, "at_ms": int(time.time() * 1000)}))
-    finally:
-        await out.stop()
+    # Signed as the station signs what a signed-in user does (the worker verifies it).
+    base = {"patient_id": called["patient_id"], "alert_id": called["alert_id"], "actor": actor,
+            "ward": called["ward"]}
+    key = called["ward"].encode()
+    await send_signed(settings, settings.topic_acks, key, orjson.dumps(
+        {**base, "actor_wards": [called["ward"]], "at_ms": int(time.time() * 1000)}))
+    for reason in ("because", "physician_informed"):
+        await send_signed(settings, settings.topic_oversight, key, orjson.dumps(
+            {**base, "type": "answer", "reason": reason, "at_ms": int(time.time() * 1000)}))
 
 
 @pytest.mark.broker

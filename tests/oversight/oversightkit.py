@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from testkit import keyring
 
 from vitalstream.kafka import consumer, producer
 from vitalstream.settings import Settings
@@ -38,18 +39,33 @@ def deteriorated(patient_id: str, ward: str, bed: str, end_ms: int | None = None
         for k in (2, 1, 0)]
 
 
-async def publish(settings: Settings, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+def signer_of(settings: Settings, topic: str) -> str | None:
+    """Who writes each topic in production: stations write acknowledgements and oversight
+    records, the front doors the census; readings are not signed."""
+    return {settings.topic_acks: "station", settings.topic_patient_settings: "station",
+            settings.topic_oversight: "station", settings.topic_census: "gateway"}.get(topic)
+
+
+async def publish(settings: Settings, topic: str, values: list[bytes], key: bytes | None = None,
+                  service: str | None = "") -> None:
+    """Send ``values`` to ``topic``, signed with the key of the service that writes it
+    (``service`` names another; None sends them unsigned, as a forger would)."""
+    signer = keyring(signer_of(settings, topic) if service == "" else service) if service is not None else None
     out = producer(settings)
     await out.start()
     try:
         for value in values:
-            await out.send_and_wait(topic, value, key=key)
+            signed = signer is not None and signer.current is not None
+            headers = signer.sign(topic, key, value) if signed else None
+            await out.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await out.stop()
 
 
-def send(settings: Settings, topic: str, *records: Any, key: bytes | None = None) -> None:
-    asyncio.run(publish(settings, topic, [r if isinstance(r, bytes) else orjson.dumps(r) for r in records], key))
+def send(settings: Settings, topic: str, *records: Any, key: bytes | None = None,
+         service: str | None = "") -> None:
+    asyncio.run(publish(settings, topic, [r if isinstance(r, bytes) else orjson.dumps(r) for r in records],
+                        key, service))
 
 
 def alerts_until(settings: Settings, until: Callable[[list[dict[str, Any]]], bool],

@@ -40,19 +40,23 @@ def test_unacknowledged_alert_goes_to_charge_nurse_who_accepts_and_answers(
         # A user whose role may not answer alerts (an administrator) is refused: nothing changes.
         alert_id = raised["alert_id"]
         admin = {"user_id": "u-adm", "role": "admin", "name": "Ad Min"}
-        send(settings, settings.topic_acks, {"patient_id": "p-esc", "alert_id": alert_id,
-                                             "at_ms": int(time.time() * 1000), "ward": "4B", "actor": admin})
+        # (Records signed with the station's key, as the station writes them for a signed-in user.)
+        ack = {"patient_id": "p-esc", "alert_id": alert_id, "ward": "4B", "actor_wards": ["4B"]}
+        send(settings, settings.topic_acks, {**ack, "at_ms": int(time.time() * 1000), "actor": admin}, key=b"4B")
         # A replayed acknowledgement (an hour old) is refused too.
-        send(settings, settings.topic_acks, {"patient_id": "p-esc", "alert_id": alert_id, "ward": "4B",
-                                             "at_ms": int(time.time() * 1000) - 3_600_000, "actor": CHARGE_CAT})
+        send(settings, settings.topic_acks, {**ack, "at_ms": int(time.time() * 1000) - 3_600_000,
+                                             "actor": CHARGE_CAT}, key=b"4B")
+        # Unsigned (a forger writing the topic) is refused where it enters.
+        send(settings, settings.topic_acks, {**ack, "at_ms": int(time.time() * 1000), "actor": CHARGE_CAT},
+             key=b"4B", service=None)
         # The charge nurse accepts (acknowledges), then answers with a reason code.
-        send(settings, settings.topic_acks, {"patient_id": "p-esc", "alert_id": alert_id,
-                                             "at_ms": int(time.time() * 1000), "ward": "4B", "actor": CHARGE_CAT})
+        send(settings, settings.topic_acks, {**ack, "at_ms": int(time.time() * 1000), "actor": CHARGE_CAT},
+             key=b"4B")
         send(settings, settings.topic_oversight,
              {"patient_id": "p-esc", "type": "answer", "alert_id": alert_id, "reason": "because",
               "at_ms": int(time.time() * 1000), "actor": CHARGE_CAT},
              {"patient_id": "p-esc", "type": "answer", "alert_id": alert_id, "reason": "physician_informed",
-              "at_ms": int(time.time() * 1000), "actor": CHARGE_CAT})
+              "at_ms": int(time.time() * 1000), "actor": CHARGE_CAT}, key=b"4B")
         got = alerts_until(settings, lambda a: of_status(a, "answered"))
         [acked] = of_status(got, "acknowledged")
         assert acked["payload"]["oversight"]["acknowledged"]["user_id"] == "u-cat"
@@ -69,6 +73,10 @@ def test_unacknowledged_alert_goes_to_charge_nurse_who_accepts_and_answers(
         assert worker.metric("vitalstream_escalations_total") == 1
         assert 'reason="physician_informed"' in text and "vitalstream_alert_time_to_answer_seconds_count" in text
         assert 'vitalstream_oversight_refused_total{reason="unknown_reason"} 1.0' in text
-        assert 'vitalstream_oversight_refused_total{reason="ack_role"} 1.0' in text
+        # The administrator's acknowledgement is refused by the forwarder (role), the unsigned
+        # one too (its signature); the replayed one by the monitor.
+        assert 'vitalstream_control_refused_total{source="ack",reason="role"} 1.0' in text
+        assert 'vitalstream_control_refused_total{source="ack",reason="unsigned"} 1.0' in text
+        assert worker.metric("vitalstream_acknowledgements_rejected_total") == 2
         assert 'vitalstream_oversight_refused_total{reason="ack_stale_or_future"} 1.0' in text
         assert "p-esc" not in text and "u-cat" not in text, "no patient or user ids in metrics"

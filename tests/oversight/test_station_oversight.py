@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from oversightkit import CHARGE_CAT, DOCTOR_LEE, ENV, NURSE_ANN, deteriorated, send
+from oversightkit import ENV, deteriorated, send
+from testkit import PASSWORD, make_users
 
 from vitalstream.broker import EmbeddedBroker
 from vitalstream.delivery.process import StationProcess
@@ -22,21 +23,41 @@ pytestmark = [pytest.mark.broker, pytest.mark.oversight]
 
 TOKEN_4B = "token-for-ward-4B-oversight"
 TOKEN_5C = "token-for-ward-5C-oversight"
-ADMIN = {"user_id": "u-adm", "role": "admin", "name": "Ad Min"}
+# Named users of the user store: (user name, display name, role, wards).
+USERS = [("ann", "Ann Bell", "bedside_nurse", ["4B"]), ("cat", "Cat Moss", "charge_nurse", ["4B"]),
+         ("lee", "Dr Lee", "physician", ["4B"]), ("adm", "Ad Min", "admin", ["4B"]),
+         ("fred", "Fred Far", "bedside_nurse", ["5C"])]
+# What a body could claim: ignored, the station acts as the signed-in user.
+DOCTOR = {"user_id": "u-lee", "role": "physician", "name": "Dr Lee"}
 
 
 class Stack:
-    def __init__(self, settings: Settings, station: StationProcess, worker: WorkerProcess) -> None:
-        self.settings, self.station, self.worker = settings, station, worker
+    def __init__(self, settings: Settings, station: StationProcess, worker: WorkerProcess, store: Any) -> None:
+        self.settings, self.station, self.worker, self.store = settings, station, worker, store
+        self.clients: dict[str, httpx.Client] = {}
 
-    def post(self, path: str, body: dict[str, Any], token: str = TOKEN_4B) -> httpx.Response:
-        return httpx.post(self.station.url + path, json=body, headers={"Authorization": f"Bearer {token}"},
-                          timeout=10)
+    def user_id(self, username: str) -> str:
+        return self.store.get(username).user_id
+
+    def client(self, username: str) -> httpx.Client:
+        """A client signed in as ``username`` (its session cookie kept), as a desk browser."""
+        if username not in self.clients:
+            client = httpx.Client(base_url=self.station.url, timeout=10, headers={"Origin": self.station.url})
+            signed = client.post("/session", data={"username": username, "password": PASSWORD})
+            assert signed.status_code == 303 and client.get("/api/me").status_code == 200, username
+            self.clients[username] = client
+        return self.clients[username]
+
+    def post(self, path: str, body: dict[str, Any], user: str | None = "ann",
+             token: str | None = None) -> httpx.Response:
+        """POST as a signed-in user, or with a wall board's token, or as nobody."""
+        if user is not None and token is None:
+            return self.client(user).post(path, json=body)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(self.station.url + path, json=body, headers=headers, timeout=10)
 
     def alerts(self, ward: str = "4B", token: str = TOKEN_4B) -> list[dict[str, Any]]:
-        response = httpx.get(self.station.url + "/api/state", params={"ward": ward},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        return response.json()["wards"][ward]["alerts"]
+        return self.snapshot(ward, token)["alerts"]
 
     def snapshot(self, ward: str = "4B", token: str = TOKEN_4B) -> dict[str, Any]:
         response = httpx.get(self.station.url + "/api/state", params={"ward": ward},
@@ -67,10 +88,15 @@ def stack(module_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactor
     settings = Settings(kafka_bootstrap=module_broker.bootstrap)
     asyncio.run(ensure_topics(settings))
     logs = tmp_path_factory.mktemp("oversight")
+    store = make_users(logs / "users.json", *USERS)
     tokens = {TOKEN_4B: {"station": "4B desk", "wards": ["4B"]}, TOKEN_5C: {"station": "5C desk", "wards": ["5C"]}}
     with WorkerProcess(module_broker.bootstrap, env=ENV, log_path=logs / "worker.log") as worker, \
-            StationProcess(module_broker.bootstrap, tokens, env=ENV, log_path=logs / "station.log") as station:
-        yield Stack(settings, station, worker)
+            StationProcess(module_broker.bootstrap, tokens, env=ENV, log_path=logs / "station.log",
+                           users_file=logs / "users.json") as station:
+        running = Stack(settings, station, worker, store)
+        yield running
+        for client in running.clients.values():
+            client.close()
 
 
 def test_board_shows_escalation_then_charge_nurse_accepts_and_answers(stack: Stack) -> None:
@@ -80,21 +106,25 @@ def test_board_shows_escalation_then_charge_nurse_accepts_and_answers(stack: Sta
     assert called["oversight"]["holder"] == "charge_nurse"
     assert called["raised_summary"].startswith("Bed 3, Ward 4B"), "the clinical text stays"
     alert_id = called["alert_id"]
-    early = stack.post("/api/answer", {"alert_id": alert_id, "reason": "physician_informed", "actor": CHARGE_CAT})
+    early = stack.post("/api/answer", {"alert_id": alert_id, "reason": "physician_informed"}, "cat")
     assert early.status_code == 409 and "acknowledge" in early.json()["error"]
-    assert stack.post("/api/ack", {"alert_id": alert_id, "actor": CHARGE_CAT}).status_code == 202
+    assert stack.post("/api/ack", {"alert_id": alert_id}, "cat").status_code == 202
     stack.wait(lambda: stack.alert_of("p-one")["status"] == "acknowledged")
-    unknown = stack.post("/api/answer", {"alert_id": alert_id, "reason": "because", "actor": CHARGE_CAT})
+    unknown = stack.post("/api/answer", {"alert_id": alert_id, "reason": "because"}, "cat")
     assert unknown.status_code == 400 and "unknown_reason" in unknown.json()["error"]
-    answered = stack.post("/api/answer", {"alert_id": alert_id, "reason": "physician_informed", "actor": CHARGE_CAT})
+    # A typed actor in the body is ignored: the record names the signed-in user.
+    answered = stack.post("/api/answer", {"alert_id": alert_id, "reason": "physician_informed",
+                                          "actor": {"user_id": "u-someone", "role": "physician", "name": "X"}},
+                          "cat")
     assert answered.status_code == 202
     shown = stack.wait(lambda: (a := stack.alert_of("p-one")) and a["status"] == "answered" and a)
     history = shown["oversight"]["history"]
     assert [(h["event"], h.get("role") or h.get("user_id")) for h in history] == [
-        ("raised", "bedside_nurse"), ("called", "charge_nurse"), ("acknowledged", "u-cat"), ("answered", "u-cat")]
+        ("raised", "bedside_nurse"), ("called", "charge_nurse"), ("acknowledged", stack.user_id("cat")),
+        ("answered", stack.user_id("cat"))]
     assert all(isinstance(h["at_ms"], int) for h in history)
     assert shown["oversight"]["waiting"] == "none"
-    again = stack.post("/api/answer", {"alert_id": alert_id, "reason": "expected_or_known", "actor": CHARGE_CAT})
+    again = stack.post("/api/answer", {"alert_id": alert_id, "reason": "expected_or_known"}, "cat")
     assert again.status_code == 409, "an alert is answered once"
 
 
@@ -102,37 +132,43 @@ def test_refusals_are_clear_and_change_nothing(stack: Stack) -> None:
     alert = stack.raise_alert("p-two", "4")
     alert_id = alert["alert_id"]
     body = {"alert_id": alert_id, "duration_s": 3, "reason": "wash"}
-    assert stack.post("/api/snooze", body).status_code == 401, "nobody signed in"
-    assert stack.post("/api/snooze", {**body, "actor": ADMIN}).status_code == 403
-    assert stack.post("/api/snooze", {**body, "actor": NURSE_ANN}, token=TOKEN_5C).status_code == 404, \
-        "another ward's station cannot see or act on it"
-    too_long = stack.post("/api/snooze", {**body, "duration_s": 3600, "actor": NURSE_ANN})
+    assert stack.post("/api/snooze", body, user=None).status_code == 401, "nobody signed in"
+    assert stack.post("/api/snooze", body, "adm").status_code == 403, "an administrator does not act on alerts"
+    assert stack.post("/api/snooze", body, token=TOKEN_4B).status_code == 403, "a wall board only views"
+    assert stack.post("/api/snooze", body, "fred").status_code == 404, \
+        "a nurse of another ward cannot see or act on it"
+    assert stack.post("/api/ack", {"alert_id": alert_id}, "fred").status_code == 404
+    assert stack.client("fred").get("/api/state", params={"ward": "4B"}).status_code == 403
+    assert alert_id not in stack.client("fred").get("/api/state").text
+    crossed = stack.client("ann").post("/api/snooze", json=body, headers={"Origin": "https://evil.example"})
+    assert crossed.status_code == 403, "a cross-site post is refused"
+    too_long = stack.post("/api/snooze", {**body, "duration_s": 3600})
     assert too_long.status_code == 400 and "at most 4 s" in too_long.json()["error"]
-    goal = {"ward": "4B", "bed": "4", "goal": "comfort_care", "reason": "family wishes", "actor": NURSE_ANN}
-    assert stack.post("/api/goal", goal).status_code == 403, "care goals are a physician's"
+    goal = {"ward": "4B", "bed": "4", "goal": "comfort_care", "reason": "family wishes", "actor": DOCTOR}
+    assert stack.post("/api/goal", goal).status_code == 403, "care goals are a physician's (a typed role is ignored)"
     time.sleep(1.0)
     now = stack.alert_of("p-two")
     assert now["event_id"] in (alert["event_id"], ) or now["status"] == "called", "nothing but the timer changed it"
     text = stack.station.scrape()
-    assert 'vitalstream_station_oversight_total{outcome="refused_403"} 2.0' in text
+    assert 'vitalstream_station_oversight_total{outcome="refused_403"} 4.0' in text
 
 
 def test_snooze_ends_by_itself_and_goal_shows_on_the_board(stack: Stack) -> None:
     alert = stack.raise_alert("p-three", "5")
     snoozed = stack.post("/api/snooze", {"alert_id": alert["alert_id"], "duration_s": 3,
-                                         "reason": "patient in the shower", "actor": NURSE_ANN})
+                                         "reason": "patient in the shower"})
     assert snoozed.status_code == 202
     shown = stack.wait(lambda: (a := stack.alert_of("p-three")) and a["status"] == "snoozed" and a)
-    assert shown["oversight"]["snooze"]["user_id"] == "u-ann"
+    assert shown["oversight"]["snooze"]["user_id"] == stack.user_id("ann")
     assert stack.alerts()[-1]["patient_id"] == "p-three", "a snoozed alert is last on the board"
     ended = stack.wait(lambda: (a := stack.alert_of("p-three")) and a["status"] in ("snooze_ended", "called") and a)
     assert ended["oversight"]["snooze"] is None
     goal = stack.post("/api/goal", {"ward": "4B", "bed": "5", "goal": "do_not_escalate", "duration_s": 3600,
-                                    "reason": "agreed with the family", "actor": DOCTOR_LEE})
+                                    "reason": "agreed with the family"}, "lee")
     assert goal.status_code == 202
     goals = stack.wait(lambda: stack.snapshot()["goals"])
     assert [(g["bed"], g["payload"]["goal"]["goal"], g["payload"]["goal"]["user_id"]) for g in goals] == [
-        ("5", "do_not_escalate", "u-lee")]
+        ("5", "do_not_escalate", stack.user_id("lee"))]
 
 
 def adt(trigger: str, patient_id: str, location: str) -> bytes:

@@ -83,9 +83,9 @@ class OversightRoutes:
         try:
             return check_actor(actor_of(request, body), *(() if roles is None else (roles,)))
         except Refused as exc:
-            raise Rejected(401 if str(exc) == "no_actor" else 403, {
-                "no_actor": "sign in as yourself to do this",
-                "role": "your role may not do this"}[str(exc)]) from None
+            # (Nobody signed in is a 401 already: no actor here is a wall board's token.)
+            raise Rejected(403, {"no_actor": "a wall-board token cannot act: sign in as yourself",
+                                 "role": "your role may not do this"}[str(exc)]) from None
 
     def _open(self, station: Any, body: dict[str, Any]) -> dict[str, Any]:
         alert = self.service.hub.store.open_alert(station.wards, str(body.get("alert_id", "")))

@@ -199,23 +199,26 @@ function attentionItem(alert) {
 }
 
 function actions(alert, need) {
+  const viewOnly = !state.canAcknowledge;  // a wall board's token (or a role that may not): grey
   if (need === "ack") {
     const button = el("button", {
       type: "button", class: "ack", "data-alert-id": alert.alert_id, "data-focus-key": `strip-ack-${alert.alert_id}`,
-      "aria-label": `Acknowledge ${alert.priority} alert, bed ${alert.bed}`, text: "Accept",
+      "aria-label": `Acknowledge ${alert.priority} alert, bed ${alert.bed}`, text: "Accept", disabled: viewOnly,
       onclick: () => acknowledge(alert, button),
     });
-    const snooze = el("button", { type: "button", class: "snooze", text: "Snooze",
+    const snooze = el("button", { type: "button", class: "snooze", text: "Snooze", disabled: viewOnly,
       title: "As long as this priority allows (a high alert only a few minutes)",
       "data-focus-key": `strip-snooze-${alert.alert_id}`, onclick: () => snoozeAlert(alert, snooze) });
-    const decline = el("button", { type: "button", class: "decline", text: "Decline",
+    const decline = el("button", { type: "button", class: "decline", text: "Decline", disabled: viewOnly,
       "data-focus-key": `strip-decline-${alert.alert_id}`, onclick: () => decline(alert) });
     return [button, snooze, decline];
   }
-  const select = el("select", { class: "reason", "aria-label": "Answer", "data-focus-key": `strip-reason-${alert.alert_id}` },
+  const select = el("select", { class: "reason", "aria-label": "Answer", disabled: viewOnly,
+    "data-focus-key": `strip-reason-${alert.alert_id}` },
     el("option", { value: "", text: "Answer…" }), ...ANSWERS.map(([code, text]) => el("option", { value: code, text })));
-  const text = el("input", { class: "other", type: "text", maxlength: "200", placeholder: "what (for other)" });
-  const button = el("button", { type: "button", class: "answer", text: "Send answer",
+  const text = el("input", { class: "other", type: "text", maxlength: "200", placeholder: "what (for other)",
+    disabled: viewOnly });
+  const button = el("button", { type: "button", class: "answer", text: "Send answer", disabled: viewOnly,
     "data-focus-key": `strip-answer-${alert.alert_id}`, onclick: () => answer(alert, select.value, text.value, button) });
   return [select, text, button];
 }
