@@ -125,8 +125,10 @@ def test_nurses_and_charge_nurse_sign_in_escalate_answer_snooze_and_discharge(
             assert "Ann Bell" in ann.locator("#who").inner_text() and "Ben Ode" in ben.locator("#who").inner_text()
             assert "view only" in wall.locator("#who").inner_text()
             off_loop(feed, settings)
-            cat.wait_for_function("document.querySelectorAll('.tile').length === 24", timeout=90_000)
-            cat.wait_for_function("document.querySelectorAll('.attention-item').length === 2", timeout=60_000)
+            # (the board's CSP forbids eval, so no wait_for_function: selectors only)
+            cat.wait_for_selector(".tile:nth-of-type(24)", timeout=90_000)
+            cat.wait_for_selector(".attention-item:nth-of-type(2)", timeout=60_000)
+            assert cat.locator(".tile").count() == 24 and cat.locator(".attention-item").count() == 2
             assert cat.locator(".attention-item").first.get_attribute("data-bed") in ("5", "22"), \
                 "the unacknowledged high alerts come first"
             for nurse in (ann, ben):  # both bedside nurses have it, neither acknowledges

@@ -75,8 +75,8 @@ def test_unacknowledged_alert_goes_to_charge_nurse_who_accepts_and_answers(
         assert 'vitalstream_oversight_refused_total{reason="unknown_reason"} 1.0' in text
         # The administrator's acknowledgement is refused by the forwarder (role), the unsigned
         # one too (its signature); the replayed one by the monitor.
-        assert 'vitalstream_control_refused_total{source="ack",reason="role"} 1.0' in text
-        assert 'vitalstream_control_refused_total{source="ack",reason="unsigned"} 1.0' in text
+        assert 'vitalstream_control_refused_total{reason="role",source="ack"} 1.0' in text
+        assert 'vitalstream_control_refused_total{reason="unsigned",source="ack"} 1.0' in text
         assert worker.metric("vitalstream_acknowledgements_rejected_total") == 2
         assert 'vitalstream_oversight_refused_total{reason="ack_stale_or_future"} 1.0' in text
         assert "p-esc" not in text and "u-cat" not in text, "no patient or user ids in metrics"
