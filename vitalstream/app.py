@@ -283,26 +283,27 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
             raise Refused("out_of_bounds", str(exc)) from None
         return patient_id
 
+    async def forward_control(stream: faust.StreamT, source: str, valid: Any,
+                              signers: frozenset[str] = CONTROL_SIGNERS) -> None:
+        """Each record of a control topic, checked by `take_control`, into vitals by patient
+        as ``{source: record}``."""
+        async for event in stream.events():
+            taken = await take_control(event, source, valid, signers)
+            if taken is not None:
+                patient_id, record = taken
+                await write([(settings.topic_vitals, patient_id.encode(), orjson.dumps({source: record}), None)])
+
     # Acknowledgements and settings arrive keyed by ward or station; they are re-keyed by
     # patient into the vitals topic, signed by this worker (the monitor takes a control
     # record from vitals only with a worker's signature), so the patient's worker sees them
     # in order with the readings (a settings change applies from the next reading on).
     @app.agent(acks_topic)
     async def forward_acks(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            taken = await take_control(event, "ack", valid_ack)
-            if taken is not None:
-                patient_id, ack = taken
-                await write([(settings.topic_vitals, patient_id.encode(), orjson.dumps({"ack": ack}), None)])
+        await forward_control(stream, "ack", valid_ack)
 
     @app.agent(patient_settings_topic)
     async def forward_settings(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            taken = await take_control(event, "settings", valid_settings)
-            if taken is not None:
-                patient_id, control = taken
-                await write([(settings.topic_vitals, patient_id.encode(),
-                              orjson.dumps({"settings": control}), None)])
+        await forward_control(stream, "settings", valid_settings)
 
     def valid_oversight(record: Any) -> str:
         if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
@@ -327,21 +328,11 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
     # (signed by a front door): checked and forwarded into vitals like acknowledgements.
     @app.agent(oversight_topic)
     async def forward_oversight(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            taken = await take_control(event, "oversight", valid_oversight)
-            if taken is not None:
-                patient_id, record = taken
-                await write([(settings.topic_vitals, patient_id.encode(),
-                              orjson.dumps({"oversight": record}), None)])
+        await forward_control(stream, "oversight", valid_oversight)
 
     @app.agent(census_topic)
     async def forward_census(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            taken = await take_control(event, "census", valid_census, CENSUS_SIGNERS)
-            if taken is not None:
-                patient_id, record = taken
-                await write([(settings.topic_vitals, patient_id.encode(),
-                              orjson.dumps({"census": record}), None)])
+        await forward_control(stream, "census", valid_census, CENSUS_SIGNERS)
 
     @app.timer(settings.oversight_interval_s)
     async def oversight_check() -> None:
