@@ -22,7 +22,7 @@ import orjson
 from vitalstream.governance import audit
 from vitalstream.governance import metrics as gov_metrics
 from vitalstream.governance.killswitch import InstructionError
-from vitalstream.governance.worker import verified_instruction
+from vitalstream.governance.worker import verified_body, verified_instruction
 from vitalstream.signing import Keyring, SignatureError
 
 log = logging.getLogger("vitalstream.governance")
@@ -49,16 +49,7 @@ class _Message:
 
 def check_intake(keyring: Keyring, topic: str, message: Any) -> tuple[str, dict[str, Any]]:
     """An ``audit.intake`` record as (key, audit record); InstructionError with the reason."""
-    try:
-        keyring.verify(topic, message.key, message.value or b"", message.headers, INTAKE_SERVICES)
-    except SignatureError as exc:
-        raise InstructionError(str(exc)) from None
-    if len(message.value or b"") > audit.MAX_ACTION_BYTES:
-        raise InstructionError("too_large")
-    try:
-        body = orjson.loads(message.value)
-    except orjson.JSONDecodeError:
-        raise InstructionError("not_json") from None
+    body = verified_body(keyring, topic, message, INTAKE_SERVICES)
     try:
         record = audit.action_from_message(body)
     except audit.AuditRecordError as exc:

@@ -299,19 +299,25 @@ class WorkerGovernance:
         return out
 
 
-def verified_instruction(keyring: Any, topic: str, message: Any) -> Any:
-    """A control-topic record as an Instruction: signed by an admin key, well formed;
-    InstructionError with the reason (``unsigned``, ``bad_signature``, ...) otherwise."""
+def verified_body(keyring: Any, topic: str, message: Any, services: Any) -> Any:
+    """A governance record's JSON body: signed by one of ``services``, at most
+    ``audit.MAX_ACTION_BYTES``, JSON; InstructionError with the reason (``unsigned``,
+    ``bad_signature``, ``too_large``, ``not_json``, ...) otherwise."""
     from vitalstream.signing import SignatureError
 
     try:
-        keyring.verify(topic, message.key, message.value or b"", message.headers, {"admin"})
+        keyring.verify(topic, message.key, message.value or b"", message.headers, services)
     except SignatureError as exc:
         raise InstructionError(str(exc)) from None
     if len(message.value or b"") > audit.MAX_ACTION_BYTES:
         raise InstructionError("too_large")
     try:
-        body = orjson.loads(message.value)
+        return orjson.loads(message.value)
     except orjson.JSONDecodeError:
         raise InstructionError("not_json") from None
-    return parse_instruction(body)
+
+
+def verified_instruction(keyring: Any, topic: str, message: Any) -> Any:
+    """A control-topic record as an Instruction: signed by an admin key, well formed;
+    InstructionError with the reason otherwise (``verified_body``)."""
+    return parse_instruction(verified_body(keyring, topic, message, {"admin"}))
