@@ -42,6 +42,24 @@ class Rejected(Exception):
         self.status, self.reason = status, reason
 
 
+def _positive_seconds(duration_s: Any) -> None:
+    if isinstance(duration_s, bool) or not isinstance(duration_s, int | float) or duration_s <= 0:
+        raise Rejected(400, "duration_s must be a positive number of seconds")
+
+
+def _reason(body: Mapping[str, Any], missing: str) -> str:
+    """The body's reason, its white space collapsed; Rejected(400, missing) if there is none."""
+    reason = " ".join(str(body.get("reason") or "").split())
+    if not reason:
+        raise Rejected(400, missing)
+    return reason
+
+
+def _goal(body: Mapping[str, Any]) -> None:
+    if body.get("goal") not in GOALS:
+        raise Rejected(400, f"goal is one of {', '.join(GOALS)}")
+
+
 def actor_of(request: web.Request, body: Mapping[str, Any]) -> dict[str, Any] | None:
     """The signed-in user who acts (``{"user_id", "role", "name"}``), from the session the
     station checked; never from the body. None for a wall board's token (it only views)."""
@@ -147,13 +165,10 @@ class OversightRoutes:
             longest = self.config.snooze_max_s[alert["priority"]]
             if duration_s == "max":  # the board's button: as long as this priority allows
                 duration_s = longest
-            if isinstance(duration_s, bool) or not isinstance(duration_s, int | float) or duration_s <= 0:
-                raise Rejected(400, "duration_s must be a positive number of seconds")
+            _positive_seconds(duration_s)
             if duration_s > longest:
                 raise Rejected(400, f"a {alert['priority']} alert can be snoozed for at most {longest:.0f} s")
-            reason = " ".join(str(body.get("reason") or "").split())
-            if not reason:
-                raise Rejected(400, "say why it is snoozed")
+            reason = _reason(body, "say why it is snoozed")
             return await self._publish(alert["patient_id"], alert["ward"], {
                 "type": "snooze", "alert_id": alert["alert_id"], "duration_s": duration_s,
                 "reason": reason}, actor)
@@ -174,15 +189,12 @@ class OversightRoutes:
         async def build(request: web.Request, station: Any, body: dict[str, Any]) -> web.Response:
             actor = self._actor(request, body, GOAL_ROLES)
             patient_id, ward, bed = self._patient_at(station, body)
-            if body.get("goal") not in GOALS:
-                raise Rejected(400, f"goal is one of {', '.join(GOALS)}")
+            _goal(body)
             duration_s = body.get("duration_s", self.config.goal_max_s)
-            if (isinstance(duration_s, bool) or not isinstance(duration_s, int | float)
-                    or not 0 < duration_s <= self.config.goal_max_s):
+            _positive_seconds(duration_s)
+            if duration_s > self.config.goal_max_s:
                 raise Rejected(400, f"duration_s must be at most {self.config.goal_max_s:.0f} s (then review)")
-            reason = " ".join(str(body.get("reason") or "").split())
-            if not reason:
-                raise Rejected(400, "say why (the goal shows on the board with its reason)")
+            reason = _reason(body, "say why (the goal shows on the board with its reason)")
             return await self._publish(patient_id, ward, {
                 "type": "goal", "goal": body["goal"], "reason": reason, "duration_s": duration_s,
                 "bed": bed}, actor)
@@ -192,8 +204,7 @@ class OversightRoutes:
         async def build(request: web.Request, station: Any, body: dict[str, Any]) -> web.Response:
             actor = self._actor(request, body, GOAL_ROLES)
             patient_id, ward, bed = self._patient_at(station, body)
-            if body.get("goal") not in GOALS:
-                raise Rejected(400, f"goal is one of {', '.join(GOALS)}")
+            _goal(body)
             return await self._publish(patient_id, ward, {"type": "goal_end", "goal": body["goal"],
                                                           "bed": bed}, actor)
         return await self._handle(request, build)
