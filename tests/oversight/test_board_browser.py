@@ -214,13 +214,14 @@ def test_nurses_and_charge_nurse_sign_in_escalate_answer_snooze_and_discharge(
             cat.wait_for_selector('.attention-item[data-bed="5"]', timeout=20_000)
             assert api_alert(cat, "5")["oversight"]["snooze"] is None
 
-            # Discharged (a census record as the ADT door signs it): the alert closes. (The
-            # emptied tile itself is not yet removed after the sign-in merge: a known gap.)
+            # Discharged (a census record as the ADT door signs it): the alert closes and
+            # the emptied bed leaves every board.
             discharge = orjson.dumps({"event": "discharge", "patient_id": "p-5", "ward": "", "bed": "",
                                       "at_ms": int(time.time() * 1000), "source": "hl7", "message_id": "m-5"})
             off_loop(lambda: asyncio.run(publish(settings, settings.topic_census, [discharge], b"p-5")))
             for page in (cat, ben):
                 page.wait_for_selector('.attention-item[data-bed="5"]', state="detached", timeout=20_000)
+                page.wait_for_selector("#bed-4b-5", state="detached", timeout=20_000)
             assert api_alert(cat, "5") is None
         finally:
             browser.close()

@@ -109,7 +109,7 @@ function applyAlert(alert) {
   }
   if (!OPEN.has(alert.status)) w.alerts.delete(alert.alert_id);
   else w.alerts.set(alert.alert_id, alert);
-  renderBed(alert.ward, String(alert.bed));
+  refreshBed(alert.ward, String(alert.bed));
   renderAttention();
   if (alert.status === "raised" || alert.status === "escalated" || alert.status === "reraised") {
     announce(`${alert.priority} priority alert: ${alert.summary}`);
@@ -135,8 +135,20 @@ function applyGoal(goal) {
 
 function vacate(wardName, bed) {
   ward(wardName).beds.delete(String(bed));
-  const node = document.getElementById(`bed-${slug(wardName)}-${slug(bed)}`);
-  if (node && ![...ward(wardName).alerts.values()].some((a) => String(a.bed) === String(bed))) node.remove();
+  refreshBed(wardName, String(bed));
+}
+
+// A bed's tile while it shows something (a bed state, an open alert or a care goal);
+// removed once it shows nothing (the patient left and the last alert closed).
+function refreshBed(wardName, bed) {
+  const w = ward(wardName);
+  const shown = w.beds.has(bed) || [...w.alerts.values()].some((a) => String(a.bed) === bed)
+    || [...w.goals.values()].some((g) => String(g.bed) === bed);
+  if (shown) renderBed(wardName, bed);
+  else {
+    document.getElementById(`bed-${slug(wardName)}-${slug(bed)}`)?.remove();
+    updateHeader();
+  }
 }
 
 function announce(text) {
