@@ -121,15 +121,20 @@ def _observations(document: dict[str, Any], result: IngestResult) -> tuple[list[
             f"{', '.join(sorted(BUNDLE_TYPES))}")
         return [], index
     observations = []
+    # (_obj and _text written out: this loop runs for every entry of every Bundle)
     for position, entry in enumerate(_items(document.get("entry"))):
-        resource = _obj(_obj(entry).get("resource"))
-        kind, resource_id = _text(resource.get("resourceType")), _text(resource.get("id"))
-        full_url = _text(_obj(entry).get("fullUrl"))
+        entry = entry if isinstance(entry, dict) else {}
+        resource = entry.get("resource")
+        resource = resource if isinstance(resource, dict) else {}
+        kind, resource_id, full_url = resource.get("resourceType"), resource.get("id"), entry.get("fullUrl")
+        kind = kind.strip() if isinstance(kind, str) else ""
+        resource_id = resource_id.strip() if isinstance(resource_id, str) else ""
+        full_url = full_url.strip() if isinstance(full_url, str) else ""
         if full_url:
             index[full_url] = resource
         if kind and resource_id:
             index[f"{kind}/{resource_id}"] = resource
-        if "modifierExtension" in _obj(entry) and (kind == "Observation" or kind in _REFERENCED_TYPES):
+        if "modifierExtension" in entry and (kind == "Observation" or kind in _REFERENCED_TYPES):
             result.rejection = Rejection("unknown_modifier", f"Bundle.entry[{position}] ({kind}) has "
                                          "a modifierExtension that is not understood")
             return [], index
@@ -411,7 +416,7 @@ _PLAIN_OBSERVATION_KEYS = frozenset({
 _CACHE_MAX = 4096  # distinct codes, units or times, then the cache starts afresh
 _PANEL = ("panel", "")
 _concepts: dict[bytes, tuple[str, str] | None] = {}
-_conversions: dict[tuple[str, str], Callable[[float], float] | None] = {}
+_conversions: dict[tuple[str, Any, Any, Any], Callable[[float], float] | None] = {}
 _times: dict[str, int] = {}
 _cached_site: list[Any] = [None]
 
@@ -433,19 +438,6 @@ def _concept(code: Any) -> tuple[str, str] | None:
     return found  # type: ignore[return-value]
 
 
-def _conversion(parameter: str, unit: str) -> Callable[[float], float] | None:
-    key = (parameter, unit)
-    if key not in _conversions:
-        try:
-            convert: Callable[[float], float] | None = unit_conversion(parameter, unit)
-        except ObservationError:
-            convert = None
-        if len(_conversions) >= _CACHE_MAX:
-            _conversions.clear()
-        _conversions[key] = convert
-    return _conversions[key]
-
-
 def _time_ms(stamp: Any) -> int | None:
     if not isinstance(stamp, str):
         return None
@@ -461,15 +453,56 @@ def _time_ms(stamp: Any) -> int | None:
     return millis
 
 
-def _memo(resolve: Callable[[Any, dict[str, dict[str, Any]]], Any], reference: Any,
-          index: dict[str, dict[str, Any]], memo: dict[tuple[Any, str], Any]) -> Any:
-    """``resolve(reference, index)``, once per message for a plain ``{"reference": ...}``."""
-    if isinstance(reference, dict) and len(reference) == 1 and isinstance(reference.get("reference"), str):
-        key = (resolve, reference["reference"])
-        if key not in memo:
-            memo[key] = resolve(reference, index)
-        return memo[key]
-    return resolve(reference, index)
+def _context(observation: dict[str, Any], index: dict[str, dict[str, Any]],
+             memo: dict[tuple[str, str, str], tuple[str, str, str, str]]) -> tuple[str, str, str, str]:
+    """(patient id, ward, bed, device) of an Observation, resolved once per message for the
+    plain references ``{"reference": ...}`` a Bundle's Observations share."""
+    subject, encounter, device = observation.get("subject"), observation.get("encounter"), observation.get("device")
+    key = (_plain_reference(subject), _plain_reference(encounter), _plain_reference(device))
+    found = memo.get(key) if "" not in key else None  # type: ignore[arg-type]
+    if found is None:
+        found = (_patient_id(subject, index), *_location(encounter, index), _device_id(device, index))
+        if "" not in key:
+            memo[key] = found  # type: ignore[index]
+    return found
+
+
+def _plain_reference(reference: Any) -> str:
+    if type(reference) is dict and len(reference) == 1:
+        target = reference.get("reference")
+        if type(target) is str and target:
+            return target
+    return ""
+
+
+_QUANTITY_KEYS = frozenset({"value", "unit", "system", "code"})
+
+
+def _reading(observation: dict[str, Any], parameter: str, where: str) -> float | None:
+    """The canonical value of a plain valueQuantity (value, unit, system, code), its unit
+    read by `_quantity` and converted by `unit_conversion` once per unit; None otherwise."""
+    quantity = observation.get("valueQuantity")
+    if type(quantity) is not dict or not _QUANTITY_KEYS.issuperset(quantity):
+        return None
+    value = quantity.get("value")
+    if type(value) is not float and type(value) is not int:
+        return None
+    code, system, text = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+    if not all(part is None or type(part) is str for part in (code, system, text)):
+        return None
+    key = (parameter, code, system, text)
+    if key not in _conversions:
+        try:
+            convert: Callable[[float], float] | None = unit_conversion(
+                parameter, _quantity({"valueQuantity": {"value": 0, "code": code, "system": system, "unit": text}},
+                                     where, parameter)[1])
+        except ObservationError:
+            convert = None
+        if len(_conversions) >= _CACHE_MAX:
+            _conversions.clear()
+        _conversions[key] = convert
+    convert = _conversions[key]
+    return None if convert is None else convert(float(value))
 
 
 def fhir_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> list[tuple[Any, ...]] | None:
@@ -496,7 +529,7 @@ def fhir_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) ->
         _conversions.clear()
         _cached_site[0] = site
     latest_ms = received_ms + max_ahead_ms if received_ms > 0 else None
-    memo: dict[tuple[Any, str], Any] = {}
+    memo: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
     rows: list[tuple[Any, ...]] = []
     try:
         for number, observation in enumerate(observations):
@@ -515,17 +548,13 @@ def fhir_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) ->
             parameter, source_code = mapped
             if mapped is _PANEL or parameter not in PLAUSIBILITY:
                 return None
-            patient_id = _memo(_patient_id, observation.get("subject"), index, memo)
+            patient_id, ward, bed, source = _context(observation, index, memo)
             device_time_ms = _time_ms(observation.get("effectiveDateTime"))
             if not patient_id or device_time_ms is None or (latest_ms is not None and device_time_ms > latest_ms):
                 return None
-            ward, bed = _memo(_location, observation.get("encounter"), index, memo)
-            source = _memo(_device_id, observation.get("device"), index, memo)
-            number_value, unit = _quantity(observation, f"Observation[{number}]", parameter)
-            convert = _conversion(parameter, unit)
-            if convert is None:
+            value = _reading(observation, parameter, f"Observation[{number}]")
+            if value is None:
                 return None
-            value = convert(number_value)
             possible_low, possible_high, plausible_low, plausible_high = PLAUSIBILITY[parameter]
             if not possible_low <= value <= possible_high:
                 return None

@@ -607,7 +607,7 @@ _STANDARD_DELIMITERS = Delimiters(_STANDARD_MSH)
 _CACHE_MAX = 4096  # distinct OBX shapes or timestamps, then the cache starts afresh
 _IGNORED = "ignored"  # an OBX the full parser skips (unknown code, test data, deleted)
 _UNSEEN = "unseen"
-_ObxShape = tuple[str, str, Callable[[float], float], bool] | str | None
+_ObxShape = tuple[str, str, str, Callable[[float], float], bool, tuple[float, ...]] | str | None
 _shapes: dict[tuple[str, ...], _ObxShape] = {}
 _shapes_site: list[SiteCodes | None] = [None]
 _stamps: dict[str, int] = {}
@@ -616,7 +616,8 @@ _SPECIAL = frozenset("\\~^&")
 
 def _obx_shape(fields: list[str], site: SiteCodes) -> _ObxShape:
     """What the full parser makes of an OBX whatever its value, time and device:
-    (parameter, source code, unit conversion, artefact by OBX-8), ``_IGNORED``, or None when
+    (parameter, canonical unit, source code, unit conversion, artefact by OBX-8, plausibility
+    range), ``_IGNORED``, or None when
     it is anything else (a compound, a device event, a status that means no reading, a value
     type other than NM, a unit that is refused): the message then goes to the full parser."""
     obx = Segment("|".join(fields), _STANDARD_DELIMITERS)
@@ -636,7 +637,8 @@ def _obx_shape(fields: list[str], site: SiteCodes) -> _ObxShape:
         convert = unit_conversion(term.parameter, _unit(obx, term.parameter, site))
     except ObservationError:
         return None
-    return term.parameter, term.source_code, convert, bool(statuses & STATUS_ARTEFACT)
+    return (term.parameter, CANONICAL_UNITS[term.parameter], term.source_code, convert,
+            bool(statuses & STATUS_ARTEFACT), PLAUSIBILITY[term.parameter])
 
 
 def _stamp_ms(stamp: str) -> int | None:
@@ -686,7 +688,7 @@ def hl7_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> 
     msh_time, sender = msh.get(7, 1, 1), msh.get(3, 1, 1)
     patient_id = ward = bed = obr_time = ""
     latest_ms = received_ms + max_ahead_ms if received_ms > 0 else None
-    numeric, shapes, special = PLAUSIBILITY, _shapes, _SPECIAL
+    shapes, stamps, special = _shapes, _stamps, _SPECIAL
     rows: list[tuple[Any, ...]] = []
     for line in lines[1:]:
         fields = line.split("|")
@@ -709,28 +711,36 @@ def hl7_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> 
             continue
         if shape is None or not patient_id:
             return None
-        parameter, source_code, convert, artefact = shape  # type: ignore[misc]
-        value_text = fields[5]
+        parameter, unit, source_code, convert, artefact, bounds = shape  # type: ignore[misc]
+        value_text, stamp, source = fields[5], fields[14], fields[18]
         if not special.isdisjoint(value_text):
             return None
         number = _number(value_text.strip())
-        stamp = _first_leaf(fields[14])
-        source = _first_leaf(fields[18])
-        if number is None or stamp is None or source is None:
+        if number is None:
+            return None
+        # OBX-14 and OBX-18 as `Segment.get` reads them: the first component of the first
+        # repetition, unescaped; the plain text of the common case needs none of that.
+        stamp = stamp.strip() if special.isdisjoint(stamp) else _first_leaf(stamp)
+        source = source.strip() if special.isdisjoint(source) else _first_leaf(source)
+        if stamp is None or source is None:
             return None
         if not source:
             source = _first_leaf(fields[18], 3)
             if source is None:
                 return None
             source = source or sender
-        device_time_ms = _stamp_ms(stamp or obr_time or msh_time)
-        if device_time_ms is None or (latest_ms is not None and device_time_ms > latest_ms):
+        stamp = stamp or obr_time or msh_time
+        device_time_ms = stamps.get(stamp)
+        if device_time_ms is None:
+            device_time_ms = _stamp_ms(stamp)
+            if device_time_ms is None:
+                return None
+        if latest_ms is not None and device_time_ms > latest_ms:
             return None
         value = convert(number)
-        possible_low, possible_high, plausible_low, plausible_high = numeric[parameter]
+        possible_low, possible_high, plausible_low, plausible_high = bounds
         if not possible_low <= value <= possible_high:  # (infinity too)
             return None
-        rows.append((patient_id, ward, bed, parameter, value, CANONICAL_UNITS[parameter], device_time_ms,
-                     source, received_ms, source_code,
-                     artefact or not plausible_low <= value <= plausible_high))
+        rows.append((patient_id, ward, bed, parameter, value, unit, device_time_ms, source, received_ms,
+                     source_code, artefact or not plausible_low <= value <= plausible_high))
     return rows or None
