@@ -323,3 +323,18 @@ def test_fast_paths_decline_what_they_cannot_read_alone() -> None:
     bundle["entry"][-1]["resource"]["code"] = {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}
     assert fast_rows(orjson.dumps(bundle), RECEIVED_MS, "fhir") is None
     assert parse_raw(orjson.dumps(bundle), RECEIVED_MS, "fhir").rejection is not None
+
+
+def test_the_benchmarks_gateway_messages_are_ten_readings_the_fast_path_takes() -> None:
+    """bench/pipeline.py's HL7 and FHIR phases send what this file holds the fast paths to:
+    ten readings of one patient a message, keyed by that patient, read as the full parser reads them."""
+    from bench.pipeline import gateway_messages
+
+    for fmt in ("hl7", "fhir"):
+        payloads, keys = gateway_messages(fmt, 40, 2, RECEIVED_MS - 3_600_000, prefix="t-")
+        assert len(payloads) == len(keys) == 4
+        for raw, key in zip(payloads, keys, strict=True):
+            fast = fast_rows(raw, RECEIVED_MS, fmt)
+            assert fast is not None and fast[0] == fmt and len(fast[1]) == 10
+            assert {row[0].encode() for row in fast[1]} == {key}
+            check(raw, fmt, expect_fast=fmt)
