@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
-from vitalstream.ingest import MAX_AHEAD_MS, Rejection, dead_letter, json_rows, parse_raw
+from vitalstream.ingest import MAX_AHEAD_MS, Rejection, dead_letter, fast_rows, parse_raw
 from vitalstream.kafka import FETCH_MAX_WAIT_MS, PendingCommits, consumer_lag, fetch
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
@@ -118,16 +118,16 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
     batch = IngestBatch()
     rows: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     technical: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    fast_messages = fast_samples = 0
+    fast_messages: Counter[str] = Counter()
+    fast_samples = 0
     for message in messages:
-        if message.fmt is None or message.fmt == "json":
-            fast = json_rows(message.value, received_ms, max_ahead_ms)
-            if fast is not None:
-                fast_messages += 1
-                fast_samples += len(fast)
-                for row in fast:
-                    rows[partition_for(row[0], partitions)].append(row)
-                continue
+        fast = fast_rows(message.value, received_ms, message.fmt, max_ahead_ms)
+        if fast is not None:
+            fast_messages[fast[0]] += 1
+            fast_samples += len(fast[1])
+            for row in fast[1]:
+                rows[partition_for(row[0], partitions)].append(row)
+            continue
         result = parse_raw(message.value, received_ms, message.fmt, max_ahead_ms)
         batch.messages_in[result.format] += 1
         if result.rejection is not None:
@@ -142,8 +142,8 @@ def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: i
         for event in result.technical:
             technical[partition_for(str(event.get("patient_id", "")), partitions)].append(event)
     if fast_messages:
-        batch.messages_in["json"] += fast_messages
-        batch.accepted["json"] += fast_messages
+        batch.messages_in.update(fast_messages)
+        batch.accepted.update(fast_messages)
         batch.samples += fast_samples
     for number in sorted(set(rows) | set(technical)):
         partition_rows = rows.get(number, [])

@@ -12,11 +12,13 @@ element that changes the meaning of a resource and is not understood stops its p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
+from vitalstream.ingest import MAX_MESSAGE_BYTES
 from vitalstream.ingest import codes as codes_table
 from vitalstream.ingest.codes import (
     EUI64_SYSTEM,
@@ -31,9 +33,14 @@ from vitalstream.ingest.codes import (
     mdc_term,
     parameter_for_loinc,
 )
-from vitalstream.ingest.normalise import ObservationError, canonical_value
+from vitalstream.ingest.normalise import (
+    PLAUSIBILITY,
+    ObservationError,
+    canonical_value,
+    unit_conversion,
+)
 from vitalstream.ingest.result import IngestResult, Rejection, technical_event
-from vitalstream.ingest.times import fhir_time_ms
+from vitalstream.ingest.times import MAX_AHEAD_MS, fhir_time_ms
 from vitalstream.samples import CANONICAL_UNITS, Sample
 
 BUNDLE_TYPES = frozenset({"collection", "batch", "transaction"})
@@ -80,37 +87,8 @@ def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
     if not isinstance(document, dict):
         result.rejection = Rejection("invalid_fhir", "a FHIR resource must be a JSON object")
         return result
-    resource_type = document.get("resourceType")
-    index: dict[str, dict[str, Any]] = {}
-    if resource_type == "Observation":
-        observations = [document]
-    elif resource_type == "Bundle":
-        bundle_type = document.get("type")
-        if not isinstance(bundle_type, str) or bundle_type not in BUNDLE_TYPES:
-            result.rejection = Rejection(
-                "unsupported_resource", f"Bundle type {bundle_type!r}; expected one of "
-                f"{', '.join(sorted(BUNDLE_TYPES))}")
-            return result
-        observations = []
-        for position, entry in enumerate(_items(document.get("entry"))):
-            resource = _obj(_obj(entry).get("resource"))
-            kind, resource_id = _text(resource.get("resourceType")), _text(resource.get("id"))
-            full_url = _text(_obj(entry).get("fullUrl"))
-            if full_url:
-                index[full_url] = resource
-            if kind and resource_id:
-                index[f"{kind}/{resource_id}"] = resource
-            if "modifierExtension" in _obj(entry) and (kind == "Observation" or kind in _REFERENCED_TYPES):
-                result.rejection = Rejection("unknown_modifier", f"Bundle.entry[{position}] ({kind}) has "
-                                             "a modifierExtension that is not understood")
-                return result
-            if kind == "Observation":
-                observations.append(resource)
-            elif kind not in _REFERENCED_TYPES:
-                result.ignored += 1
-    else:
-        result.rejection = Rejection(
-            "unsupported_resource", f"resourceType {resource_type!r}; expected Observation or Bundle")
+    observations, index = _observations(document, result)
+    if result.rejection is not None:
         return result
     try:
         for number, observation in enumerate(observations):
@@ -122,6 +100,49 @@ def parse_fhir_resource(document: Any, received_ms: int) -> IngestResult:
         result.rejection = Rejection(
             "no_observations", f"no mapped vital-sign observation ({result.ignored} ignored)")
     return result
+
+
+def _observations(document: dict[str, Any], result: IngestResult) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """The Observations of a resource (itself, or a Bundle's) and the Bundle's index of
+    resources by fullUrl and by type/id; sets ``result.rejection`` (and counts the entries
+    of other types as ignored) as it reads."""
+    resource_type = document.get("resourceType")
+    index: dict[str, dict[str, Any]] = {}
+    if resource_type == "Observation":
+        return [document], index
+    if resource_type != "Bundle":
+        result.rejection = Rejection(
+            "unsupported_resource", f"resourceType {resource_type!r}; expected Observation or Bundle")
+        return [], index
+    bundle_type = document.get("type")
+    if not isinstance(bundle_type, str) or bundle_type not in BUNDLE_TYPES:
+        result.rejection = Rejection(
+            "unsupported_resource", f"Bundle type {bundle_type!r}; expected one of "
+            f"{', '.join(sorted(BUNDLE_TYPES))}")
+        return [], index
+    observations = []
+    # (_obj and _text written out: this loop runs for every entry of every Bundle)
+    for position, entry in enumerate(_items(document.get("entry"))):
+        entry = entry if isinstance(entry, dict) else {}
+        resource = entry.get("resource")
+        resource = resource if isinstance(resource, dict) else {}
+        kind, resource_id, full_url = resource.get("resourceType"), resource.get("id"), entry.get("fullUrl")
+        kind = kind.strip() if isinstance(kind, str) else ""
+        resource_id = resource_id.strip() if isinstance(resource_id, str) else ""
+        full_url = full_url.strip() if isinstance(full_url, str) else ""
+        if full_url:
+            index[full_url] = resource
+        if kind and resource_id:
+            index[f"{kind}/{resource_id}"] = resource
+        if "modifierExtension" in entry and (kind == "Observation" or kind in _REFERENCED_TYPES):
+            result.rejection = Rejection("unknown_modifier", f"Bundle.entry[{position}] ({kind}) has "
+                                         "a modifierExtension that is not understood")
+            return [], index
+        if kind == "Observation":
+            observations.append(resource)
+        elif kind not in _REFERENCED_TYPES:
+            result.ignored += 1
+    return observations, index
 
 
 def _codes(concept: Any) -> list[tuple[str, str]]:
@@ -379,3 +400,166 @@ def _supplemental_oxygen(components: list[dict[str, Any]], where: str, patient_i
             value=amount > threshold, unit=CANONICAL_UNITS["on_oxygen"],
             device_time_ms=device_time_ms, source=source, ingest_time_ms=received_ms,
             source_code=f"LOINC:{code}"))
+
+
+# The fast path of the common FHIR message. ``fhir_rows`` reads Bundles (and single
+# Observations) of plain vital-sign Observations, each one valueQuantity with an
+# effectiveDateTime, with the full parser's own functions; what it saves is doing the same
+# work twice: a Bundle's Observations name the same patient, encounter and device, so each
+# reference is resolved once per message, and each code, unit and time once per process.
+# Anything else it declines (None), and `parse_fhir` then reads it or refuses it with the reason.
+_PLAIN_OBSERVATION_KEYS = frozenset({
+    "resourceType", "id", "meta", "text", "identifier", "status", "category", "code", "subject",
+    "encounter", "device", "effectiveDateTime", "issued", "performer", "valueQuantity",
+    "interpretation", "note", "bodySite", "method", "referenceRange", "extension", "hasMember",
+})
+_CACHE_MAX = 4096  # distinct codes, units or times, then the cache starts afresh
+_PANEL = ("panel", "")
+_concepts: dict[bytes, tuple[str, str] | None] = {}
+_conversions: dict[tuple[str, Any, Any, Any], Callable[[float], float] | None] = {}
+_times: dict[str, int] = {}
+_cached_site: list[Any] = [None]
+
+
+def _concept(code: Any) -> tuple[str, str] | None:
+    """(parameter, source code) of an Observation.code, ``_PANEL`` for a blood-pressure
+    panel, None for a code the full parser ignores."""
+    key = orjson.dumps(code)
+    found = _concepts.get(key, _PANEL[1])
+    if found == "":
+        coded = _codes(code)
+        if not {code for system, code in coded if system == LOINC_SYSTEM}.isdisjoint(LOINC_BP_PANELS):
+            found = _PANEL
+        else:
+            found = _concept_parameter(None, coded)
+        if len(_concepts) >= _CACHE_MAX:
+            _concepts.clear()
+        _concepts[key] = found
+    return found  # type: ignore[return-value]
+
+
+def _time_ms(stamp: Any) -> int | None:
+    if not isinstance(stamp, str):
+        return None
+    millis = _times.get(stamp)
+    if millis is None:
+        try:
+            millis = fhir_time_ms(stamp)
+        except ObservationError:
+            return None
+        if len(_times) >= _CACHE_MAX:
+            _times.clear()
+        _times[stamp] = millis
+    return millis
+
+
+def _context(observation: dict[str, Any], index: dict[str, dict[str, Any]],
+             memo: dict[tuple[str, str, str], tuple[str, str, str, str]]) -> tuple[str, str, str, str]:
+    """(patient id, ward, bed, device) of an Observation, resolved once per message for the
+    plain references ``{"reference": ...}`` a Bundle's Observations share."""
+    subject, encounter, device = observation.get("subject"), observation.get("encounter"), observation.get("device")
+    key = (_plain_reference(subject), _plain_reference(encounter), _plain_reference(device))
+    found = memo.get(key) if "" not in key else None  # type: ignore[arg-type]
+    if found is None:
+        found = (_patient_id(subject, index), *_location(encounter, index), _device_id(device, index))
+        if "" not in key:
+            memo[key] = found  # type: ignore[index]
+    return found
+
+
+def _plain_reference(reference: Any) -> str:
+    if type(reference) is dict and len(reference) == 1:
+        target = reference.get("reference")
+        if type(target) is str and target:
+            return target
+    return ""
+
+
+_QUANTITY_KEYS = frozenset({"value", "unit", "system", "code"})
+
+
+def _reading(observation: dict[str, Any], parameter: str, where: str) -> float | None:
+    """The canonical value of a plain valueQuantity (value, unit, system, code), its unit
+    read by `_quantity` and converted by `unit_conversion` once per unit; None otherwise."""
+    quantity = observation.get("valueQuantity")
+    if type(quantity) is not dict or not _QUANTITY_KEYS.issuperset(quantity):
+        return None
+    value = quantity.get("value")
+    if type(value) is not float and type(value) is not int:
+        return None
+    code, system, text = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+    if not all(part is None or type(part) is str for part in (code, system, text)):
+        return None
+    key = (parameter, code, system, text)
+    if key not in _conversions:
+        try:
+            convert: Callable[[float], float] | None = unit_conversion(
+                parameter, _quantity({"valueQuantity": {"value": 0, "code": code, "system": system, "unit": text}},
+                                     where, parameter)[1])
+        except ObservationError:
+            convert = None
+        if len(_conversions) >= _CACHE_MAX:
+            _conversions.clear()
+        _conversions[key] = convert
+    convert = _conversions[key]
+    return None if convert is None else convert(float(value))
+
+
+def fhir_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> list[tuple[Any, ...]] | None:
+    """The samples of a common FHIR message as rows (``sample_row`` order), exactly as
+    `vitalstream.ingest.parse_raw` gives them, or None for any message it does not take. It
+    takes only messages whose every Observation gives one numeric reading or is skipped
+    (entered in error, a code not mapped), so it never makes a technical event or a
+    rejection, and it applies the checks of `vitalstream.ingest.vet` itself."""
+    if raw[:1] != b"{" or len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    scratch = IngestResult(format="fhir")
+    observations, index = _observations(document, scratch)
+    if scratch.rejection is not None:
+        return None
+    site = codes_table.site_table()
+    if _cached_site[0] is not site:
+        _concepts.clear()
+        _conversions.clear()
+        _cached_site[0] = site
+    latest_ms = received_ms + max_ahead_ms if received_ms > 0 else None
+    memo: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
+    rows: list[tuple[Any, ...]] = []
+    try:
+        for number, observation in enumerate(observations):
+            if not isinstance(observation, dict) or not _PLAIN_OBSERVATION_KEYS.issuperset(observation):
+                return None
+            status = observation.get("status")
+            if not isinstance(status, str):
+                return None
+            if status in IGNORED_STATUSES:
+                continue
+            if status not in USABLE_STATUSES:
+                return None
+            mapped = _concept(observation.get("code"))
+            if mapped is None:
+                continue
+            parameter, source_code = mapped
+            if mapped is _PANEL or parameter not in PLAUSIBILITY:
+                return None
+            patient_id, ward, bed, source = _context(observation, index, memo)
+            device_time_ms = _time_ms(observation.get("effectiveDateTime"))
+            if not patient_id or device_time_ms is None or (latest_ms is not None and device_time_ms > latest_ms):
+                return None
+            value = _reading(observation, parameter, f"Observation[{number}]")
+            if value is None:
+                return None
+            possible_low, possible_high, plausible_low, plausible_high = PLAUSIBILITY[parameter]
+            if not possible_low <= value <= possible_high:
+                return None
+            rows.append((patient_id, ward, bed, parameter, value, CANONICAL_UNITS[parameter], device_time_ms,
+                         source, received_ms, source_code, not plausible_low <= value <= plausible_high))
+    except ObservationError:
+        return None
+    return rows or None

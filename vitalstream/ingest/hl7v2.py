@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
+from typing import Any
 
-from vitalstream.ingest import codes
+from vitalstream.ingest import MAX_MESSAGE_BYTES, codes
 from vitalstream.ingest.codes import (
     HL7_LOINC_SYSTEM,
     HL7_MDC_SYSTEM,
@@ -34,9 +36,15 @@ from vitalstream.ingest.codes import (
     parameter_for_loinc,
     ucum_for_mdc_unit,
 )
-from vitalstream.ingest.normalise import UNIT_CONVERSIONS, ObservationError, canonical_value
+from vitalstream.ingest.normalise import (
+    PLAUSIBILITY,
+    UNIT_CONVERSIONS,
+    ObservationError,
+    canonical_value,
+    unit_conversion,
+)
 from vitalstream.ingest.result import IngestResult, Rejection, technical_event
-from vitalstream.ingest.times import hl7_time_ms
+from vitalstream.ingest.times import MAX_AHEAD_MS, hl7_time_ms
 from vitalstream.samples import CANONICAL_UNITS, Sample
 
 MLLP_START = b"\x0b"
@@ -586,3 +594,153 @@ def _escape(text: str, separator: str, encoding: str) -> str:
 def _format_hl7_time(now_ms: int) -> str:
     moment = dt.datetime.fromtimestamp(now_ms / 1000, tz=dt.UTC)
     return moment.strftime("%Y%m%d%H%M%S") + "+0000"
+
+
+# The fast path of the commonest HL7 message. ``hl7_rows`` reads the PCD-01 shape gateways
+# send most (a bare ORU^R01 with the usual separators, numeric OBX rows of mapped codes) and
+# declines (None) everything else, which `parse_hl7` then reads or refuses with its reason.
+# What an OBX means besides its value, time and device (OBX-2 type, OBX-3 code, OBX-6 unit,
+# OBX-8 and OBX-11 statuses) is decided by the full parser's own functions the first time a
+# combination is seen, and remembered; only the per-reading fields are read here.
+_STANDARD_MSH = "MSH|^~\\&|"
+_STANDARD_DELIMITERS = Delimiters(_STANDARD_MSH)
+_CACHE_MAX = 4096  # distinct OBX shapes or timestamps, then the cache starts afresh
+_IGNORED = "ignored"  # an OBX the full parser skips (unknown code, test data, deleted)
+_UNSEEN = "unseen"
+_ObxShape = tuple[str, str, str, Callable[[float], float], bool, tuple[float, ...]] | str | None
+_shapes: dict[tuple[str, ...], _ObxShape] = {}
+_shapes_site: list[SiteCodes | None] = [None]
+_stamps: dict[str, int] = {}
+_SPECIAL = frozenset("\\~^&")
+
+
+def _obx_shape(fields: list[str], site: SiteCodes) -> _ObxShape:
+    """What the full parser makes of an OBX whatever its value, time and device:
+    (parameter, canonical unit, source code, unit conversion, artefact by OBX-8, plausibility
+    range), ``_IGNORED``, or None when
+    it is anything else (a compound, a device event, a status that means no reading, a value
+    type other than NM, a unit that is refused): the message then goes to the full parser."""
+    obx = Segment("|".join(fields), _STANDARD_DELIMITERS)
+    term = _term(obx, site)
+    if term is None:
+        return _IGNORED
+    if term.parameter and term.parameter not in PLAUSIBILITY:
+        return None
+    result_status = obx.get(11, 1, 1).upper()
+    statuses = {obx.get(8, repeat, 1).lower() for repeat in range(1, obx.repeats(8) + 1)}
+    if result_status in RESULT_IGNORED or statuses & STATUS_IGNORED:
+        return _IGNORED
+    if (term.event is not None or term.positions or result_status == RESULT_CANNOT_OBTAIN
+            or statuses & STATUS_SENSOR_OFF or obx.get(2, 1, 1).upper() not in ("NM", "")):
+        return None
+    try:
+        convert = unit_conversion(term.parameter, _unit(obx, term.parameter, site))
+    except ObservationError:
+        return None
+    return (term.parameter, CANONICAL_UNITS[term.parameter], term.source_code, convert,
+            bool(statuses & STATUS_ARTEFACT), PLAUSIBILITY[term.parameter])
+
+
+def _stamp_ms(stamp: str) -> int | None:
+    millis = _stamps.get(stamp)
+    if millis is None:
+        try:
+            millis = hl7_time_ms(stamp)
+        except ObservationError:
+            return None
+        if len(_stamps) >= _CACHE_MAX:
+            _stamps.clear()
+        _stamps[stamp] = millis
+    return millis
+
+
+def _first_leaf(field: str, component: int = 1) -> str | None:
+    """``Segment.get(field, 1, component)`` for a field without escape sequences (None: it has one)."""
+    parts = field.split("~", 1)[0].split("^")
+    if component > len(parts):
+        return ""
+    leaf = parts[component - 1].split("&", 1)[0]
+    return None if "\\" in leaf else leaf.strip()
+
+
+def hl7_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) -> list[tuple[Any, ...]] | None:
+    """The samples of a common PCD-01 message as rows (``sample_row`` order), exactly as
+    `vitalstream.ingest.parse_raw` gives them, or None for any message it does not take
+    (the full parser then reads it, or refuses it with the reason). It takes only messages
+    whose every OBX gives one numeric reading or is skipped, so it never makes a technical
+    event or a rejection, and it applies the checks of `vitalstream.ingest.vet` itself."""
+    if not raw.startswith(b"MSH|^~\\&|") or len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        text = raw.rstrip(b" \t\r\n").decode("utf-8")
+    except UnicodeDecodeError:  # Latin-1 names: the full parser decodes them its way
+        return None
+    if "\n" in text:
+        return None
+    lines = [line for line in text.split("\r") if line.strip()]
+    msh = Segment(lines[0], _STANDARD_DELIMITERS)
+    if (msh.get(9, 1, 1), msh.get(9, 1, 2)) != ("ORU", "R01"):
+        return None
+    site = codes.site_table()
+    if _shapes_site[0] is not site or len(_shapes) >= _CACHE_MAX:
+        _shapes.clear()
+        _shapes_site[0] = site
+    msh_time, sender = msh.get(7, 1, 1), msh.get(3, 1, 1)
+    patient_id = ward = bed = obr_time = ""
+    latest_ms = received_ms + max_ahead_ms if received_ms > 0 else None
+    shapes, stamps, special = _shapes, _stamps, _SPECIAL
+    rows: list[tuple[Any, ...]] = []
+    for line in lines[1:]:
+        fields = line.split("|")
+        kind = fields[0].strip()
+        if kind != "OBX":
+            if kind == "PID":
+                patient_id, ward, bed = _patient_id(Segment(line, _STANDARD_DELIMITERS)), "", ""
+            elif kind == "PV1":
+                ward, bed = _location(Segment(line, _STANDARD_DELIMITERS))
+            elif kind == "OBR":
+                obr_time = Segment(line, _STANDARD_DELIMITERS).get(7, 1, 1)
+            continue
+        if len(fields) < 19:
+            fields += [""] * (19 - len(fields))
+        key = (fields[2], fields[3], fields[6], fields[8], fields[11])
+        shape = shapes.get(key, _UNSEEN)
+        if shape is _UNSEEN:
+            shape = shapes[key] = _obx_shape(fields, site)
+        if shape is _IGNORED:
+            continue
+        if shape is None or not patient_id:
+            return None
+        parameter, unit, source_code, convert, artefact, bounds = shape  # type: ignore[misc]
+        value_text, stamp, source = fields[5], fields[14], fields[18]
+        if not special.isdisjoint(value_text):
+            return None
+        number = _number(value_text.strip())
+        if number is None:
+            return None
+        # OBX-14 and OBX-18 as `Segment.get` reads them: the first component of the first
+        # repetition, unescaped; the plain text of the common case needs none of that.
+        stamp = stamp.strip() if special.isdisjoint(stamp) else _first_leaf(stamp)
+        source = source.strip() if special.isdisjoint(source) else _first_leaf(source)
+        if stamp is None or source is None:
+            return None
+        if not source:
+            source = _first_leaf(fields[18], 3)
+            if source is None:
+                return None
+            source = source or sender
+        stamp = stamp or obr_time or msh_time
+        device_time_ms = stamps.get(stamp)
+        if device_time_ms is None:
+            device_time_ms = _stamp_ms(stamp)
+            if device_time_ms is None:
+                return None
+        if latest_ms is not None and device_time_ms > latest_ms:
+            return None
+        value = convert(number)
+        possible_low, possible_high, plausible_low, plausible_high = bounds
+        if not possible_low <= value <= possible_high:  # (infinity too)
+            return None
+        rows.append((patient_id, ward, bed, parameter, value, unit, device_time_ms, source, received_ms,
+                     source_code, artefact or not plausible_low <= value <= plausible_high))
+    return rows or None

@@ -87,6 +87,17 @@ def to_canonical(parameter: str, value: float, unit: str) -> float:
         raise ObservationError("bad_value", f"{parameter} value {value!r} is not a number")
     if not math.isfinite(value):
         raise ObservationError("implausible_value", f"{parameter} {value!r} is not a finite number")
+    return unit_conversion(parameter, unit)(value)
+
+
+def unit_conversion(parameter: str, unit: str) -> Callable[[float], float]:
+    """The function that takes a value of ``parameter`` declared in ``unit`` to its
+    canonical unit (the ingest fast paths look it up once per unit, `to_canonical` calls
+    it). Raises ObservationError (missing_unit, bad_unit).
+
+    >>> unit_conversion("temperature", "[degF]")(98.6)
+    37.0
+    """
     declared = unit.strip()
     if not declared:
         raise ObservationError("missing_unit", f"{parameter} has no unit; units are never guessed")
@@ -98,10 +109,14 @@ def to_canonical(parameter: str, value: float, unit: str) -> float:
     if convert is None:
         raise ObservationError("bad_unit", f"{parameter} in {declared!r} is not a known unit for it")
     if ucum.casefold() in _IDENTITY_UNITS:
-        return float(value)
-    # Rounded to 0.01 so that a converted 98.6 °F is 37.0 and not 36.99999999999999: floating
-    # noise must not move a value across a NEWS2 band edge.
-    return round(float(convert(float(value))), 2)
+        return float
+
+    def converted(value: float) -> float:
+        # Rounded to 0.01 so that a converted 98.6 °F is 37.0 and not 36.99999999999999:
+        # floating noise must not move a value across a NEWS2 band edge.
+        return round(float(convert(float(value))), 2)
+
+    return converted
 
 
 class Range(NamedTuple):
