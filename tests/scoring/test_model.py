@@ -13,9 +13,9 @@ from vitalstream.scoring.model import (
     BEDSIDE_FACTORS,
     DEFAULT_MODEL,
     DERIVED_FEATURES,
+    TEST_CACHE_ENV,
     ModelFileError,
     RiskModel,
-    TEST_CACHE_ENV,
     checksum_path,
     news2_band_scores,
 )
