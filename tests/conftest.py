@@ -3,7 +3,10 @@ import live in testkit.py (re-exported here for fixtures)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +15,20 @@ from testkit import ARTIFACTS, ROOT, SHARED_DATA, missing, require_executable  #
 
 from vitalstream import signing
 from vitalstream.broker import EmbeddedBroker
+from vitalstream.scoring.model import TEST_CACHE_ENV
 
 # Fresh signing keys for this test run, one per service, in the environment: every Settings()
 # of the tests and every worker or station process they start reads the same set (each
 # process signs with its own service's key).
 os.environ["VITALSTREAM_SIGNING_KEYS"] = signing.keys_json(signing.generate_keys())
 os.environ.pop("VITALSTREAM_SIGNING_KEY_ID", None)
+
+# Every worker the tests start (directly, or inside demo, validate, replay) loads the same
+# shipped model: its child process's export is kept for this run in a scratch folder
+# (vitalstream/scoring/model.py, TEST_CACHE_ENV), so only the first start pays for it.
+_MODEL_CACHE = tempfile.mkdtemp(prefix="vitalstream-model-cache-")
+atexit.register(shutil.rmtree, _MODEL_CACHE, ignore_errors=True)
+os.environ[TEST_CACHE_ENV] = _MODEL_CACHE
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ readings make the core fail does not stop the other patients of the batch."""
 from __future__ import annotations
 
 import asyncio
+import copy
 
 from simulators import SCENARIOS
 from vitalstream import metrics, monitor_stage
@@ -59,10 +60,16 @@ def test_feature_snapshots_packed_in_the_thread_are_the_ones_packed_inline_and_r
     patients = sorted({s.patient_id for s in samples})
     assert len(patients) >= 8
 
+    # Both packings start from copies of one monitor: a snapshot carries the engine's
+    # buffers as they are, and bucket fields a patient never wrote are whatever memory
+    # np.empty gave (in a long test run, not zeros), so two engines fed the same samples
+    # need not give the same bytes. The same state must pack to the same bytes both ways.
+    processed = Monitor(AlertPolicy(), engine=FeatureEngine())
+    processed.process(samples)
+
     async def engine_rows(thread_from: int) -> tuple[dict[bytes, bytes], Monitor, bool]:
         monkeypatch.setattr(monitor_stage, "PACK_IN_THREAD_FROM", thread_from)
-        monitor = Monitor(AlertPolicy(), engine=FeatureEngine())
-        monitor.process(samples)
+        monitor = copy.deepcopy(processed)
         stage = MonitorStage(Settings(kafka_bootstrap="127.0.0.1:1"), monitor)
         used: list[bool] = []
         submit = stage.packer.submit

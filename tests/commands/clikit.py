@@ -27,7 +27,8 @@ def closed_port() -> int:
 
 def environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    kept = ("VITALSTREAM_DATA_DIR", "VITALSTREAM_SIGNING_KEYS")  # set for the whole test run
+    # set for the whole test run (conftest.py)
+    kept = ("VITALSTREAM_DATA_DIR", "VITALSTREAM_SIGNING_KEYS", "VITALSTREAM_TEST_MODEL_CACHE")
     for name in [n for n in env if n.startswith("VITALSTREAM_") and n not in kept]:
         del env[name]  # a developer's settings must not change what the test sees
     env.update({"VITALSTREAM_STATION_TOKENS": STATION_TOKENS, **QUICK_CONNECT, **extra})

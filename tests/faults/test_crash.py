@@ -46,11 +46,13 @@ def test_killed_worker_recovers_patients_and_raises_every_alert_under_the_same_i
     log = tmp_path / "worker.log"
 
     crashed = WorkerProcess(broker.bootstrap, log_path=log).start()
-    asyncio.run(send(settings, beds + first))
-    # Kill while the ward's first part is still being scored: a crash mid-stream.
-    kill_at = sum(m.samples for m in beds) + sum(m.samples for m in first) // 2
-    assert wait_for(lambda: metric_or_zero(crashed, "vitalstream_samples_processed_total") >= kill_at, 90)
-    crashed.kill()
+    try:  # killed on every path: a worker left running slows every later test
+        asyncio.run(send(settings, beds + first))
+        # Kill while the ward's first part is still being scored: a crash mid-stream.
+        kill_at = sum(m.samples for m in beds) + sum(m.samples for m in first) // 2
+        assert wait_for(lambda: metric_or_zero(crashed, "vitalstream_samples_processed_total") >= kill_at, 90)
+    finally:
+        crashed.kill()
 
     restarted = WorkerProcess(broker.bootstrap, log_path=log)
     started = time.monotonic()

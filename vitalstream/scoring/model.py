@@ -228,6 +228,26 @@ def assemble_inputs(
     return out[0] if features.ndim == 1 else out
 
 
+# Test hook, never set in production: the test suite starts dozens of workers, and loading
+# the model in its child process (importing scikit-learn and skops) was most of each start.
+# With this variable naming a folder, a successful child's export is kept there under the
+# SHA-256 of the model file's bytes and of its checksum file's, and read back for the same
+# bytes; any other bytes (a changed model, a wrong checksum) go to the child as before.
+TEST_CACHE_ENV = "VITALSTREAM_TEST_MODEL_CACHE"
+
+
+def _test_cache_file(path: str | os.PathLike[str] | None) -> Path | None:
+    folder = os.environ.get(TEST_CACHE_ENV)
+    if not folder:
+        return None
+    model_path = Path(path) if path else DEFAULT_MODEL
+    try:
+        key = hashlib.sha256(model_path.read_bytes() + b"\0" + checksum_path(model_path).read_bytes())
+    except OSError:  # missing files: the child says which
+        return None
+    return Path(folder) / f"{key.hexdigest()}.npz"
+
+
 class RiskModel:
     """Calibrated probability that an hour is within 6 h of sepsis onset or after it
     (the PhysioNet 2019 SepsisLabel), from the feature engine's features plus age, sex and
@@ -311,13 +331,21 @@ class RiskModel:
         """``load`` in a child process, which hands back the trees as plain arrays: the
         process that scores never imports scikit-learn and skops (about 130 MB resident,
         measured here) and gets the same model (tested). Raises ModelFileError as ``load``."""
+        cached = _test_cache_file(path)
+        if cached is not None and cached.is_file():
+            return cls.from_export(cached.read_bytes())
         child = subprocess.run([sys.executable, "-m", "vitalstream.scoring.model", str(path or "")],
                                capture_output=True, timeout=300, check=False)
         if child.returncode != 0:
             lines = child.stderr.decode(errors="replace").strip().splitlines()
             raise ModelFileError(lines[-1].removeprefix("ModelFileError: ") if lines
                                  else f"loading the model failed (exit {child.returncode})")
-        return cls.from_export(child.stdout)
+        model = cls.from_export(child.stdout)
+        if cached is not None:
+            scratch = cached.with_name(f"{cached.name}.{os.getpid()}.part")
+            scratch.write_bytes(child.stdout)
+            scratch.replace(cached)  # whole or not at all: workers may start side by side
+        return model
 
     def export(self) -> bytes:
         """The model as arrays and JSON, without pickles or scikit-learn objects."""
