@@ -273,3 +273,22 @@ def test_custom_rules_can_tighten_a_range():
                                                        "temperature": (30.0, 43.0)}))
     feed(engine, "p1", TEMP, [EPOCH_S], 28.0)
     assert engine.artefact_counts["out_of_range"] == 1
+
+
+def test_a_reused_slot_snapshots_as_a_fresh_one():
+    """A slot given to a new patient carries nothing of the discharged one: its snapshot is
+    byte for byte the one a fresh engine gives of the same readings (the state arrays are
+    allocated uninitialised, so every field is reset, not only the counts)."""
+    def feed(engine, patient_id, values):
+        slot = engine.slot_for(patient_id)
+        times = np.arange(len(values), dtype=np.float64) * 7.0 + 1_000.0
+        engine.add(np.full(len(values), slot), np.zeros(len(values), dtype=np.int64), times,
+                   np.asarray(values, dtype=np.float64))
+
+    used = FeatureEngine()
+    feed(used, "old", [150.0, 160.0, 170.0, 155.0] * 50)
+    used.discharge("old")
+    feed(used, "new", [72.0, 74.0])
+    fresh = FeatureEngine()
+    feed(fresh, "new", [72.0, 74.0])
+    assert used.snapshot("new") == fresh.snapshot("new")

@@ -306,6 +306,18 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(line)
 
 
+def _preload() -> None:
+    """Import what the demo runs after "worker ready" while no signal is expected: a
+    SIGTERM (raised as KeyboardInterrupt) inside an import that builds classes with
+    ``exec`` (dataclasses, namedtuples) makes Python 3.11 end by SIGINT instead of the
+    demo's own clean exit 130."""
+    import urllib.request  # noqa: F401
+
+    import simulators  # noqa: F401
+    from vitalstream import metrics  # noqa: F401
+    from vitalstream.commands import subscribe  # noqa: F401
+
+
 def run(args: argparse.Namespace) -> int:
     from vitalstream.broker import BrokerError, EmbeddedBroker
     from vitalstream.cli import UsageError
@@ -313,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.process import ServiceStartError, WorkerProcess
 
     check_arguments(args)
+    _preload()
     settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
     broker = None
     with tempfile.TemporaryDirectory(prefix="vitalstream-demo-") as scratch:

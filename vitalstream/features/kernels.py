@@ -113,8 +113,13 @@ def reset_slot(buckets, art, pstate, p):
     for k in range(buckets.shape[1]):
         for w in range(buckets.shape[2]):
             for s in range(buckets.shape[3]):
-                buckets[p, k, w, s].lap = EMPTY_LAP
-                buckets[p, k, w, s].n = 0
+                b = buckets[p, k, w, s]
+                b.lap = EMPTY_LAP
+                b.n = 0
+                # The rest is never read while n is 0; zeroed so a snapshot carries no
+                # earlier patient's values (arrays are allocated uninitialised).
+                b.first_t = b.min = b.max = b.first_v = 0.0
+                b.mean_v = b.m2_v = b.mean_t = b.m2_t = b.c_tv = 0.0
                 art[p, k, w, s] = 0
         for c in range(pstate.shape[2]):
             pstate[p, k, c] = np.nan  # cache keys NaN: never valid
