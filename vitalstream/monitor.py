@@ -184,20 +184,40 @@ class PatientRecord:
     (``PatientState``) read by name. ``alert_state`` is the policy's state, its memory of
     the quiet assessments brought in from the arrays when Python reads it."""
 
-    __slots__ = ("patient_id", "ward", "bed", "first_seen_ms", "age_years", "sex_male", "engine_saved_ms",
+    __slots__ = ("patient_id", "_ward", "_bed", "first_seen_ms", "age_years", "sex_male", "engine_saved_ms",
                  "saved_ms", "risk_carry", "slot", "_state", "_alert_state", "_monitor")
 
     def __init__(self, monitor: Monitor, slot: int, patient_id: str, ward: str, bed: str,
                  first_seen_ms: int, alert_state: PatientAlertState) -> None:
         self._monitor, self.slot = monitor, slot
         self._state = monitor._state
-        self.patient_id, self.ward, self.bed, self.first_seen_ms = patient_id, ward, bed, first_seen_ms
+        self.patient_id, self.first_seen_ms = patient_id, first_seen_ms
+        self._ward, self._bed = ward, bed
+        monitor._placed[patient_id] = (ward, bed)
         self.age_years: float | None = None
         self.sex_male: bool | None = None
         self.engine_saved_ms = -(2**62)
         self.saved_ms = -(2**62)
         self.risk_carry: tuple[Any, ...] | None = None  # (risk, its time, model version, explain)
         self._alert_state = alert_state
+
+    @property
+    def ward(self) -> str:
+        return self._ward
+
+    @ward.setter
+    def ward(self, ward: str) -> None:
+        self._ward = ward
+        self._monitor._placed[self.patient_id] = (ward, self._bed)
+
+    @property
+    def bed(self) -> str:
+        return self._bed
+
+    @bed.setter
+    def bed(self, bed: str) -> None:
+        self._bed = bed
+        self._monitor._placed[self.patient_id] = (self._ward, bed)
 
     def _get(self, name: str) -> Any:
         return self._state.a[name][self.slot]
@@ -286,12 +306,24 @@ class MonitorResult:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+class _RecordsOf:
+    """The record of each assessment of a batch, by its index."""
+
+    __slots__ = ("_slots", "_by_slot")
+
+    def __init__(self, slots: np.ndarray, by_slot: dict[int, PatientRecord]) -> None:
+        self._slots, self._by_slot = slots, by_slot
+
+    def __getitem__(self, k: int) -> PatientRecord:
+        return self._by_slot[int(self._slots[k])]
+
+
 class Assessments(Sequence[Assessment]):
     """A batch's assessments in time order, made into ``Assessment`` objects only when read:
     most of a quiet ward's are never read (the core decided them). ``bed_states`` reads
     the ones the core flagged without making the others."""
 
-    def __init__(self, monitor: Monitor, out: dict[str, np.ndarray], records: list[PatientRecord],
+    def __init__(self, monitor: Monitor, out: dict[str, np.ndarray], records: _RecordsOf,
                  made: dict[int, Assessment], keep: np.ndarray) -> None:
         self._monitor, self._out, self._records, self._made = monitor, out, records, made
         self._index = np.flatnonzero(keep)
@@ -343,6 +375,8 @@ class Monitor:
         self.patients: dict[str, PatientRecord] = {}
         self._state = PatientState()
         self._by_slot: dict[int, PatientRecord] = {}
+        self._slot_of: dict[str, int] = {}
+        self._placed: dict[str, tuple[str, str]] = {}  # patient -> (ward, bed), as the records have them
         # The kill switch (vitalstream.governance.killswitch): (model off by default, wards
         # that differ from the default). A ward with the model off is scored NEWS2-only.
         self._model_off: tuple[bool, frozenset[str]] = (False, frozenset())
@@ -384,6 +418,7 @@ class Monitor:
         slot = self._state.take()
         record = self.patients[patient_id] = self._by_slot[slot] = PatientRecord(
             self, slot, patient_id, ward, bed, time_ms, self.policy.new_state())
+        self._slot_of[patient_id] = slot
         a = self._state.a
         a["newest"][slot] = time_ms
         a["phase"][slot] = _phase(patient_id)
@@ -509,6 +544,8 @@ class Monitor:
         record = self.patients.pop(patient_id, None)
         if record is not None:
             self._by_slot.pop(record.slot, None)
+            self._slot_of.pop(patient_id, None)
+            self._placed.pop(patient_id, None)
             self._state.give_back(record.slot)
         if self.engine is not None:
             self.engine.discharge(patient_id)
@@ -551,16 +588,16 @@ class Monitor:
                     self._admit(patient_id, wards[i], beds[i], times[i])
                     if not new:
                         break
-        records = list(map(patients.__getitem__, pids))
-        placed = {pid: (ward, bed) for pid, ward, bed in zip(pids, wards, beds) if ward}
-        for patient_id, (ward, bed) in placed.items():
+        # The ward and bed of the patient's last reading that names them (transfers).
+        placed = dict(zip(pids, zip(wards, beds))) if all(wards) else \
+            {pid: (ward, bed) for pid, ward, bed in zip(pids, wards, beds) if ward}
+        for patient_id, (ward, bed) in placed.items() - self._placed.items():
             record = patients[patient_id]
-            if record.ward != ward or record.bed != bed:
-                record.ward, record.bed = ward, bed
-                self._set_model_on(record)
+            record.ward, record.bed = ward, bed
+            self._set_model_on(record)
         n = len(rows)
         a = self._state.a
-        slots = np.fromiter((r.slot for r in records), dtype=np.int64, count=n)
+        slots = np.fromiter(map(self._slot_of.__getitem__, pids), dtype=np.int64, count=n)
         codes = np.fromiter(map(_CODE_OF.get, params, itertools.repeat(K.P_OTHER)), dtype=np.int64, count=n)
         try:
             vals = np.array(values, dtype=np.float64)
@@ -608,7 +645,7 @@ class Monitor:
         a["unquiet"][a_slot] = 0
         a["last_ref"][a_slot] = -1  # (an index into this batch's assessments)
         by_slot = self._by_slot
-        arecords = [by_slot[s] for s in a_slot.tolist()]
+        arecords = _RecordsOf(a_slot, dict(by_slot))
         made: dict[int, Assessment] = {}
         out["risk"] = {}  # k -> the risk scored, and slot -> the carry before the batch (``_make``)
         try:
@@ -719,7 +756,7 @@ class Monitor:
                 assessment.risk, assessment.risk_ms, assessment.model_version, assessment.explain = carry
         return assessment
 
-    def _features(self, out: dict[str, np.ndarray], arecords: list[PatientRecord], made: dict[int, Assessment],
+    def _features(self, out: dict[str, np.ndarray], arecords: _RecordsOf, made: dict[int, Assessment],
                   slots: np.ndarray, codes: np.ndarray, vals: np.ndarray, stamps: np.ndarray,
                   numeric: np.ndarray, wave_start: np.ndarray) -> None:
         """Per wave: the wave's readings into the feature engine, then the feature rows
@@ -747,7 +784,7 @@ class Monitor:
                     assessment = made[k] = self._make(out, k, arecords[k])
                     assessment.features = FeatureRow(index, feature_row)
 
-    def _score_risk(self, out: dict[str, np.ndarray], arecords: list[PatientRecord],
+    def _score_risk(self, out: dict[str, np.ndarray], arecords: _RecordsOf,
                     made: dict[int, Assessment]) -> np.ndarray:
         """The model's risk of the assessments the core chose, in one call; the others
         carry the last one computed, with its time. Returns each assessment's risk (NaN: none)."""
@@ -756,14 +793,13 @@ class Monitor:
         scored = out["risk"]
         if self.model is None:
             return risks
-        a_flags, a_ref = out["a_flags"], out["a_ref"]
+        a_flags, a_ref, a_slot = out["a_flags"], out["a_ref"], out["a_slot"]
         chosen_k = np.flatnonzero(a_flags & K.F_SCORE).tolist()
+        with_risk = (a_flags & K.F_RISK) != 0
+        carried = with_risk & (a_ref == -1)
+        a = self._state.a
+        risks[carried] = a["carry_risk"][a_slot[carried]]  # (as before the batch)
         before = {}
-        for k in np.flatnonzero((a_flags & K.F_RISK) != 0).tolist():
-            if a_ref[k] == -1:
-                carry = arecords[k].risk_carry
-                if carry is not None:
-                    risks[k] = carry[0]
         if chosen_k:
             chosen = [(made[k], arecords[k]) for k in chosen_k]
             rows = self.model.input_row(
@@ -782,9 +818,10 @@ class Monitor:
                 assessment.risk, assessment.risk_ms, assessment.model_version, assessment.explain = carry
                 scored[k] = carry
                 before[record.slot] = carry
-            for k in np.flatnonzero((a_flags & K.F_RISK) != 0).tolist():
-                if a_ref[k] >= 0:
-                    risks[k] = scored[int(a_ref[k])][0]
+            probability_of = np.full(m, np.nan)
+            probability_of[chosen_k] = [scored[k][0] for k in chosen_k]
+            fresh = with_risk & (a_ref >= 0)
+            risks[fresh] = probability_of[a_ref[fresh]]
             # The assessments already made (features wanted) carry theirs now.
             for k, assessment in made.items():
                 if assessment.risk is None and a_ref[k] >= 0:
@@ -794,6 +831,7 @@ class Monitor:
                 record = self._by_slot[slot]
                 scored[("before", slot)] = record.risk_carry
                 record.risk_carry = carry
+                a["carry_risk"][slot] = carry[0]
         return risks
 
     # -- bed state for the ward board ----------------------------------------------------
