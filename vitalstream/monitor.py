@@ -682,6 +682,8 @@ class Monitor:
                 self._push(record)
             if raised:
                 alerts.extend(raised)
+        if failed:  # a patient the policy failed on loses the batch's assessments
+            keep &= ~np.isin(a_slot, [self.patients[p].slot for p in failed if p in self.patients])
         result.assessments = Assessments(self, out, arecords, made, keep)
         result.touched = list(dict.fromkeys(pids))
         return result
