@@ -518,8 +518,7 @@ class Monitor:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Recreate a patient from ``export``'s dict (a restarted worker)."""
-        if state["patient_id"] in self.patients:
-            self.discharge(state["patient_id"])
+        self._forget(state["patient_id"])  # (a restore replaces the record, not the feature buffers)
         record = self._admit(state["patient_id"], state["ward"], state["bed"], state["first_seen_ms"])
         a, slot = self._state.a, record.slot
         for name, (value, time_ms) in state["latest"].items():
@@ -541,14 +540,18 @@ class Monitor:
             self._engine_slot(self.patients[patient_id])
 
     def discharge(self, patient_id: str) -> None:
+        self._forget(patient_id)
+        if self.engine is not None:
+            self.engine.discharge(patient_id)
+
+    def _forget(self, patient_id: str) -> None:
+        """The patient's record and slot of the core (not the feature engine's buffers)."""
         record = self.patients.pop(patient_id, None)
         if record is not None:
             self._by_slot.pop(record.slot, None)
             self._slot_of.pop(patient_id, None)
             self._placed.pop(patient_id, None)
             self._state.give_back(record.slot)
-        if self.engine is not None:
-            self.engine.discharge(patient_id)
 
     # -- scoring -----------------------------------------------------------------------
     def process(self, samples: Sequence[Sample]) -> MonitorResult:
