@@ -376,7 +376,8 @@ class Monitor:
         self._state = PatientState()
         self._by_slot: dict[int, PatientRecord] = {}
         self._slot_of: dict[str, int] = {}
-        self._placed: dict[str, tuple[str, str]] = {}  # patient -> (ward, bed), as the records have them
+        self._placed: dict[str, tuple[str, str]] = {}
+        self._sorted_waves = False  # (the last batch's readings were out of time order)  # patient -> (ward, bed), as the records have them
         # The kill switch (vitalstream.governance.killswitch): (model off by default, wards
         # that differ from the default). A ward with the model off is scored NEWS2-only.
         self._model_off: tuple[bool, frozenset[str]] = (False, frozenset())
@@ -584,6 +585,7 @@ class Monitor:
         (pids, wards, beds, params, values, _, times, _, _, _, artefacts) = zip(*rows)
         patients = self.patients
         new = set(pids).difference(patients)
+        admitted = list(new)
         if new:
             for i, patient_id in enumerate(pids):  # (in arrival order: the first row admits)
                 if patient_id in new:
@@ -619,6 +621,14 @@ class Monitor:
                 for k in np.unique(slots[lacking]):
                     self._engine_slot(self._by_slot[int(k)])
         order, wave = self._wave_order(pids, slots, stamps)
+        if self._sorted_waves:
+            # Readings out of time order: taken again in wave order (then in order), so that
+            # a patient is admitted, placed and assessed as its readings are taken in.
+            for patient_id in admitted:
+                self._forget(patient_id)
+            again = self.process_rows([rows[i] for i in order.tolist()])
+            again.samples = result.samples
+            return again
         wave = wave[order]
         n_waves = int(wave[-1]) + 1
         wave_start = np.searchsorted(wave, np.arange(n_waves + 1))
@@ -707,10 +717,12 @@ class Monitor:
         same readings go to the same waves either way, each patient's in arrival order (a
         test checks this)."""
         a = self._state.a
+        self._sorted_waves = False
         if not sort:
             wave = K.waves_in_order(slots, times, self.resolution_ms, a["w_moment"], a["w_wave"], a["w_seen"])
             if wave.shape[0] == slots.shape[0]:
                 return np.argsort(wave, kind="stable"), wave
+        self._sorted_waves = True
         return self._waves_sorted(pids, times)
 
     def _waves_sorted(self, pids: Sequence[str], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
