@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 
+import numpy as np
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from simulators import SCENARIOS
 from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
 from vitalstream.monitor import Monitor, due, next_due
+from reference_monitor import ReferenceMonitor
 from vitalstream.samples import CANONICAL_UNITS, Sample
 
 
@@ -62,9 +64,9 @@ def test_a_state_row_written_from_the_records_is_the_exported_state_byte_for_byt
             orjson.dumps({"offset": 7, "state": monitor.export(patient_id, engine=False)})
 
 
-class RemembersEverything(Monitor):
-    """A monitor that never tells the policy which values changed (the policy then checks
-    every observation): what the policy remembers must come out the same."""
+class RemembersEverything(ReferenceMonitor):
+    """The reference monitor, never telling the policy which values changed (the policy
+    then checks every observation): what the compiled core remembers must come out the same."""
 
     def assess(self, record):  # type: ignore[no-untyped-def]
         assessment = super().assess(record)
@@ -75,7 +77,7 @@ class RemembersEverything(Monitor):
 def test_telling_the_policy_what_changed_remembers_the_same_as_checking_every_value() -> None:
     samples = list(SCENARIOS["smoke"].cohort().samples())
     exact = Monitor(AlertPolicy(), engine=FeatureEngine())
-    full = RemembersEverything(AlertPolicy(), engine=FeatureEngine())
+    full = RemembersEverything(AlertPolicy(), engine=FeatureEngine())  # (the oracle)
     alerts = [[], []]
     for start in range(0, len(samples), 501):
         for monitor, out in zip((exact, full), alerts, strict=True):
@@ -146,9 +148,9 @@ def test_cached_news2_is_the_chart_score_of_the_same_values() -> None:
         assert news2_cached(observed, scale) == expected
 
 
-class EveryFeatureRow(Monitor):
-    """A monitor that gives every assessment its feature row, as it did before rows were
-    computed only where something may read them."""
+class EveryFeatureRow(ReferenceMonitor):
+    """The reference monitor giving every assessment its feature row, as it did before rows
+    were computed only where something may read them."""
 
     def _expects_bed_state(self, record, assessment):  # type: ignore[no-untyped-def]
         return True
@@ -219,8 +221,8 @@ def test_a_quiet_ward_computes_few_feature_rows() -> None:
 
 
 def test_the_monitor_builds_assessments_and_reads_rows_in_their_field_order() -> None:
-    # Monitor.assess passes an Assessment's fields by position (keywords took twice as
-    # long), and Monitor._process_wave unpacks a sample row whole: the orders they rely on.
+    # Monitor._make passes an Assessment's fields by position (keywords took twice as
+    # long), and Monitor.process_rows unpacks sample rows whole: the orders they rely on.
     import dataclasses
 
     from vitalstream.alerts import Assessment
@@ -230,7 +232,7 @@ def test_the_monitor_builds_assessments_and_reads_rows_in_their_field_order() ->
                              "source", "ingest_time_ms", "source_code", "artefact")
     assert [f.name for f in dataclasses.fields(Assessment)] == [
         "patient_id", "ward", "bed", "time_ms", "news2", "observations", "features", "risk", "risk_ms",
-        "model_version", "risk_factors", "stale", "spo2_scale", "explain", "changed"]
+        "model_version", "risk_factors", "stale", "spo2_scale", "explain", "changed", "bed_state"]
 
 
 @settings(max_examples=500, deadline=None)
@@ -251,8 +253,17 @@ def test_waves_in_one_pass_are_the_sorted_waves(readings: list, in_order: bool) 
     rows = [[patient, "5A", "1", "heart_rate", float(i), "/min", 1000 * second, "t", 0, "", False]
             for i, (patient, second) in enumerate(readings)]
     monitor = Monitor(AlertPolicy())
+    pids = [row[0] for row in rows]
+    for patient_id in dict.fromkeys(pids):
+        monitor._admit(patient_id, "5A", "1", 0)
+    slots = np.array([monitor.patients[p].slot for p in pids], dtype=np.int64)
+    times = np.array([row[6] for row in rows], dtype=np.int64)
 
-    def by_patient(waves: list) -> list:
-        return [sorted((row[0], row[4]) for row in wave) for wave in waves]
+    def by_patient(sort: bool) -> list:
+        order, wave = monitor._wave_order(pids, slots, times, sort)
+        waves: list[list] = [[] for _ in range(int(wave.max()) + 1)] if len(rows) else []
+        for i in order.tolist():
+            waves[wave[i]].append(rows[i])
+        return [sorted((row[0], row[4]) for row in w) for w in waves]
 
-    assert by_patient(monitor._waves(rows)) == by_patient(monitor._waves_sorted(rows))
+    assert by_patient(False) == by_patient(True)

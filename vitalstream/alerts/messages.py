@@ -49,6 +49,9 @@ class Assessment:
     # when the monitor knows it exactly (else None): the policy then updates what it
     # remembers of those only.
     changed: Sequence[str] | None = None
+    # Whether the monitor publishes a bed state of this assessment (its compiled core
+    # decides that as it makes the assessment: ``Monitor.bed_states`` shows these).
+    bed_state: bool = False
 
     def factors(self) -> Sequence[tuple[str, float]]:
         if not self.risk_factors and self.explain is not None:

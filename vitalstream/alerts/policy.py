@@ -571,33 +571,39 @@ class AlertPolicy:
                      replaces=alert.replaces)
 
     # -- clinical ----------------------------------------------------------------------
+    def needs_attention(self, state: PatientAlertState) -> bool:
+        """Whether anything is open, pending or set for the patient: then every assessment
+        takes the full path. The monitor's compiled core reads this (per patient, as a flag)
+        and ``quiet_below``; it decides the short path of each reading from them."""
+        return bool(state.clinical is not None or state.level is not None or state.pending
+                    or state.technical or state.settings.spo2_scale is not None)
+
+    def quiet_below(self, state: PatientAlertState) -> int:
+        """The NEWS2 total below which a patient needing no attention stays quiet."""
+        settings = state.settings
+        if settings.news2_medium is None and settings.news2_high is None:
+            return self._quiet_below
+        return min(settings.news2_medium or self.config.news2_medium,
+                   settings.news2_high or self.config.news2_high)
+
     def quiet(self, state: PatientAlertState, news2: News2) -> bool:
         """A quiet patient staying quiet: nothing open, pending or set for the patient, and
         a NEWS2 that gives no reason. With no risk (or no risk thresholds), ``assess`` then
-        only updates what it remembers, and raises nothing."""
-        config = self.config
-        settings = state.settings
-        return (state.clinical is None and state.level is None and not state.pending and not state.technical
-                and settings.spo2_scale is None
-                and news2.total < (self._quiet_below if settings.news2_medium is None and settings.news2_high is None
-                                   else min(settings.news2_medium or config.news2_medium,
-                                            settings.news2_high or config.news2_high))
-                and not (config.single_parameter_alerts and news2.red_score))
+        only updates what it remembers, and raises nothing (``remember_quiet`` does that
+        alone). The monitor decides this in its compiled core from ``needs_attention`` and
+        ``quiet_below``; the shadow policy asks it here."""
+        return (not self.needs_attention(state) and news2.total < self.quiet_below(state)
+                and not (self.config.single_parameter_alerts and news2.red_score))
 
     def remember_quiet(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
-        """``assess``'s short path, for a caller that has found ``quiet`` true of this state
-        and assessment, with no risk thresholds set: remember it, raise nothing."""
+        """``assess`` of an assessment ``quiet`` is true of, with no risk thresholds set:
+        remember it, raise nothing."""
         self._remember(state, assessment, assessment.news2)
         return []
 
     def assess(self, state: PatientAlertState, assessment: Assessment) -> list[Alert]:
         """Update one patient's state with a new assessment; the alerts to publish."""
         config = self.config
-        news2 = assessment.news2
-        if (assessment.risk is None or not config.risk_thresholds) and self.quiet(state, news2):
-            # Most assessments: no reasons, nothing open, nothing pending, so only the
-            # memory below changes; the same as the full path.
-            return self.remember_quiet(state, assessment)
         t = assessment.time_ms
         score = self._score(state, assessment)
         reasons = self._reasons(state, assessment, score)

@@ -68,98 +68,66 @@ def chart_round(value: float, places: int = 0) -> int:
     return -rounded if value < 0 else rounded
 
 
+# The chart's bands, one table per parameter: the upper bounds of its printed bands (on
+# the rounded value) and the score of each band, the last for values above every bound.
+# ``score_*`` below and the monitor's compiled core (vitalstream.monitor_kernel) both read
+# these tables: there is one NEWS2 chart in the code.
+RESP_RATE_BANDS = ((8, 11, 20, 24), (3, 1, 0, 2, 3))
+SPO2_SCALE1_BANDS = ((91, 93, 95), (3, 2, 1, 0))
+SPO2_SCALE2_AIR_BANDS = ((83, 85, 87), (3, 2, 1, 0))
+SPO2_SCALE2_OXYGEN_BANDS = ((83, 85, 87, 92, 94, 96), (3, 2, 1, 0, 1, 2, 3))
+SYSTOLIC_BP_BANDS = ((90, 100, 110, 219), (3, 2, 1, 0, 3))
+HEART_RATE_BANDS = ((40, 50, 90, 110, 130), (3, 1, 0, 1, 2, 3))
+TEMPERATURE_TENTHS_BANDS = ((350, 360, 380, 390), (3, 1, 0, 1, 2))
+OXYGEN_SCORE = 2  # supplemental oxygen
+CONSCIOUSNESS_NOT_ALERT_SCORE = 3  # new confusion, voice, pain or unresponsive
+HIGH_TOTAL, MEDIUM_TOTAL = 7, 5  # the bands' totals (band_for)
+
+
+def _band_score(bands: tuple[tuple[int, ...], tuple[int, ...]], rounded: int) -> int:
+    bounds, scores = bands
+    for bound, score in zip(bounds, scores):
+        if rounded <= bound:
+            return score
+    return scores[-1]
+
+
 def score_resp_rate(per_min: float) -> int:
-    rr = chart_round(per_min)
-    if rr <= 8:
-        return 3
-    if rr <= 11:
-        return 1
-    if rr <= 20:
-        return 0
-    if rr <= 24:
-        return 2
-    return 3
+    return _band_score(RESP_RATE_BANDS, chart_round(per_min))
 
 
 def score_spo2(spo2_pct: float, scale: int = 1, on_oxygen: bool = False) -> int:
     sat = chart_round(spo2_pct)
     if scale == 2:
-        if sat <= 83:
-            return 3
-        if sat <= 85:
-            return 2
-        if sat <= 87:
-            return 1
-        if sat <= 92 or not on_oxygen:
-            return 0
-        if sat <= 94:
-            return 1
-        if sat <= 96:
-            return 2
-        return 3
-    if sat <= 91:
-        return 3
-    if sat <= 93:
-        return 2
-    if sat <= 95:
-        return 1
-    return 0
+        return _band_score(SPO2_SCALE2_OXYGEN_BANDS if on_oxygen else SPO2_SCALE2_AIR_BANDS, sat)
+    return _band_score(SPO2_SCALE1_BANDS, sat)
 
 
 def score_oxygen(on_oxygen: bool) -> int:
-    return 2 if on_oxygen else 0
+    return OXYGEN_SCORE if on_oxygen else 0
 
 
 def score_systolic_bp(mmhg: float) -> int:
-    sbp = chart_round(mmhg)
-    if sbp <= 90:
-        return 3
-    if sbp <= 100:
-        return 2
-    if sbp <= 110:
-        return 1
-    if sbp <= 219:
-        return 0
-    return 3
+    return _band_score(SYSTOLIC_BP_BANDS, chart_round(mmhg))
 
 
 def score_heart_rate(per_min: float) -> int:
-    hr = chart_round(per_min)
-    if hr <= 40:
-        return 3
-    if hr <= 50:
-        return 1
-    if hr <= 90:
-        return 0
-    if hr <= 110:
-        return 1
-    if hr <= 130:
-        return 2
-    return 3
+    return _band_score(HEART_RATE_BANDS, chart_round(per_min))
 
 
 def score_consciousness(acvpu: str) -> int:
-    return 0 if acvpu == "A" else 3
+    return 0 if acvpu == "A" else CONSCIOUSNESS_NOT_ALERT_SCORE
 
 
 def score_temperature(celsius: float) -> int:
-    tenths = chart_round(celsius, 1)
-    if tenths <= 350:
-        return 3
-    if tenths <= 360:
-        return 1
-    if tenths <= 380:
-        return 0
-    if tenths <= 390:
-        return 1
-    return 2
+    return _band_score(TEMPERATURE_TENTHS_BANDS, chart_round(celsius, 1))
 
 
 def band_for(total: int, components: Mapping[str, int | None]) -> str:
     """The RCP clinical-response band of a NEWS2 result."""
-    if total >= 7:
+    if total >= HIGH_TOTAL:
         return "high"
-    if total >= 5:
+    if total >= MEDIUM_TOTAL:
         return "medium"
     if any(score == 3 for score in components.values()):
         return "low-medium"
