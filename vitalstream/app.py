@@ -128,9 +128,7 @@ def build_monitor(settings: Settings) -> Monitor:
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
     import dataclasses
 
-    from vitalstream.governance.shadow import policy_config
-
-    config = policy_config(settings.policy)  # VITALSTREAM_POLICY, checked (ShadowConfigError)
+    config = settings.policy_config()  # VITALSTREAM_POLICY, checked (PolicySettingsError)
     if settings.risk_alerts and model is not None:
         points = {("budget" if name.startswith("budget") else name): value
                   for name, value in model.operating_points.items()}
