@@ -49,7 +49,7 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
 )
 
-from vitalstream import metrics
+from vitalstream import gate, metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
 from vitalstream.governance.worker import WorkerGovernance
@@ -59,7 +59,7 @@ from vitalstream.ingest_stage import partition_for_key
 from vitalstream.kafka import changelog_topic, consumer, fetch, stage_consumer, stage_producer
 from vitalstream.monitor import Monitor, MonitorResult
 from vitalstream.outbox import Outbox, Sent, Write
-from vitalstream.oversight import OversightConfig, OversightDesk, Refused, check_actor
+from vitalstream.oversight import OversightConfig, OversightDesk, Refused
 from vitalstream.oversight.desk import STATUSES as OVERSIGHT_STATUSES
 from vitalstream.samples import (
     R_BED,
@@ -75,12 +75,7 @@ from vitalstream.samples import (
     sample_row,
 )
 from vitalstream.settings import Settings
-from vitalstream.signing import Keyring, SignatureError
-
-# Keys of the control records on vitals: each is taken only with a worker's signature (the
-# forwarders in app.py and governance/control.py sign what they checked).
-CONTROL_KEYS = frozenset({"ack", "settings", "oversight", "census", "kill_switch", "audit_action",
-                          "demographics"})
+from vitalstream.signing import Keyring
 
 log = logging.getLogger("vitalstream.monitor")
 
@@ -472,18 +467,15 @@ class MonitorStage(mode.Service):
         written straight onto vitals, is counted and its dead letter added to ``refused``."""
         body = orjson.loads(record.value)
         offset, applied = record.offset, self.applied
-        if body.keys() & CONTROL_KEYS:
-            try:
-                self.keyring.verify(record.topic, record.key, record.value, record.headers, ("worker",))
-            except SignatureError as exc:
-                reason = str(exc)
-                metrics.CONTROL_REFUSED.labels("vitals", reason).inc()
-                log.warning("refused a control record on %s: %s", record.topic, reason)
-                letter = dead_letter(record.value, Rejection(reason, "control record on vitals without a "
-                                                             "worker's signature"), "vitals",
-                                     f"{record.topic}/{record.partition}@{offset}", now_ms())
-                refused.append((self.settings.topic_deadletter, record.key or b"", letter, None))
-                return
+        try:
+            gate.check_on_vitals(self.keyring, record, body)
+        except gate.Refused as exc:
+            metrics.CONTROL_REFUSED.labels("vitals", exc.reason).inc()
+            log.warning("refused a control record on %s: %s", record.topic, exc.reason)
+            letter = dead_letter(record.value, Rejection(exc.reason, exc.detail), "vitals",
+                                 f"{record.topic}/{record.partition}@{offset}", now_ms())
+            refused.append((self.settings.topic_deadletter, record.key or b"", letter, None))
+            return
 
         def new(patient_id: Any) -> bool:
             return applied.get(str(patient_id), -1) < offset
@@ -530,11 +522,13 @@ class MonitorStage(mode.Service):
                 log.warning("per-patient settings refused: %s", exc)
                 self.governance.on_settings(control, record.partition, f"refused: {exc}")
         patient = self.monitor.patients.get(str(ack["patient_id"])) if ack else None
-        if patient is not None and patient.ward and ack.get("ward") != patient.ward:
-            # Signed by a station for one ward, about a patient on another: not applied.
-            metrics.CONTROL_REFUSED.labels("ack", "ward").inc()
-            log.warning("refused an acknowledgement for a patient of another ward")
-            ack = None
+        if patient is not None:
+            try:
+                gate.check_ward(ack, patient.ward)
+            except gate.Refused as exc:
+                metrics.CONTROL_REFUSED.labels("ack", exc.reason).inc()
+                log.warning("refused an acknowledgement for a patient of another ward")
+                ack = None
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
             answered = self._acknowledge(ack)
@@ -751,21 +745,13 @@ class MonitorStage(mode.Service):
     def _acknowledge(self, ack: dict[str, Any]) -> list[Alert]:
         """An acknowledgement: by a signed-in actor whose role may acknowledge (else
         refused and counted, nothing changes), or a legacy one with a name only."""
-        actor = ack.get("actor")
-        if actor is not None:
-            try:
-                actor = check_actor(actor if isinstance(actor, dict) else None)
-            except Refused as exc:
-                self.desk.counts[("refused", f"ack_{exc}")] += 1
-                log.warning("acknowledgement refused: %s", exc)
-                return []
-        by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
-        at_ms = int(ack.get("at_ms", now_ms()))
-        if actor is not None and abs(now_ms() - at_ms) > self.desk.config.control_window_s * 1000:
-            # A signed-in user's acknowledgement replayed later (or from a wrong clock).
-            self.desk.counts[("refused", "ack_stale_or_future")] += 1
-            log.warning("acknowledgement refused: stale_or_future")
+        try:
+            actor, at_ms = gate.check_acknowledgement(ack, now_ms(), self.desk.config.control_window_s)
+        except gate.Refused as exc:
+            self.desk.counts[("refused", exc.reason)] += 1
+            log.warning("acknowledgement refused: %s", exc.reason.removeprefix("ack_"))
             return []
+        by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
         acknowledged = self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], by, at_ms, actor)
         # At the acknowledgement's own time: the same when applied again after a crash.
         self.desk.on_alerts(acknowledged, at_ms, actor)
