@@ -244,8 +244,12 @@ def catchup(settings: Settings, worker: WorkerProcess, outage_s: int, n_patients
     started = time.perf_counter()
     first_s = None
     deadline = time.monotonic() + 3600
+    done = already
     while time.monotonic() < deadline:
-        done = worker.metric("vitalstream_samples_processed_total")
+        try:
+            done = worker.metric("vitalstream_samples_processed_total")
+        except OSError:  # (a timeout too) the web page shares the loop with a large batch: ask again
+            continue
         if first_s is None and done > already:
             first_s = time.perf_counter() - started
         if done >= already + n_samples:
