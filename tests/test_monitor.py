@@ -8,12 +8,12 @@ import numpy as np
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_monitor import ReferenceMonitor
 
 from simulators import SCENARIOS
 from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
 from vitalstream.monitor import Monitor, due, next_due
-from reference_monitor import ReferenceMonitor
 from vitalstream.samples import CANONICAL_UNITS, Sample
 
 

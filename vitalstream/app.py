@@ -25,17 +25,15 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vitalstream import faust_tuning, metrics
+from vitalstream import faust_tuning, gate, metrics
 from vitalstream.alerts import AlertPolicy
-from vitalstream.alerts.settings import PatientSettings, SettingsError, apply_settings, check_role
-from vitalstream.auth.roles import ActorError, actor_from, may
 from vitalstream.governance import control as governance_control
 from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest_stage import IngestService
 from vitalstream.monitor import Monitor
 from vitalstream.monitor_stage import MonitorStage, Signer
 from vitalstream.settings import Settings
-from vitalstream.signing import Keyring, SignatureError
+from vitalstream.signing import Keyring
 
 log = logging.getLogger("vitalstream.worker")
 
@@ -43,21 +41,7 @@ log = logging.getLogger("vitalstream.worker")
 # clients retry silently for a long time, so without it an outage looks like a quiet ward.
 BROKER_PROBE_INTERVAL_S = 2.0
 BROKER_PROBE_TIMEOUT_S = 4.0
-# Acknowledgements and settings are small records from stations: anything bigger is refused
-# before it is parsed (forwarded into vitals it would exceed the producer's request size).
-MAX_CONTROL_BYTES = 65_536
-# Who may write acknowledgements and settings: the station service, and admin tools.
-CONTROL_SIGNERS = frozenset({"station", "admin"})
-# The census comes from the front doors (HL7 ADT, FHIR Encounter), or an admin tool.
-CENSUS_SIGNERS = frozenset({"gateway", "admin"})
 
-
-class Refused(Exception):
-    """A control record refused: ``reason`` is the counter's label and the dead letter's."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail
 
 class BrokerProbe:
     """Whether the broker answered the latest metadata request, and since when it has not."""
@@ -128,9 +112,7 @@ def build_monitor(settings: Settings) -> Monitor:
             log.warning("risk model not available (%s): scoring NEWS2 only", exc)
     import dataclasses
 
-    from vitalstream.governance.shadow import policy_config
-
-    config = policy_config(settings.policy)  # VITALSTREAM_POLICY, checked (ShadowConfigError)
+    config = settings.policy_config()  # VITALSTREAM_POLICY, checked (PolicySettingsError)
     if settings.risk_alerts and model is not None:
         points = {("budget" if name.startswith("budget") else name): value
                   for name, value in model.operating_points.items()}
@@ -216,26 +198,14 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
         else:  # acknowledged by the broker before Faust may commit the control record
             await stage.send_all(messages)
 
-    async def take_control(event: Any, source: str, valid: Any, signers: frozenset[str] = CONTROL_SIGNERS,
-                           ) -> tuple[str, dict[str, Any]] | None:
-        """A station's control record (acknowledgement, settings), checked where it enters:
-        signature of a station or admin key, size, shape and the actor's role. A refused
-        record is counted by reason and dead-lettered with it, and goes no further."""
+    async def take_control(event: Any, source: str) -> tuple[str, dict[str, Any]] | None:
+        """A station's or front door's control record, checked where it enters
+        (``gate.check_entry``). A refused record is counted by reason and dead-lettered
+        with it, and goes no further."""
         message, value = event.message, event.value or b""
         try:
-            try:
-                keyring.verify(message.topic, message.key, value, message.headers, signers)
-            except SignatureError as exc:
-                raise Refused(str(exc), f"no valid signature of a {' or '.join(sorted(signers))} key") from None
-            if len(value) > MAX_CONTROL_BYTES:
-                raise Refused("malformed", f"{len(value)} bytes > {MAX_CONTROL_BYTES}")
-            try:
-                body = orjson.loads(value)
-                patient_id = valid(body)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise Refused("malformed", f"{type(exc).__name__}: {exc}"[:200]) from None
-            return patient_id, body
-        except Refused as refused:
+            return gate.check_entry(keyring, source, message.topic, message.key, value, message.headers)
+        except gate.Refused as refused:
             if source in ("ack", "settings"):
                 (metrics.ACKS_REJECTED if source == "ack" else metrics.SETTINGS_REJECTED).inc()
             else:
@@ -248,47 +218,11 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
             await write([(settings.topic_deadletter, message.key or b"", letter, None)])
             return None
 
-    def valid_ack(ack: Any) -> str:
-        patient_id, alert_id = ack["patient_id"], ack["alert_id"]
-        # Checked here, where a bad record is dropped, not in the monitor it would stop.
-        if not (isinstance(patient_id, str) and isinstance(alert_id, str)
-                and isinstance(ack.get("at_ms"), int) and not isinstance(ack.get("at_ms"), bool)):
-            raise TypeError("patient_id and alert_id must be strings, at_ms an integer")
-        try:
-            actor = actor_from(ack)
-        except ActorError as exc:
-            raise Refused("actor", str(exc)) from None
-        if not may(actor["role"], "acknowledge"):
-            raise Refused("role", f"role {actor['role']} may not acknowledge")
-        wards = ack.get("actor_wards")
-        if not isinstance(wards, list) or ack.get("ward") not in wards:
-            raise Refused("ward", "the acknowledging user is not granted the alert's ward")
-        ack["actor"], ack["by"] = actor, actor["name"]
-        return patient_id
-
-    def valid_settings(control: Any) -> str:
-        patient_id = control["patient_id"]
-        if not isinstance(patient_id, str) or not isinstance(control["record"], dict):
-            raise TypeError("patient_id must be a string and record an object")
-        try:
-            actor = actor_from(control["record"])
-            check_role(control["record"], actor["role"])
-        except ActorError as exc:
-            raise Refused("actor", str(exc)) from None
-        except SettingsError as exc:
-            raise Refused("role", str(exc)) from None
-        try:  # the bounds, before the record reaches any patient's monitor
-            apply_settings(PatientSettings(), control["record"])
-        except SettingsError as exc:
-            raise Refused("out_of_bounds", str(exc)) from None
-        return patient_id
-
-    async def forward_control(stream: faust.StreamT, source: str, valid: Any,
-                              signers: frozenset[str] = CONTROL_SIGNERS) -> None:
+    async def forward_control(stream: faust.StreamT, source: str) -> None:
         """Each record of a control topic, checked by `take_control`, into vitals by patient
         as ``{source: record}``."""
         async for event in stream.events():
-            taken = await take_control(event, source, valid, signers)
+            taken = await take_control(event, source)
             if taken is not None:
                 patient_id, record = taken
                 await write([(settings.topic_vitals, patient_id.encode(), orjson.dumps({source: record}), None)])
@@ -299,40 +233,21 @@ def create_app(settings: Settings | None = None, monitor: Monitor | None = None,
     # in order with the readings (a settings change applies from the next reading on).
     @app.agent(acks_topic)
     async def forward_acks(stream: faust.StreamT) -> None:
-        await forward_control(stream, "ack", valid_ack)
+        await forward_control(stream, "ack")
 
     @app.agent(patient_settings_topic)
     async def forward_settings(stream: faust.StreamT) -> None:
-        await forward_control(stream, "settings", valid_settings)
-
-    def valid_oversight(record: Any) -> str:
-        if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
-                and isinstance(record.get("type"), str)):
-            raise TypeError("patient_id and type must be strings")
-        try:  # role and ward are the desk's to check, with the alert in hand
-            record["actor"] = actor_from(record)
-        except ActorError as exc:
-            raise Refused("actor", str(exc)) from None
-        return record["patient_id"]
-
-    def valid_census(record: Any) -> str:
-        from vitalstream.ingest.adt import CENSUS_EVENTS
-
-        if not (isinstance(record, dict) and isinstance(record.get("patient_id"), str)
-                and record.get("event") in CENSUS_EVENTS
-                and isinstance(record.get("ward", ""), str) and isinstance(record.get("bed", ""), str)):
-            raise TypeError("patient_id, ward and bed must be strings, event a census event")
-        return record["patient_id"]
+        await forward_control(stream, "settings")
 
     # Answers, snoozes, dispositions and care goals (signed by a station), and the census
     # (signed by a front door): checked and forwarded into vitals like acknowledgements.
     @app.agent(oversight_topic)
     async def forward_oversight(stream: faust.StreamT) -> None:
-        await forward_control(stream, "oversight", valid_oversight)
+        await forward_control(stream, "oversight")
 
     @app.agent(census_topic)
     async def forward_census(stream: faust.StreamT) -> None:
-        await forward_control(stream, "census", valid_census, CENSUS_SIGNERS)
+        await forward_control(stream, "census")
 
     @app.timer(settings.oversight_interval_s)
     async def oversight_check() -> None:

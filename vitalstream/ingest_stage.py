@@ -10,7 +10,8 @@ from one ingest batch.
 
 Delivery is at least once: offsets are committed only after every message of the batch
 has been acknowledged by the broker on ``vitals`` or ``vitals.deadletter``. The loop reads
-the next batch while a batch's acknowledgements are on their way (up to ``MAX_IN_FLIGHT``).
+the next batch while a batch's acknowledgements are on their way (up to ``MAX_IN_FLIGHT``):
+send, acknowledge and commit are the outbox's (``vitalstream.outbox``), as in the monitor.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +32,8 @@ from aiokafka.partitioner import murmur2
 
 from vitalstream import metrics
 from vitalstream.ingest import MAX_AHEAD_MS, Rejection, dead_letter, fast_rows, parse_raw
-from vitalstream.kafka import FETCH_MAX_WAIT_MS, PendingCommits, consumer_lag, fetch
+from vitalstream.kafka import fetch, stage_consumer, stage_producer
+from vitalstream.outbox import Outbox, Sent, Write
 from vitalstream.samples import sample_row
 from vitalstream.settings import Settings
 
@@ -94,16 +96,6 @@ class IngestBatch:
     accepted: Counter[str] = dataclasses.field(default_factory=Counter)
     rejected: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
     samples: int = 0
-
-
-@dataclasses.dataclass(slots=True)
-class InFlight:
-    """A batch handed to the producer: its acknowledgements, and the offsets to commit
-    once they have all come."""
-
-    batch: IngestBatch
-    futures: list[asyncio.Future[Any]]
-    offsets: dict[Any, int]
 
 
 def ingest_batch(messages: Iterable[RawMessage], received_ms: int, partitions: int,
@@ -213,24 +205,12 @@ class IngestService(mode.Service):
         self.settings = settings
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.positions: dict[Any, int] = {}  # partition -> next offset to read
-        self.in_flight: deque[InFlight] = deque()  # batches sent, not yet acknowledged and committed
-        self.to_commit = PendingCommits("ingest")  # offsets of acknowledged batches
+        # Batches sent, not yet acknowledged and committed; counted once settled.
+        self.outbox = Outbox("ingest", settings.topic_raw, self._send, count, MAX_IN_FLIGHT)
 
     async def on_start(self) -> None:
-        kafka = self.settings.kafka_client_kwargs()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=f"{self.settings.app_id}-ingest", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_partition_fetch_bytes=4 << 20,
-            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
-            rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, self.settings.kafka_session_timeout_s / 4) * 1000),
-            **kafka)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=0, acks="all",
-            max_batch_size=1 << 20, max_request_size=8 << 20, **kafka)
+        self.consumer = stage_consumer(self.settings, "ingest", max_partition_fetch_bytes=4 << 20)
+        self.producer = stage_producer(self.settings)
         await self.producer.start()
         await self.consumer.start()
         # Subscribed after start: the group join then runs in the background, at the same
@@ -239,7 +219,7 @@ class IngestService(mode.Service):
 
     async def on_stop(self) -> None:
         # The batch in flight is committed if it lands; if not, it is read again on restart.
-        if (self.in_flight or self.to_commit) and self.consumer is not None:
+        if self.outbox and self.consumer is not None:
             try:
                 await asyncio.wait_for(self.settle(), 5.0)
             except (TimeoutError, KafkaError) as exc:
@@ -267,48 +247,22 @@ class IngestService(mode.Service):
             partitions = len(await self.producer.partitions_for(self.settings.topic_vitals))
             batch = safe_ingest_batch(messages, int(time.time() * 1000), partitions,
                                       int(self.settings.device_time_max_ahead_s * 1000))
-            self.in_flight.append(InFlight(batch, await self.send(batch),
-                                           {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs}))
+            writes: list[Write] = [(self.settings.topic_vitals, None, value, partition)
+                                   for partition, value in batch.vitals]
+            writes += [(self.settings.topic_deadletter, key, value, None) for key, value in batch.dead_letters]
+            await self.outbox.put(writes, {tp: rs[-1].offset + 1 for tp, rs in records.items() if rs}, batch)
             await self.settle(everything=False)
 
-    async def send(self, batch: IngestBatch) -> list[asyncio.Future[Any]]:
-        """Hand the batch to the producer; the futures of its acknowledgements."""
+    async def _send(self, writes: list[Write]) -> list[Sent]:
+        """Hand a batch's messages to the producer (``Outbox`` retries on KafkaError)."""
         assert self.producer is not None
-        while True:
-            try:
-                futures = [await self.producer.send(self.settings.topic_vitals, value, partition=partition)
-                           for partition, value in batch.vitals]
-                futures += [await self.producer.send(self.settings.topic_deadletter, value, key=key)
-                            for key, value in batch.dead_letters]
-                return futures
-            except KafkaError as exc:
-                log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
-                await asyncio.sleep(0.5)
+        send = self.producer.send
+        return [(topic, -1 if partition is None else partition, 1,
+                 await send(topic, value, key=key, partition=partition))
+                for topic, key, value, partition in writes]
 
     async def settle(self, everything: bool = True) -> None:
-        """Settle batches in flight, oldest first: wait for the broker's acknowledgements
-        (sending again until they land: at least once), then commit the batch's offsets
-        and count it. Without ``everything``, only the batches already acknowledged, and
-        the oldest while more than ``MAX_IN_FLIGHT`` are out."""
+        """Settle batches in flight, oldest first (``Outbox.settle``): acknowledged by the
+        broker (sent again until they land: at least once), then committed and counted."""
         assert self.consumer is not None
-        while self.in_flight:
-            oldest = self.in_flight[0]
-            if (not everything and len(self.in_flight) <= MAX_IN_FLIGHT
-                    and not all(future.done() for future in oldest.futures)):
-                return
-            while True:
-                try:
-                    await asyncio.gather(*oldest.futures)
-                    break
-                except KafkaError as exc:
-                    # Not committed: this batch and every later one are sent again, in order.
-                    log.warning("ingest: publish failed (%s); retrying the batch", type(exc).__name__)
-                    await asyncio.sleep(0.5)
-                    for sent in self.in_flight:
-                        sent.futures = await self.send(sent.batch)
-            self.in_flight.popleft()
-            self.to_commit.add(oldest.offsets)
-            count(oldest.batch)
-            self.positions.update(oldest.offsets)
-            metrics.CONSUMER_LAG.labels(self.settings.topic_raw).set(consumer_lag(self.consumer, self.positions))
-        await self.to_commit.commit(self.consumer, everything)
+        await self.outbox.settle(self.consumer, everything)

@@ -242,6 +242,25 @@ def consumer_lag(source: AIOKafkaConsumer, positions: dict) -> int:
     return behind
 
 
+def stage_producer(settings: Settings) -> AIOKafkaProducer:
+    """A busy stage's producer: every write acknowledged by all replicas (the outbox
+    commits on that), sent at once (``linger_ms=0``: the stage hands over whole batches),
+    record batches up to 1 MB and requests up to 8 MB."""
+    return producer(settings, linger_ms=0, max_batch_size=1 << 20, max_request_size=8 << 20)
+
+
+def stage_consumer(settings: Settings, group: str, max_partition_fetch_bytes: int) -> AIOKafkaConsumer:
+    """A busy stage's consumer in the group ``<app_id>-<group>``: offsets committed by the
+    stage's outbox only, fetches answered after at most ``FETCH_MAX_WAIT_MS``, and the
+    group's timeouts from the settings. Subscribed by the caller, after ``start``."""
+    return consumer(
+        settings, group_id=f"{settings.app_id}-{group}", enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=max_partition_fetch_bytes,
+        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+        rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
+        heartbeat_interval_ms=int(min(3.0, settings.kafka_session_timeout_s / 4) * 1000))
+
+
 def producer(settings: Settings, **kwargs: object) -> AIOKafkaProducer:
     options: dict[str, object] = {"linger_ms": 5, "max_batch_size": 1 << 20, "acks": "all"}
     options.update(kwargs)

@@ -30,9 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from vitalstream.alerts import Alert, AlertPolicy, Assessment, PatientAlertState
 from vitalstream import monitor_kernel as K
-from vitalstream.samples import ACVPU, NUMERIC_PARAMETERS, PARAM_INDEX, SAMPLE_FIELDS, Sample, sample_row
+from vitalstream.alerts import Alert, AlertPolicy, Assessment, PatientAlertState
+from vitalstream.samples import (
+    ACVPU,
+    NUMERIC_PARAMETERS,
+    PARAM_INDEX,
+    SAMPLE_FIELDS,
+    Sample,
+    sample_row,
+)
 from vitalstream.scoring.news2 import COMPONENTS, news2_cached
 
 ROUND_PARAMETERS = frozenset({"temperature", "systolic_bp", "consciousness", "on_oxygen"})
@@ -443,9 +450,9 @@ class Monitor:
         if a["news2_t"][slot] != _ABSENT:
             state.last_news2 = (int(a["news2_t"][slot]), int(a["news2_total"][slot]))
         n = int(a["hist_n"][slot])
-        state.score_history = list(zip(a["hist_t"][slot, :n].tolist(), a["hist_s"][slot, :n].tolist()))
+        state.score_history = list(zip(a["hist_t"][slot, :n].tolist(), a["hist_s"][slot, :n].tolist(), strict=True))
         n = int(a["rh_n"][slot])
-        state.risk_history = list(zip(a["rh_t"][slot, :n].tolist(), a["rh_v"][slot, :n].tolist()))
+        state.risk_history = list(zip(a["rh_t"][slot, :n].tolist(), a["rh_v"][slot, :n].tolist(), strict=True))
 
     def _push(self, record: PatientRecord) -> None:
         """The policy's state into the arrays: its memory, and what the core decides from."""
@@ -582,7 +589,7 @@ class Monitor:
         rows = self._showable(rows)
         if not rows:
             return result
-        (pids, wards, beds, params, values, _, times, _, _, _, artefacts) = zip(*rows)
+        (pids, wards, beds, params, values, _, times, _, _, _, artefacts) = zip(*rows, strict=True)
         patients = self.patients
         new = set(pids).difference(patients)
         admitted = list(new)
@@ -594,8 +601,8 @@ class Monitor:
                     if not new:
                         break
         # The ward and bed of the patient's last reading that names them (transfers).
-        placed = dict(zip(pids, zip(wards, beds))) if all(wards) else \
-            {pid: (ward, bed) for pid, ward, bed in zip(pids, wards, beds) if ward}
+        placed = dict(zip(pids, zip(wards, beds, strict=True), strict=True)) if all(wards) else \
+            {pid: (ward, bed) for pid, ward, bed in zip(pids, wards, beds, strict=True) if ward}
         for patient_id, (ward, bed) in placed.items() - self._placed.items():
             record = patients[patient_id]
             record.ward, record.bed = ward, bed

@@ -15,7 +15,7 @@ owner then scored that patient from older state). Here each batch is
 4. only then are its offsets committed. The loop does not wait for step 3's
    acknowledgement: it scores the next batch meanwhile (up to ``MAX_UNSETTLED`` batches
    unsettled), settles batches oldest first, and commits at most every
-   ``kafka.COMMIT_INTERVAL_S`` under load.
+   ``kafka.COMMIT_INTERVAL_S`` under load (steps 3-4 are ``vitalstream.outbox``).
 
 Each changelog row carries the offset of the last ``vitals`` record applied to the
 patient, so a batch read again after a crash (state written, offsets not yet committed)
@@ -32,12 +32,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
-import dataclasses
 import logging
 import operator
 import time
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import mode
@@ -50,38 +49,38 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
 )
 
-from vitalstream import metrics
+from vitalstream import gate, metrics
 from vitalstream.alerts import Alert
 from vitalstream.alerts.settings import SettingsError
 from vitalstream.governance.worker import WorkerGovernance
 from vitalstream.ingest import Rejection, dead_letter
 from vitalstream.ingest.adt import CENSUS_EVENTS
 from vitalstream.ingest_stage import partition_for_key
-from vitalstream.kafka import (
-    FETCH_MAX_WAIT_MS,
-    PendingCommits,
-    changelog_topic,
-    consumer_lag,
-    fetch,
-)
-from vitalstream.monitor import R_PATIENT, R_TIME, Monitor, MonitorResult
-from vitalstream.oversight import OversightConfig, OversightDesk, Refused, check_actor
+from vitalstream.kafka import changelog_topic, consumer, fetch, stage_consumer, stage_producer
+from vitalstream.monitor import Monitor, MonitorResult
+from vitalstream.outbox import Outbox, Sent, Write
+from vitalstream.oversight import OversightConfig, OversightDesk, Refused
 from vitalstream.oversight.desk import STATUSES as OVERSIGHT_STATUSES
-from vitalstream.samples import SAMPLE_FIELDS, Sample, SampleError, sample_from_dict, sample_row
+from vitalstream.samples import (
+    R_BED,
+    R_INGEST,
+    R_PATIENT,
+    R_TIME,
+    R_WARD,
+    ROW_WIDTH,
+    Sample,
+    SampleError,
+    row_in_bed,
+    sample_from_dict,
+    sample_row,
+)
 from vitalstream.settings import Settings
-from vitalstream.signing import Keyring, SignatureError
-
-# Keys of the control records on vitals: each is taken only with a worker's signature (the
-# forwarders in app.py and governance/control.py sign what they checked).
-CONTROL_KEYS = frozenset({"ack", "settings", "oversight", "census", "kill_switch", "audit_action",
-                          "demographics"})
+from vitalstream.signing import Keyring
 
 log = logging.getLogger("vitalstream.monitor")
 
 RECOVERY_POLL_MS = 500
 CHANGELOG_ANSWER_TIMEOUT_S = 30.0
-ROW_WIDTH = len(SAMPLE_FIELDS)
-R_INGEST = SAMPLE_FIELDS.index("ingest_time_ms")
 _TIME_OF, _INGEST_OF, _PATIENT_OF = (operator.itemgetter(i) for i in (R_TIME, R_INGEST, R_PATIENT))
 # Keys of the patients changelog: a patient's state, and their feature engine's buffers.
 STATE_KEY, ENGINE_KEY = b"s|", b"e|"
@@ -97,22 +96,6 @@ TRIM_INTERVAL_S = 10.0  # how often freed C heap goes back to the system (a few 
 MAX_DISCHARGED = 100_000
 MAX_QUARANTINED = 10_000
 
-
-# A message to write: (topic, key, value, partition or None for the key's partition).
-Write = tuple[str, bytes, bytes, "int | None"]
-# A record batch handed to the producer: (topic, partition, messages, acknowledgement).
-Sent = tuple[str, int, int, "asyncio.Future[Any]"]
-
-
-@dataclasses.dataclass(slots=True)
-class Unsettled:
-    """A scored batch whose bed states and state rows are on their way to the broker:
-    its offsets are committed, and its samples counted, once they are acknowledged."""
-
-    writes: list[Write]
-    sent: list[Sent]
-    offsets: dict[TopicPartition, int]
-    samples: list[Any]
 
 
 def release_freed_memory() -> None:
@@ -200,11 +183,11 @@ class MonitorStage(mode.Service):
         self.applied_through: dict[int, int] = {}  # partition -> last record offset applied
         self.replay_until: dict[int, int] = {}  # partition -> highest applied offset restored
         self.partition_of: dict[str, int] = {}  # patient -> their vitals (and changelog) partition
-        self.positions: dict[TopicPartition, int] = {}  # vitals partition -> next offset to read
         self.save_interval_ms = int(settings.state_save_interval_s * 1000)
         self._counted: dict[str, dict[str, int]] = defaultdict(dict)
-        self.unsettled: deque[Unsettled] = deque()  # batches whose state rows are in flight
-        self.to_commit = PendingCommits("monitor")  # settled offsets not yet committed
+        # Scored batches whose bed states and state rows are on their way, then committed.
+        self.outbox = Outbox("monitor", settings.topic_vitals, self._send, self._observe, MAX_UNSETTLED,
+                             on_acknowledged=self._note_written)
         self._trimmed_s = 0.0
         # One thread compresses feature snapshots (one malloc arena, not one per thread);
         # made again at each start, as a stop shuts it down (its thread starts at first use).
@@ -233,21 +216,10 @@ class MonitorStage(mode.Service):
 
     async def on_start(self) -> None:
         self.packer = self._new_packer()
-        kafka = self.settings.kafka_client_kwargs()
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=0, acks="all",
-            max_batch_size=1 << 20, max_request_size=8 << 20, **kafka)
-        self.reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20, **kafka)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=f"{self.settings.app_id}-monitor", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=8 << 20,
-            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
-            rebalance_timeout_ms=int(self.settings.kafka_rebalance_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, self.settings.kafka_session_timeout_s / 4) * 1000),
-            **kafka)
+        self.producer = stage_producer(self.settings)
+        # The changelog reader, assigned partitions by hand in a rebalance (no group).
+        self.reader = consumer(self.settings, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+        self.consumer = stage_consumer(self.settings, "monitor", max_partition_fetch_bytes=8 << 20)
         await self.producer.start()
         await self.reader.start()
         await self.consumer.start()
@@ -328,8 +300,9 @@ class MonitorStage(mode.Service):
         for table in (self.clocks, self.written, self.replay_until, self.applied_through):
             for partition in [p for p in table if p not in keep]:
                 del table[partition]
-        for tp in [tp for tp in self.positions if tp.partition not in keep]:
-            del self.positions[tp]
+        positions = self.outbox.positions
+        for tp in [tp for tp in positions if tp.partition not in keep]:
+            del positions[tp]
 
     async def _changelog_ends(self, partitions: set[int]) -> dict[int, int]:
         """The end offset of each changelog partition, from a fetch's high watermark: the
@@ -434,33 +407,19 @@ class MonitorStage(mode.Service):
                     continue
                 writes, samples = await self.process(records)
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
-                self.unsettled.append(Unsettled(writes, await self.send(writes), offsets, samples))
+                await self.outbox.put(writes, offsets, samples)
                 await self.settle(everything=False)
             if time.monotonic() - self._trimmed_s >= TRIM_INTERVAL_S:
                 release_freed_memory()
                 self._trimmed_s = time.monotonic()
 
     async def settle(self, everything: bool = True) -> None:
-        """Settle unsettled batches, oldest first: wait for the broker's acknowledgements
-        (if a send failed, that batch and every later one are sent again, in order), then
-        commit the batch's offsets and count its samples. Without ``everything``, only the
-        batches already acknowledged, and the oldest while more than ``MAX_UNSETTLED``
-        are out."""
+        """Settle unsettled batches, oldest first (``Outbox.settle``): acknowledged, then
+        committed, then their samples counted. Offsets refused after a rebalance are read
+        again by the new owner, and the offsets in the state rows keep them from being
+        applied twice."""
         assert self.consumer is not None
-        while self.unsettled:
-            oldest = self.unsettled[0]
-            if (not everything and len(self.unsettled) <= MAX_UNSETTLED
-                    and not all(future.done() for *_, future in oldest.sent)):
-                return
-            await self._acknowledged(self.unsettled)
-            self.unsettled.popleft()
-            self.to_commit.add(oldest.offsets)
-            self.positions.update(oldest.offsets)
-            self._observe(oldest.samples)
-            metrics.CONSUMER_LAG.labels(self.settings.topic_vitals).set(consumer_lag(self.consumer, self.positions))
-        # Refused after a rebalance: the new owner reads these records again, and the
-        # offsets in the state rows keep them from being applied twice.
-        await self.to_commit.commit(self.consumer, everything)
+        await self.outbox.settle(self.consumer, everything)
 
     async def process(self, records: list[Any]) -> tuple[list[Write], list[Any]]:
         """Score one batch of ``vitals`` records and publish the alerts it raised (steps
@@ -508,18 +467,15 @@ class MonitorStage(mode.Service):
         written straight onto vitals, is counted and its dead letter added to ``refused``."""
         body = orjson.loads(record.value)
         offset, applied = record.offset, self.applied
-        if body.keys() & CONTROL_KEYS:
-            try:
-                self.keyring.verify(record.topic, record.key, record.value, record.headers, ("worker",))
-            except SignatureError as exc:
-                reason = str(exc)
-                metrics.CONTROL_REFUSED.labels("vitals", reason).inc()
-                log.warning("refused a control record on %s: %s", record.topic, reason)
-                letter = dead_letter(record.value, Rejection(reason, "control record on vitals without a "
-                                                             "worker's signature"), "vitals",
-                                     f"{record.topic}/{record.partition}@{offset}", now_ms())
-                refused.append((self.settings.topic_deadletter, record.key or b"", letter, None))
-                return
+        try:
+            gate.check_on_vitals(self.keyring, record, body)
+        except gate.Refused as exc:
+            metrics.CONTROL_REFUSED.labels("vitals", exc.reason).inc()
+            log.warning("refused a control record on %s: %s", record.topic, exc.reason)
+            letter = dead_letter(record.value, Rejection(exc.reason, exc.detail), "vitals",
+                                 f"{record.topic}/{record.partition}@{offset}", now_ms())
+            refused.append((self.settings.topic_deadletter, record.key or b"", letter, None))
+            return
 
         def new(patient_id: Any) -> bool:
             return applied.get(str(patient_id), -1) < offset
@@ -566,11 +522,13 @@ class MonitorStage(mode.Service):
                 log.warning("per-patient settings refused: %s", exc)
                 self.governance.on_settings(control, record.partition, f"refused: {exc}")
         patient = self.monitor.patients.get(str(ack["patient_id"])) if ack else None
-        if patient is not None and patient.ward and ack.get("ward") != patient.ward:
-            # Signed by a station for one ward, about a patient on another: not applied.
-            metrics.CONTROL_REFUSED.labels("ack", "ward").inc()
-            log.warning("refused an acknowledgement for a patient of another ward")
-            ack = None
+        if patient is not None:
+            try:
+                gate.check_ward(ack, patient.ward)
+            except gate.Refused as exc:
+                metrics.CONTROL_REFUSED.labels("ack", exc.reason).inc()
+                log.warning("refused an acknowledgement for a patient of another ward")
+                ack = None
         if ack and new(ack["patient_id"]):
             controlled.add(str(ack["patient_id"]))
             answered = self._acknowledge(ack)
@@ -703,39 +661,11 @@ class MonitorStage(mode.Service):
     async def send_all(self, messages: list[Write]) -> None:
         """Send and wait for the broker's acknowledgement of every message, retrying while
         the broker is away (nothing is committed before this returns)."""
-        await self._acknowledged([Unsettled(messages, await self.send(messages), {}, [])])
+        await self.outbox.send_now(messages)
 
     async def send(self, messages: list[Write]) -> list[Sent]:
-        """Hand messages to the producer, retrying while the broker is away; the futures
-        of their acknowledgements. Messages go out as one record batch per partition: a
-        state row per patient per batch costs one append, not one ``send`` each (which
-        cost 0.1 ms apiece here)."""
-        while True:
-            try:
-                return await self._send(messages)
-            except MessageSizeTooLargeError:
-                raise
-            except KafkaError as exc:
-                log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-
-    async def _acknowledged(self, batches: Sequence[Unsettled]) -> None:
-        """Wait until the broker has acknowledged the first of ``batches``; if a send
-        failed, send every one of them again, in order (a patient's newest row stays the
-        last), until it has. Note the offset of our last changelog row per partition."""
-        first = batches[0]
-        while True:
-            try:
-                metas = await asyncio.gather(*(future for *_, future in first.sent))
-                break
-            except MessageSizeTooLargeError:
-                raise
-            except KafkaError as exc:
-                log.warning("monitor: publish failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                for batch in batches:
-                    batch.sent = await self.send(batch.writes)
-        self._note_written(first.sent, metas)
+        """Hand messages to the producer, retrying while the broker is away; what was sent."""
+        return await self.outbox.send(messages)
 
     def _note_written(self, sent: list[Sent], metas: list[Any]) -> None:
         """The offset of our last changelog row per partition, from the acknowledgements."""
@@ -744,6 +674,8 @@ class MonitorStage(mode.Service):
                 self.written[partition] = max(self.written.get(partition, -1), meta.offset + count - 1)
 
     async def _send(self, messages: list[Write]) -> list[Sent]:
+        """Messages go out as one record batch per partition: a state row per patient per
+        batch costs one append, not one ``send`` each (which cost 0.1 ms apiece here)."""
         assert self.producer is not None
         groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
         counts: dict[str, int] = {}
@@ -813,21 +745,13 @@ class MonitorStage(mode.Service):
     def _acknowledge(self, ack: dict[str, Any]) -> list[Alert]:
         """An acknowledgement: by a signed-in actor whose role may acknowledge (else
         refused and counted, nothing changes), or a legacy one with a name only."""
-        actor = ack.get("actor")
-        if actor is not None:
-            try:
-                actor = check_actor(actor if isinstance(actor, dict) else None)
-            except Refused as exc:
-                self.desk.counts[("refused", f"ack_{exc}")] += 1
-                log.warning("acknowledgement refused: %s", exc)
-                return []
-        by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
-        at_ms = int(ack.get("at_ms", now_ms()))
-        if actor is not None and abs(now_ms() - at_ms) > self.desk.config.control_window_s * 1000:
-            # A signed-in user's acknowledgement replayed later (or from a wrong clock).
-            self.desk.counts[("refused", "ack_stale_or_future")] += 1
-            log.warning("acknowledgement refused: stale_or_future")
+        try:
+            actor, at_ms = gate.check_acknowledgement(ack, now_ms(), self.desk.config.control_window_s)
+        except gate.Refused as exc:
+            self.desk.counts[("refused", exc.reason)] += 1
+            log.warning("acknowledgement refused: %s", exc.reason.removeprefix("ack_"))
             return []
+        by = str(ack.get("by", "")) or (f"{actor['name']} ({actor['user_id']})" if actor else "")
         acknowledged = self.monitor.acknowledge(ack["patient_id"], ack["alert_id"], by, at_ms, actor)
         # At the acknowledgement's own time: the same when applied again after a crash.
         self.desk.on_alerts(acknowledged, at_ms, actor)
@@ -894,8 +818,8 @@ class MonitorStage(mode.Service):
         for row in rows:
             place = census.get(row[R_PATIENT])
             if place is not None:
-                if (row[1], row[2]) != place:
-                    row = [row[0], *place, *row[3:]]
+                if (row[R_WARD], row[R_BED]) != place:
+                    row = row_in_bed(row, *place)
                 kept.append(row)
             elif self._monitored(row[R_PATIENT]):
                 kept.append(row)

@@ -155,15 +155,28 @@ def sample_from_dict(record: Mapping[str, Any], ingest_time_ms: int | None = Non
     )
 
 
-# The internal `vitals` topic carries samples as rows in field order: already validated
-# at the edge, so the monitor rebuilds them without validating again.
+# The internal `vitals` topic carries samples as rows: the fields of Sample in declaration
+# order, already validated at the edge, so the monitor takes them without validating
+# again. This is the one home of the layout: every module reads a row's fields through the
+# indices below (or unpacks a whole row in this order, as the monitor's hot loop does).
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Sample))
+ROW_WIDTH = len(SAMPLE_FIELDS)
+(R_PATIENT, R_WARD, R_BED, R_PARAMETER, R_VALUE, R_UNIT, R_TIME, R_SOURCE, R_INGEST, R_SOURCE_CODE,
+ R_ARTEFACT) = range(ROW_WIDTH)
+assert SAMPLE_FIELDS[R_TIME] == "device_time_ms" and SAMPLE_FIELDS[R_ARTEFACT] == "artefact"
 
 
 def sample_row(sample: Sample) -> tuple[Any, ...]:
+    """The row of a sample (``SAMPLE_FIELDS`` order)."""
     return (sample.patient_id, sample.ward, sample.bed, sample.parameter, sample.value,
             sample.unit, sample.device_time_ms, sample.source, sample.ingest_time_ms,
             sample.source_code, sample.artefact)
+
+
+def row_in_bed(row: Any, ward: str, bed: str) -> list[Any]:
+    """The same reading placed in another ward and bed (the census's, when a gateway's
+    label lags a transfer)."""
+    return [*row[:R_WARD], ward, bed, *row[R_BED + 1:]]
 
 
 def sample_from_row(row: list[Any]) -> Sample:

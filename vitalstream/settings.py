@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         "control.killswitch", description="Signed kill-switch instructions (admin key, admin role).")
     policy: str = Field(
         "", description="The live alert policy's settings: JSON of PolicyConfig fields to change "
-        "(e.g. {\"news2_medium\": 4}); empty: the defaults of docs/alerts.md.")
+        "(e.g. {\"news2_medium\": 4, \"persistence_s\": {\"high\": 30}}; a mapping field changes only the "
+        "keys given); empty: the defaults of docs/alerts.md. Every field and its bounds: the table "
+        "below. Out of bounds, the worker does not start (one line naming the field).")
     shadow: str = Field(
         "", description="Silent mode: a candidate run beside the live one, its alerts on "
         "VITALSTREAM_TOPIC_ALERTS_SHADOW only. JSON {\"policy\": {PolicyConfig fields}, "
@@ -221,6 +223,13 @@ class Settings(BaseSettings):
         "", description="Operating point at which the risk model raises a medium alert by itself: "
         "empty (the default) raises nothing, the risk is only shown; 'budget' (the model card's "
         "alert-budget threshold) or 'utility_optimal'. Validate locally first (models/MODEL_CARD.md).")
+
+    def policy_config(self) -> Any:
+        """The ward alert policy (`PolicyConfig`) with ``policy`` applied, checked against
+        `vitalstream.policy_settings.POLICY_BOUNDS` (PolicySettingsError, one line)."""
+        from vitalstream.policy_settings import policy_config
+
+        return policy_config(self.policy)
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security arguments for aiokafka clients (empty for PLAINTEXT)."""

@@ -129,6 +129,20 @@ def reference_markdown() -> str:
     for variable in settings_variables():
         meaning = variable.meaning + (" Keep it in a Secret." if variable.secret else "")
         lines.append(f"| `{variable.name}` | `{_cell(variable.default)}` | {_cell(meaning)} |")
+    from vitalstream.policy_settings import reference_rows
+
+    lines += [
+        "",
+        "## The alert policy (`VITALSTREAM_POLICY`)",
+        "",
+        "Fields of `PolicyConfig` (vitalstream/alerts/policy.py) that `VITALSTREAM_POLICY` may",
+        "change, as JSON; durations are seconds of device time. Bounds: vitalstream/policy_settings.py.",
+        "",
+        "| field | default | allowed | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, default, allowed, meaning in reference_rows():
+        lines.append(f"| `{name}` | `{_cell(default)}` | {_cell(allowed)} | {_cell(meaning)} |")
     lines += [
         "",
         "## Read outside the settings object",
@@ -175,6 +189,12 @@ def run(args: argparse.Namespace) -> int:
         problems = "; ".join(f"{env_name(str(error['loc'][0]))}: {error['msg']}"
                              for error in exc.errors())
         raise UsageError(f"vitalstream config: {problems}") from exc
+    from vitalstream.policy_settings import PolicySettingsError
+
+    try:
+        Settings().policy_config()
+    except PolicySettingsError as exc:
+        raise UsageError(f"vitalstream config: VITALSTREAM_POLICY: {exc}") from None
     if args.json:
         print(json.dumps(values, indent=2))
     else:

@@ -90,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
                          "or VITALSTREAM_WORKER_WEB_PORT")
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(ensure_topics(settings))
-    from vitalstream.governance.shadow import ShadowConfigError
+    from vitalstream.policy_settings import PolicySettingsError  # (a ShadowConfigError is one too)
 
     try:
         app = create_app(settings, keyring=keyring)
     except ModelFileError as exc:  # a model the operator named must load, or no worker
         raise UsageError(f"vitalstream worker: risk model {settings.model_path}: {exc}") from None
-    except ShadowConfigError as exc:
+    except PolicySettingsError as exc:
         raise UsageError(f"vitalstream worker: {exc}") from None
     announce_when_ready(app, settings)
     # The worker is one asyncio thread. OpenMP threads inside a model call cost more to

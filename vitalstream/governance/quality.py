@@ -28,7 +28,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
 from vitalstream.governance.drift import VARIABLES, DriftMonitor, load_reference
-from vitalstream.samples import NUMERIC_PARAMETERS, SAMPLE_FIELDS
+from vitalstream.samples import NUMERIC_PARAMETERS, R_ARTEFACT, R_PARAMETER
 
 log = logging.getLogger("vitalstream.governance")
 
@@ -58,7 +58,7 @@ AGE_BANDS = ((18, 45, "18-44"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, 
 MAX_WARDS = 500  # ward labels beyond this many go to "other" (a bounded label set)
 MAX_CODES = 40
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
-_PARAMETER, _ARTEFACT = (operator.itemgetter(SAMPLE_FIELDS.index(f)) for f in ("parameter", "artefact"))
+_PARAMETER, _ARTEFACT = operator.itemgetter(R_PARAMETER), operator.itemgetter(R_ARTEFACT)
 for _name in NUMERIC_PARAMETERS:
     PARAMETER_SAMPLES.labels(_name)
     PARAMETER_ARTEFACTS.labels(_name)

@@ -31,6 +31,8 @@ import orjson
 
 from vitalstream.alerts import Alert, AlertPolicy, Assessment, PolicyConfig
 from vitalstream.governance.audit import policy_version
+from vitalstream.policy_settings import PolicySettingsError
+from vitalstream.policy_settings import policy_config as checked_policy_config
 
 log = logging.getLogger("vitalstream.governance")
 
@@ -38,38 +40,19 @@ Write = tuple[str, bytes, bytes, "int | None"]
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
-class ShadowConfigError(ValueError):
+class ShadowConfigError(PolicySettingsError):
     """A shadow configuration that cannot run; the message is one readable line."""
 
 
 def policy_config(overrides: Any, base: PolicyConfig | None = None) -> PolicyConfig:
-    """``base`` (the default PolicyConfig) with ``overrides``; ShadowConfigError if unusable."""
-    base = base or PolicyConfig()
-    if overrides in (None, ""):
-        return base
-    if isinstance(overrides, str):
-        try:
-            overrides = orjson.loads(overrides)
-        except orjson.JSONDecodeError:
-            raise ShadowConfigError("policy configuration is not JSON") from None
-    if not isinstance(overrides, Mapping):
-        raise ShadowConfigError("policy configuration must be a JSON object of PolicyConfig fields")
-    fields = {f.name: f for f in dataclasses.fields(PolicyConfig)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ShadowConfigError(f"unknown policy field(s): {', '.join(unknown)}")
-    for name, value in overrides.items():
-        current = getattr(base, name)
-        ok = (isinstance(value, Mapping) if isinstance(current, Mapping) else
-              isinstance(value, bool) if isinstance(current, bool) else
-              isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(current, (int, float))
-              else isinstance(value, type(current)))
-        if not ok:
-            raise ShadowConfigError(f"policy field {name} must be like {current!r}")
-    config = dataclasses.replace(base, **overrides)
-    if config.news2_medium > config.news2_high:
-        raise ShadowConfigError("news2_medium must not be above news2_high")
-    return config
+    """``base`` (the default PolicyConfig) with ``overrides``, checked as the live policy is
+    (`vitalstream.policy_settings`); ShadowConfigError if unusable."""
+    try:
+        return checked_policy_config(overrides, base)
+    except ShadowConfigError:
+        raise
+    except PolicySettingsError as exc:
+        raise ShadowConfigError(str(exc)) from None
 
 
 def available_models(directory: Path = MODELS_DIR) -> dict[str, Any]:

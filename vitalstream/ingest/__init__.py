@@ -159,6 +159,8 @@ def json_rows(raw: bytes, received_ms: int, max_ahead_ms: int = MAX_AHEAD_MS) ->
         if not possible_low <= value <= possible_high:  # (NaN too)
             return None
         artefact = record.artefact or not plausible_low <= value <= plausible_high
+        # The row layout of vitalstream.samples (SAMPLE_FIELDS), written out: a call per
+        # reading would cost more than the rest of this loop; a test holds it to sample_row.
         rows.append((record.patient_id, record.ward, record.bed, parameter, value, unit, time_ms,
                      record.source, ingest_ms, record.source_code, artefact))
     return rows

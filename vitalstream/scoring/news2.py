@@ -86,7 +86,7 @@ HIGH_TOTAL, MEDIUM_TOTAL = 7, 5  # the bands' totals (band_for)
 
 def _band_score(bands: tuple[tuple[int, ...], tuple[int, ...]], rounded: int) -> int:
     bounds, scores = bands
-    for bound, score in zip(bounds, scores):
+    for bound, score in zip(bounds, scores[:-1], strict=True):
         if rounded <= bound:
             return score
     return scores[-1]
