@@ -36,7 +36,7 @@ from vitalstream.samples import (
     ACVPU,
     NUMERIC_PARAMETERS,
     PARAM_INDEX,
-    SAMPLE_FIELDS,
+    R_TIME,
     Sample,
     sample_row,
 )
@@ -76,7 +76,6 @@ def _phase(patient_id: str) -> int:
 
 
 # A sample row's fields (``vitalstream.samples.SAMPLE_FIELDS``), as the vitals topic carries them.
-R_PATIENT, R_TIME = SAMPLE_FIELDS.index("patient_id"), SAMPLE_FIELDS.index("device_time_ms")
 _TIME_OF = operator.itemgetter(R_TIME)
 _NO_FEATURES: Mapping[str, float] = types.MappingProxyType({})  # an assessment's, until a row is wanted
 
