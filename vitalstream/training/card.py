@@ -103,7 +103,9 @@ def _transfer(metrics: dict[str, Any]) -> str:
     if "2012 -> 2019 (sepsis)" in second:
         rows["2012 set A (death) -> 2019 held-out (sepsis)"] = second["2012 -> 2019 (sepsis)"]
     if not rows:
-        return "Not run (`--no-transfer-check`, or the data were not there)."
+        return ("Not run for this model (`--no-transfer-check`, or the data were not there); "
+                "`vitalstream evaluate --data-dir ../shared/data --transfer-check` refits and "
+                "reports them.")
     for name, m in rows.items():
         i = m["intervals"]
         lines.append(
@@ -232,7 +234,7 @@ argument and on the challenge's unseen-hospital results, not on a figure here.) 
 
 ## Training
 Command: `{command}` with data from `$VITALSTREAM_DATA_DIR` (took {train_seconds:.0f} s on this
-shared 2-core machine, the pseudo-external refits included). Seed {config.get('seed')}: the same data and
+shared 2-core machine{", the pseudo-external refits included" if metrics.get("unit_transfer") else ""}). Seed {config.get('seed')}: the same data and
 seed give the same splits, trees, calibration and thresholds, and the same file byte for
 byte (`write_model` renumbers skops's memory-address member names and fixes their
 times), so the same sha256; a test trains twice on the shipped sample and compares the
