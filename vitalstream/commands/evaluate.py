@@ -83,7 +83,7 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
             f"{b['mean_predicted']:.3f}/{b['observed']:.3f}" for b in bins))
     lines.append("operating point                                threshold  sensitivity         PPV (hours)         "
                  "alerts/pt-day      lead h             share in never-septic  utility")
-    for name, p in metrics["operating_points"].items():
+    for name, p in sorted(metrics["operating_points"].items()):  # as metrics.json keeps them
         lines.append(f"  {name[:46]:46s} {p['threshold']:<9.4g} {_ci(p['sensitivity']):19s} "
                      f"{_ci(p['hour_ppv']):19s} {_ci(p['alerts_per_patient_day'], 2):18s} "
                      f"{_ci(p['median_lead_time_h'], 1):18s} "
