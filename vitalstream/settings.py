@@ -222,7 +222,8 @@ class Settings(BaseSettings):
     risk_alerts: str = Field(
         "", description="Operating point at which the risk model raises a medium alert by itself: "
         "empty (the default) raises nothing, the risk is only shown; 'budget' (the model card's "
-        "alert-budget threshold) or 'utility_optimal'. Validate locally first (models/MODEL_CARD.md).")
+        "alert-budget threshold), 'utility_optimal', or 'news2_5_burden' / 'news2_7_burden' (the "
+        "model at the alert burden of NEWS2 >= 5 / >= 7). Validate locally first (docs/risk-model.md).")
 
     def policy_config(self) -> Any:
         """The ward alert policy (`PolicyConfig`) with ``policy`` applied, checked against

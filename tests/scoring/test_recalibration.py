@@ -31,3 +31,20 @@ def test_recalibration_on_a_shifted_synthetic_site_restores_calibration():
     # The ranking (and so every AUROC) is unchanged.
     order = np.argsort(model.margin(X), kind="stable")
     assert (np.diff(recalibrated.predict_proba(X)[order]) >= 0).all()
+
+
+def test_the_recalibration_command_chooses_the_operating_points_again_on_the_site(tmp_path):
+    from vitalstream.commands.evaluate import recalibrate_cohort
+    from vitalstream.training.fit import new_alerts_per_patient_day
+
+    cohort = read_psv_dir(SAMPLE_DIR)
+    done = recalibrate_cohort(None, cohort, tmp_path / "site.skops", alert_budget=0.5)
+    site, shipped = RiskModel.load(tmp_path / "site.skops"), RiskModel.load()
+    assert site.platt == done["platt"] != shipped.platt
+    assert set(site.operating_points) == {"utility_optimal", "budget_0.5_alerts_per_patient_day",
+                                          "news2_5_burden", "news2_7_burden"}
+    risk = site.predict_proba(cohort_inputs(site, cohort))
+    budget = site.operating_points["budget_0.5_alerts_per_patient_day"]
+    assert site.show_from == budget
+    assert new_alerts_per_patient_day(risk >= budget, cohort.offsets) <= 0.5
+    assert site.threshold == site.operating_points["utility_optimal"]

@@ -61,3 +61,25 @@ def test_the_monitors_risk_is_the_offline_risk_of_the_same_readings(cohort):
     assert max(differences) < 1e-9
     # Not a constant: the comparison covers risks that move.
     assert np.ptp(list(served.values())) > 0.001
+
+
+def test_the_board_is_told_to_print_the_risk_only_from_the_models_show_from(cohort):
+    model = RiskModel.load()
+    monitor = Monitor(AlertPolicy(), engine=FeatureEngine(), model=model, risk_interval_s=60.0)
+    patient, param, time_s, value = cohort_samples(cohort)
+    states = []
+    for t in np.unique(time_s):
+        chosen = time_s == t
+        batch = [Sample(patient_id=f"stay-{int(s)}", ward="4B", bed=str(int(s)),
+                        parameter=NUMERIC_PARAMETERS[int(p)], value=float(v),
+                        unit=CANONICAL_UNITS[NUMERIC_PARAMETERS[int(p)]],
+                        device_time_ms=int((T0_S + t) * 1000), source="test",
+                        ingest_time_ms=int((T0_S + t) * 1000))
+                 for s, p, v in zip(patient[chosen], param[chosen], value[chosen], strict=True)]
+        states += monitor.bed_states(monitor.process(batch).assessments)
+    scored = [s for s in states if s["risk"] is not None]
+    assert scored, "the bed states carry the risk"
+    for state in scored:
+        assert state["risk_shown"] == (state["risk"] >= model.show_from)
+    # Both kinds occur on these stays, so the flag is not a constant.
+    assert {s["risk_shown"] for s in scored} == {True, False}

@@ -106,3 +106,23 @@ def test_best_predictions_window_runs_from_twelve_before_to_three_after_onset():
 
 def test_no_septic_stay_leaves_the_ratio_undefined():
     assert math.isnan(normalised_utility([np.zeros(5)], [np.zeros(5)]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_utilities_give_the_challenge_loops_normalised_utility(seed):
+    from vitalstream.training.utility import RowUtilities
+
+    rng = np.random.default_rng(seed)
+    stays = []
+    for _ in range(30):
+        n = int(rng.integers(5, 60))
+        labels = np.zeros(n, dtype=int)
+        if rng.random() < 0.4:
+            labels[int(rng.integers(0, n)):] = 1
+        stays.append(labels)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in stays])])
+    utilities = RowUtilities(np.concatenate(stays), offsets)
+    for _ in range(5):
+        alerts = [rng.random(len(s)) < 0.3 for s in stays]
+        assert utilities.normalised(np.concatenate(alerts)) == pytest.approx(
+            normalised_utility(stays, alerts), abs=1e-12)

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=20190, help="seed of split, subsampling, trees")
     parser.add_argument("--negative-keep", type=float, default=0.15,
                         help="fraction of negative 2019 fitting hours kept (default 0.15)")
+    parser.add_argument("--alert-budget", type=float, default=0.25,
+                        help="new alerts per patient-day at the budget operating point, chosen "
+                             "on the calibration patients (default 0.25)")
     parser.add_argument("--no-2012", action="store_true",
                         help="train on 2019 set A only (default: stack the 2012 set's hours, "
                              "labelled by in-hospital death, when physionet2012_set-a.tar.gz is "
@@ -39,11 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import skops.io
-
-    from vitalstream.commands.evaluate import summary_lines
+    from vitalstream.commands.evaluate import model_thresholds, summary_lines
     from vitalstream.features import DEFAULT_WINDOWS_S, feature_names
-    from vitalstream.scoring.model import RiskModel, write_checksum
+    from vitalstream.scoring.model import RiskModel, write_model
     from vitalstream.training.baseline import vitals_news2, vitals_news2_oxygen
     from vitalstream.training.card import render_card
     from vitalstream.training.dataset import cohort_risk, context_inputs, engine_rows
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from vitalstream.training.mortality2012 import death_figures, load_2012
     from vitalstream.training.physionet import DataMissing, default_data_dir, load_set_a
     from vitalstream.training.report import write_metrics
-    from vitalstream.training.transfer import dataset_transfer, unit_transfer
+    from vitalstream.training.transfer import pseudo_external
 
     if not 0.0 < args.negative_keep <= 1.0:
         raise UsageError("train: --negative-keep must be in (0, 1]")
@@ -75,14 +76,16 @@ def run(args: argparse.Namespace) -> int:
     second = None if args.no_2012 else load_2012(data_dir, windows)
     log(f"feature engine: {features.shape[1]} features per row"
         + (f"; 2012 set A: {second.n_stays:,} stays" if second is not None else "; no 2012 set"))
-    config = TrainConfig(seed=args.seed, negative_keep=args.negative_keep)
+    if args.alert_budget <= 0:
+        raise UsageError("train: --alert-budget must be above 0")
+    config = TrainConfig(seed=args.seed, negative_keep=args.negative_keep,
+                         alert_budget=args.alert_budget)
     payload, split, split_2012 = train(cohort, features, config, feature_names(windows), windows,
                                        log, progress, second)
 
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    skops.io.dump(payload, out)
-    digest = write_checksum(out)
+    digest = write_model(payload, out)
     log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, sha256 {digest[:12]}...)")
     holdout = out.with_name(out.stem + "_holdout.txt")
     holdout.write_text("".join(f"{cohort.names[i]}\n" for i in split.test))
@@ -90,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
     model = RiskModel.load(out)
     test = cohort.subset(split.test)
     risk = cohort_risk(model, test)
-    thresholds = {"utility-optimal": model.threshold}
-    thresholds.update({key: value for key, value in model.operating_points.items()
-                       if key.startswith("budget")})
+    thresholds = model_thresholds(model)
     news2 = vitals_news2(test)
     metrics = full_evaluation(test, risk, thresholds, news2, vitals_news2_oxygen(test))
     log("held-out stays measured")
@@ -111,17 +112,15 @@ def run(args: argparse.Namespace) -> int:
             "".join(f"{r}\n" for r in second.records[split_2012.test]))
     if not args.no_transfer_check:
         log("pseudo-external checks: one ICU type to the other; one data set to the other")
-        metrics["unit_transfer"] = unit_transfer(cohort, features, config, feature_names(windows),
-                                                 log)
-        if second is not None and split_2012 is not None:
-            metrics["dataset_transfer"] = dataset_transfer(
-                cohort, features, second, config, feature_names(windows), split, split_2012, log)
+        metrics.update(pseudo_external(cohort, features, second, config, feature_names(windows),
+                                       split, split_2012, log))
     write_metrics(metrics, out.with_name(out.stem + "_holdout_metrics.json"))
     lines = summary_lines(metrics)
     print("\n".join(lines))
     if not args.no_card:
         command = shlex.join(["vitalstream", "train", "--seed", str(args.seed),
-                              "--negative-keep", str(args.negative_keep)])
+                              "--negative-keep", str(args.negative_keep),
+                              "--alert-budget", str(args.alert_budget)])
         card = render_card(model, metrics, command, lines, holdout.name,
                            time.perf_counter() - started)
         (out.parent / "MODEL_CARD.md").write_text(card)

@@ -159,6 +159,65 @@ def write_checksum(path: str | os.PathLike[str]) -> str:
     return digest
 
 
+# Every member of a written model file carries this time, so its bytes do not depend on
+# when it was written.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """A skops archive rewritten so the same payload always gives the same bytes.
+
+    skops names each array's member after the array's memory address (``id``), records
+    those addresses as ``__id__`` and stamps every member with the current time; loading
+    uses the names and ids only to find members and to share repeated objects. Here they
+    are renumbered in the order the schema first mentions them, members are written in
+    name order with a fixed time, and the loaded payload is unchanged (tested)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+        members = {name: archive.read(name) for name in archive.namelist() if name != "schema.json"}
+    files: dict[str, str] = {}
+    ids: dict[Any, int] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "__id__":
+                    node[key] = ids.setdefault(value, len(ids) + 1)
+                elif key == "file" and isinstance(value, str) and value in members:
+                    suffix = Path(value).suffix
+                    node[key] = files.setdefault(value, f"{len(files):06d}{suffix}")
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    if set(files) != set(members):
+        raise ModelFileError("the skops archive has members its schema does not name")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        renamed = {new: members[old] for old, new in files.items()}
+        for name in sorted(renamed):
+            archive.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), renamed[name])
+        archive.writestr(zipfile.ZipInfo("schema.json", date_time=_ZIP_TIME),
+                         json.dumps(schema, indent=2))
+    return out.getvalue()
+
+
+def write_model(payload: dict[str, Any], path: str | os.PathLike[str]) -> str:
+    """Write a model payload as a skops file in canonical form (`canonical_skops`: the
+    same trees and numbers give the same bytes) and its ``.sha256``; returns the digest."""
+    import skops.io
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(canonical_skops(skops.io.dumps(payload)))
+    return write_checksum(path)
+
+
 # Vitals-only NEWS2 bands, vectorised (chart rounding as `vitalstream.scoring.news2`,
 # a test holds them equal): parameter -> (decimal places, upper band edges, scores).
 NEWS2_BANDS: dict[str, tuple[int, tuple[float, ...], tuple[int, ...]]] = {
@@ -407,13 +466,22 @@ class RiskModel:
         a, b = self.platt
         return 1.0 / (1.0 + np.exp(-(a * self.margin(X) + b)))
 
-    def recalibrated(self, platt: tuple[float, float]) -> dict[str, Any]:
-        """This model's payload with new Platt numbers (a local recalibration): the same
-        trees, inputs and ranking; write it with skops and a new checksum to use it."""
+    def recalibrated(self, platt: tuple[float, float],
+                     operating_points: dict[str, float] | None = None) -> dict[str, Any]:
+        """This model's payload with new Platt numbers (a local recalibration) and, if
+        given, the operating points chosen again at the site (the threshold becomes its
+        ``utility_optimal``, the risk is shown from its ``budget_...``): the same trees,
+        inputs and ranking; write it with `write_model` (a new checksum) to use it."""
         if self._estimator is None:
             raise ModelFileError("recalibration needs the model loaded with load, not load_isolated")
-        return {**self._payload, "estimator": self._estimator,
-                "platt": np.asarray(platt, dtype=float)}
+        payload = {**self._payload, "estimator": self._estimator,
+                   "platt": np.asarray(platt, dtype=float)}
+        if operating_points:
+            payload["operating_points"] = dict(operating_points)
+            payload["threshold"] = float(operating_points.get("utility_optimal", self.threshold))
+            budget = [v for k, v in operating_points.items() if k.startswith("budget")]
+            payload["show_from"] = float(budget[0]) if budget else self.show_from
+        return payload
 
     def factor_effects(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Per factor, each row's risk minus its risk with that factor's inputs set to their

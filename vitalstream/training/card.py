@@ -103,7 +103,9 @@ def _transfer(metrics: dict[str, Any]) -> str:
     if "2012 -> 2019 (sepsis)" in second:
         rows["2012 set A (death) -> 2019 held-out (sepsis)"] = second["2012 -> 2019 (sepsis)"]
     if not rows:
-        return "Not run (`--no-transfer-check`, or the data were not there)."
+        return ("Not run for this model (`--no-transfer-check`, or the data were not there); "
+                "`vitalstream evaluate --data-dir ../shared/data --transfer-check` refits and "
+                "reports them.")
     for name, m in rows.items():
         i = m["intervals"]
         lines.append(
@@ -232,9 +234,11 @@ argument and on the challenge's unseen-hospital results, not on a figure here.) 
 
 ## Training
 Command: `{command}` with data from `$VITALSTREAM_DATA_DIR` (took {train_seconds:.0f} s on this
-shared 2-core machine). Seed {config.get('seed')}: the same data and seed give the same splits,
-trees, calibration and thresholds; the file's bytes differ between runs (skops stamps
-archive members), so its checksum is new each time.
+shared 2-core machine{", the pseudo-external refits included" if metrics.get("unit_transfer") else ""}). Seed {config.get('seed')}: the same data and
+seed give the same splits, trees, calibration and thresholds, and the same file byte for
+byte (`write_model` renumbers skops's memory-address member names and fixes their
+times), so the same sha256; a test trains twice on the shipped sample and compares the
+files and predictions.
 
 - 2019: split by patient, stratified by septic stay: {meta.get('fit_stays')} stays fit, {meta.get('calibration_stays')}
   choose the tree count, calibrate and set thresholds, {meta.get('test_stays')} held out (`models/{holdout_name}`).
@@ -255,8 +259,13 @@ archive members), so its checksum is new each time.
 - Calibration: Platt (logistic regression of the 2019 label on the trees' log-odds) on
   the calibration patients: slope {model.platt[0]:.3f}, intercept {model.platt[1]:.3f}.
 - Operating points, chosen on the calibration patients: the utility-optimal threshold
-  {model.threshold:.4f}, and the alert-budget threshold {model.show_from:.4f}, the lowest whose new
-  alerts stay within {budget} per patient-day (one new alert per {1 / budget if budget else 0:.0f} patient-days).
+  {model.threshold:.4f}; the alert-budget threshold {model.show_from:.4f}, the lowest whose new
+  alerts stay within {budget} per patient-day (one new alert per {1 / budget if budget else 0:.0f} patient-days;
+  `vitalstream train --alert-budget`); and the thresholds at NEWS2's own burden
+  (NEWS2 with oxygen points >= 5: {_burden(meta, '>=5')} and >= 7: {_burden(meta, '>=7')} new alerts per patient-day
+  on the same patients), `news2_5_burden` {model.operating_points.get('news2_5_burden', 0):.4f} and
+  `news2_7_burden` {model.operating_points.get('news2_7_burden', 0):.4f}, so the model and NEWS2 are compared at
+  equal workload. Each is a value of `VITALSTREAM_RISK_ALERTS` (off by default).
 
 ## Goals of issue 20 against this card's internal figures
 {_goal_lines(metrics)}
@@ -265,8 +274,10 @@ These are internal figures (new patients of the same hospitals); the goals are j
 on hidden hospitals, where every earlier figure fell. Not met here means not met there.
 
 ## Held-out 2019 patients
-`vitalstream evaluate --psv-dir <training_setA> --stays models/{holdout_name} --out out/holdout`
-prints (95 % bootstrap intervals by patient):
+`vitalstream evaluate --data-dir ../shared/data --out out/holdout` (the held-out stays of
+`models/{holdout_name}` and `models/sepsis_risk_holdout_2012.txt`; the pseudo-external
+checks as `train` recorded them for this model, `--transfer-check` refits them) prints
+(95 % bootstrap intervals by patient):
 
 ```
 {summary_block}
@@ -288,7 +299,9 @@ not in the files: 0); "with oxygen points" adds 2 where the last FiO2 charted wa
 "New alerts" are hours crossing the threshold from below (or a stay's first hour above
 it); lead time is the first label hour minus the first alert hour, over septic stays
 alerted by onset; "share in never-septic stays" is the part of all new alerts that fall in
-stays that never become septic.
+stays that never become septic. "model news2_5_burden" and "model news2_7_burden" are the
+model at the burden NEWS2 with oxygen points >= 5 and >= 7 raise (chosen on the
+calibration patients): compare each with that NEWS2 row.
 
 ### Subgroups (held-out 2019 stays)
 {_subgroup_table(metrics)}
@@ -332,13 +345,16 @@ without an event is acceptable to the ward.
 1. Silent mode for the first weeks: the monitor computes and stores the risk, raises nothing.
 2. Export those stays hourly with an outcome label (the 2019 `SepsisLabel` definition, or
    the site's deterioration events) as `.psv` files.
-3. `vitalstream evaluate --psv-dir SITE_WEEKS --out out/site --recalibrate-out models/site.skops`
-   reports the figures above on the site's stays and refits the two Platt numbers there
-   (`vitalstream.training.calibration.local_platt`); the trees are unchanged, so the
-   ranking is too. A test shifts a synthetic site's true risk and checks that this
-   restores calibration slope 1 and intercept 0.
-4. Choose the threshold for the site's alert budget on the same weeks and confirm it on
-   later weeks before any alert depends on it.
+3. `vitalstream evaluate --psv-dir SITE_WEEKS --out out/site --recalibrate-out models/site.skops --alert-budget 0.25`
+   reports the figures above on the site's stays, refits the two Platt numbers there
+   (`vitalstream.training.calibration.local_platt`) and chooses the operating points again
+   on the same stays (`local_operating_points`: the site's alert budget, utility-optimal,
+   NEWS2's burden); the trees are unchanged, so the ranking is too. Tests shift a synthetic
+   site's true risk and check that this restores calibration slope 1 and intercept 0, and
+   that the command writes a loadable model whose budget threshold meets the budget there.
+4. Point the worker at the new file (`VITALSTREAM_MODEL_PATH`) and
+   confirm on *later* weeks (`vitalstream evaluate --psv-dir LATER_WEEKS --model models/site.skops`)
+   before any alert depends on it.
 
 ## Known failure modes and limitations
 - **Early, non-specific alerts.** Most septic stays are alerted many hours before the
@@ -356,6 +372,11 @@ without an event is acceptable to the ward.
   death counts as positive in fitting.
 - Ages above 89 are recorded as 100 in the 2019 source (de-identification).
 """
+
+
+def _burden(meta: dict[str, Any], trigger: str) -> str:
+    value = (meta.get("news2_oxygen_alerts_per_patient_day") or {}).get(trigger)
+    return "-" if value is None else f"{value:.2f}"
 
 
 def metrics_total(meta: dict[str, Any]) -> int:

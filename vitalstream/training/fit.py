@@ -24,9 +24,11 @@ from sklearn.metrics import roc_auc_score
 
 from vitalstream.samples import NUMERIC_PARAMETERS
 from vitalstream.scoring.model import FORMAT, assemble_inputs
+from vitalstream.training.baseline import vitals_news2_oxygen
+from vitalstream.training.evaluation import NEWS2_TRIGGERS
 from vitalstream.training.metrics import auroc, logistic_fit
 from vitalstream.training.physionet import Cohort
-from vitalstream.training.utility import normalised_utility
+from vitalstream.training.utility import RowUtilities
 
 MODEL_VERSION = "deterioration-vitals-2"
 
@@ -113,29 +115,54 @@ def choose_threshold(
 ) -> tuple[float, float]:
     """The risk threshold with the best normalised utility on these stays, and that utility."""
     grid = np.unique(np.quantile(risk, np.linspace(0.70, 0.995, candidates)))
-    stay_labels = np.split(labels.astype(int), offsets[1:-1])
+    utilities = RowUtilities(labels.astype(int), offsets)
     best = (float(grid[0]), -np.inf)
     for threshold in grid:
-        alerts = np.split((risk >= threshold).astype(int), offsets[1:-1])
-        score = normalised_utility(stay_labels, alerts)
+        score = utilities.normalised(risk >= threshold)
         if score > best[1]:
             best = (float(threshold), float(score))
     return best
+
+
+def new_alerts_per_patient_day(alerts: np.ndarray, offsets: np.ndarray) -> float:
+    """New alerts (an alert hour whose previous hour in the stay had none, or a stay's
+    first hour) per 24 hourly rows."""
+    alerts = np.asarray(alerts, dtype=bool)
+    if not len(alerts):
+        return 0.0
+    stay_start = np.zeros(len(alerts), dtype=bool)
+    stay_start[offsets[:-1][np.diff(offsets) > 0]] = True
+    previous = np.concatenate([[False], alerts[:-1]])
+    return float((alerts & (stay_start | ~previous)).sum() / (len(alerts) / 24.0))
 
 
 def threshold_for_burden(
     risk: np.ndarray, offsets: np.ndarray, alerts_per_patient_day: float
 ) -> float:
     """The lowest threshold whose new alerts per patient-day do not exceed the target."""
-    stay_start = np.zeros(len(risk), dtype=bool)
-    stay_start[offsets[:-1][np.diff(offsets) > 0]] = True
-    patient_days = len(risk) / 24.0
     for threshold in np.unique(np.quantile(risk, np.linspace(0.5, 0.9995, 400))):
-        alerts = risk >= threshold
-        previous = np.concatenate([[False], alerts[:-1]])
-        if (alerts & (stay_start | ~previous)).sum() / patient_days <= alerts_per_patient_day:
+        if new_alerts_per_patient_day(risk >= threshold, offsets) <= alerts_per_patient_day:
             return float(threshold)
     return float(risk.max())
+
+
+class _Boosting(HistGradientBoostingClassifier):
+    """The boosted trees, with bin edges from the unweighted quantiles of the fitting rows.
+
+    Row weights (the 2012 hours' ``weight_2012``) still weigh every gradient; only the 255
+    bin edges per input ignore them. scikit-learn 1.9 finds weighted edges with one Python
+    call per edge, which cost about 40 s per fit on two cores here and made `vitalstream
+    train` take 51 min; unweighted edges take a second. After fitting, the estimator is
+    handed on as a plain `HistGradientBoostingClassifier` (the type the model file trusts).
+    """
+
+    def _bin_data(self, X: np.ndarray, sample_weight: Any, is_training_data: bool) -> Any:
+        return super()._bin_data(X, None, is_training_data)
+
+
+def _plain(estimator: HistGradientBoostingClassifier) -> HistGradientBoostingClassifier:
+    estimator.__class__ = HistGradientBoostingClassifier
+    return estimator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +249,7 @@ def fit_calibrated(
     # The tree count is chosen on whole patients the trees never saw (the calibration
     # group), not by sklearn's early stopping, whose split is by row and leaks patients.
     # Grown in stages with warm_start: the trees are the same as one fit of that size.
-    estimator = HistGradientBoostingClassifier(warm_start=True, **params)
+    estimator = _Boosting(warm_start=True, **params)
     tree_count_auroc: dict[int, float] = {}
     stages = range(config.tree_count_step, config.max_iter + 1, config.tree_count_step)
     for n_trees in _progress(stages, progress, "boosting"):
@@ -233,9 +260,9 @@ def fit_calibrated(
     log(f"tree count {best} (calibration same-hour AUROC {tree_count_auroc[best]:.4f}; "
         f"{config.max_iter}: {tree_count_auroc[max(tree_count_auroc)]:.4f})")
     if best != estimator.n_iter_:
-        estimator = HistGradientBoostingClassifier(max_iter=best, **params).fit(
-            fit_X, fit_y, sample_weight=fit_w)
+        estimator = _Boosting(max_iter=best, **params).fit(fit_X, fit_y, sample_weight=fit_w)
     estimator.set_params(warm_start=False)
+    estimator = _plain(estimator)
 
     margin = estimator.decision_function(cal_X)
     platt = logistic_fit(margin, cal_y)
@@ -304,6 +331,15 @@ def train(
     fitted = fit_calibrated(cohort, X, split.fit, split.calibration, config, log, progress,
                             extra)
     estimator = fitted.estimator
+    # The model at NEWS2's own alert burden (NEWS2 with oxygen points, >= 5 and >= 7, on
+    # the same calibration patients): the comparison at equal workload.
+    calibration = cohort.subset(split.calibration)
+    cal_risk = fitted.risk(X[rows_of(cohort, split.calibration)], config.impute_typical)
+    news2_burden = {trigger: new_alerts_per_patient_day(
+        vitals_news2_oxygen(calibration) >= trigger, calibration.offsets)
+        for trigger in NEWS2_TRIGGERS}
+    at_news2 = {f"news2_{trigger}_burden": threshold_for_burden(cal_risk, calibration.offsets, b)
+                for trigger, b in news2_burden.items()}
     log(f"calibration stays: AUROC {fitted.calibration_auroc:.3f}")
     log(f"utility-optimal threshold {fitted.threshold:.4f} "
         f"(calibration utility {fitted.calibration_utility:.3f}); "
@@ -325,6 +361,7 @@ def train(
         "operating_points": {
             "utility_optimal": fitted.threshold,
             budget_key: fitted.budget_threshold,
+            **at_news2,
         },
         "metadata": {
             "config": dataclasses.asdict(config),
@@ -338,6 +375,7 @@ def train(
                                                           fitted.tree_count_auroc.items()},
             "calibration_utility": fitted.calibration_utility,
             "calibration_auroc": fitted.calibration_auroc,
+            "news2_oxygen_alerts_per_patient_day": {f">={t}": b for t, b in news2_burden.items()},
         },
     }
     return payload, split, split_2012

@@ -134,3 +134,23 @@ def dataset_transfer(
         f"{sepsis['intervals']['model']['same_hour_auroc']['value']:.3f}, NEWS2 "
         f"{sepsis['intervals']['news2']['same_hour_auroc']['value']:.3f}")
     return {"2019 -> 2012 (death)": death, "2012 -> 2019 (sepsis)": sepsis}
+
+
+def pseudo_external(
+    cohort: Cohort,
+    engine_features: np.ndarray,
+    second: Set2012 | None,
+    config: TrainConfig,
+    engine_names: list[str],
+    split_2019: Split,
+    split_2012: Split | None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every pseudo-external check the data allow: ``unit_transfer`` and, with the 2012
+    set, ``dataset_transfer`` (the keys `vitalstream train` and `evaluate` report)."""
+    out: dict[str, Any] = {"unit_transfer": unit_transfer(cohort, engine_features, config,
+                                                          engine_names, log)}
+    if second is not None and split_2012 is not None:
+        out["dataset_transfer"] = dataset_transfer(cohort, engine_features, second, config,
+                                                   engine_names, split_2019, split_2012, log)
+    return out

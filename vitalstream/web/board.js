@@ -406,7 +406,7 @@ function tile(wardName, bed) {
         el("span", { class: "total", text: String(news2.total) }),
         el("span", { class: "band", text: news2.band })),
       news2.partial ? el("span", { class: "partial", text: "partial" }) : null,
-      typeof bedState.risk === "number"
+      typeof bedState.risk === "number" && bedState.risk_shown
         ? el("span", { class: "risk", "data-risk": bedState.risk.toFixed(3), text: `Risk ${(bedState.risk * 100).toFixed(0)} %` }) : null);
     node.append(score, vitals(bedState));
   }
