@@ -5,7 +5,10 @@ batches keyed by patient, one reading a sample, as ``bench/pipeline.py`` sends t
     PYTHONPATH=$PWD python bench/monitor_core.py [--patients 1000] [--batches 60]
 
 Prints one JSON line: ``monitor_us_per_sample`` (wall time, median over batches), its
-minimum, and ``cpu_us_per_sample`` (process CPU time, median: steadier on a shared machine).
+minimum, and ``cpu_us_per_sample`` (process CPU time, median: steadier on a shared machine),
+then the same of the baseline measured in the same run on the same batches: the Python
+per-reading path the compiled core replaced, kept as the tests' oracle
+(``tests/reference_monitor.py``), and ``cpu_ratio`` = baseline CPU / core CPU.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from vitalstream.alerts import AlertPolicy
 from vitalstream.features import FeatureEngine
@@ -49,7 +54,22 @@ def main() -> int:
     if args.model:
         from vitalstream.scoring.model import RiskModel
         model = RiskModel.load(None)
-    monitor = Monitor(AlertPolicy(), engine=FeatureEngine(), model=model)
+    figures = measure(Monitor(AlertPolicy(), engine=FeatureEngine(), model=model), args)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from reference_monitor import ReferenceMonitor
+
+    baseline = measure(ReferenceMonitor(AlertPolicy(), engine=FeatureEngine(), model=model), args)
+    print(json.dumps({**figures, "patients": args.patients, "batch": args.patients * args.seconds_per_batch,
+                      "model": args.model,
+                      "baseline_us_per_sample": baseline["monitor_us_per_sample"],
+                      "baseline_cpu_us_per_sample": baseline["cpu_us_per_sample"],
+                      "baseline_alerts": baseline["alerts"],
+                      "cpu_ratio": round(baseline["cpu_us_per_sample"] / figures["cpu_us_per_sample"], 1)}))
+    return 0
+
+
+def measure(monitor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Median µs per sample (wall and CPU) of ``monitor`` on the quiet ward's batches."""
     t0 = 1_773_569_700_000
     second = 0
     for _ in range(20):  # warm up: every patient has every parameter, the kernels are compiled
@@ -68,12 +88,8 @@ def main() -> int:
         per_sample.append((time.perf_counter() - start) / len(batch) * 1e6)
         cpu.append((time.process_time() - start_cpu) / len(batch) * 1e6)
         alerts += len(result.alerts)
-    print(json.dumps({"monitor_us_per_sample": round(statistics.median(per_sample), 2),
-                      "min": round(min(per_sample), 2),
-                      "cpu_us_per_sample": round(statistics.median(cpu), 2), "patients": args.patients,
-                      "batch": args.patients * args.seconds_per_batch, "model": args.model,
-                      "alerts": alerts}))
-    return 0
+    return {"monitor_us_per_sample": round(statistics.median(per_sample), 2), "min": round(min(per_sample), 2),
+            "cpu_us_per_sample": round(statistics.median(cpu), 2), "alerts": alerts}
 
 
 if __name__ == "__main__":
