@@ -609,6 +609,8 @@ class ReferenceMonitor:
                 "time_ms": assessment.time_ms, "news2": assessment.news2.to_dict(),
                 "observations": {k: {"value": v, "time_ms": t} for k, (v, t) in assessment.observations.items()},
                 "trends_per_h": trends, "risk": assessment.risk, "model_version": assessment.model_version,
+                "risk_shown": bool(assessment.risk is not None and self.model is not None
+                                   and assessment.risk >= self.model.show_from),
                 "stale": list(assessment.stale), "spo2_scale": assessment.spo2_scale,
             })
         return states
